@@ -1,0 +1,39 @@
+//! `etp-local`: the whole platform in one process (HTTP API, timer, SQLite store).
+
+mod config;
+
+use std::sync::Arc;
+
+use etp::app::App;
+use etp::clock::{Clock, SystemClock};
+use etp::embedded::{LocalTimer, SqliteStore};
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    config::init_tracing();
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "etp-local stopped");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let cfg = config::LocalConfig::from_env()?;
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let db = SqliteStore::open(&cfg.data_dir.join("etp.sqlite3"))?;
+    let timer = LocalTimer::open(db.clone(), clock.clone(), cfg.settings.catch_up_grace).await?;
+    let app = Arc::new(App::new(Arc::new(db), Arc::new(timer.clone()), clock, cfg.settings.clone()));
+    tokio::spawn(timer.run());
+    tokio::spawn(config::purge_periodically(app.clone()));
+    let listener = TcpListener::bind(cfg.listen).await?;
+    config::announce(&listener.local_addr()?, &cfg);
+    axum::serve(listener, etp::http::router(app, cfg.token.clone()))
+        .with_graceful_shutdown(config::shutdown_signal())
+        .await?;
+    Ok(())
+}

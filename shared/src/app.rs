@@ -1,0 +1,535 @@
+//! The application service: every use case the HTTP API offers, over the ports.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::domain::event::{EventSource, EventView};
+use crate::domain::lifecycle::EventState;
+use crate::domain::new_id;
+use crate::domain::trigger::{
+    Purpose, Trigger, TriggerDefinition, TriggerKind, TriggerStatus, compile_schema,
+    payload_errors,
+};
+use crate::domain::validation::ValidationError;
+use crate::firing::{fire_test_run, idempotency_key, new_event};
+use crate::ports::{
+    EventQuery, NewEvent, Page, Recorded, Scheduler, SchedulerError, Store, StoreError,
+    TriggerQuery, TriggerStats,
+};
+
+/// Compiled payload schemas kept at most; beyond this the cache starts afresh.
+const SCHEMA_CACHE_MAX: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: String },
+    /// The request is valid but the resource's state forbids it.
+    #[error("{0}")]
+    Conflict(String),
+    /// `If-Match` named a version that is no longer current.
+    #[error("the trigger has changed since it was read; current ETag is {current}")]
+    PreconditionFailed { current: String },
+    #[error(transparent)]
+    Store(StoreError),
+    #[error(transparent)]
+    Scheduler(SchedulerError),
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::InvalidCursor => AppError::Validation(ValidationError::field(
+                "cursor",
+                "is not a cursor this listing returned",
+            )),
+            other => AppError::Store(other),
+        }
+    }
+}
+
+impl From<SchedulerError> for AppError {
+    fn from(e: SchedulerError) -> Self {
+        match e {
+            SchedulerError::Unsupported { field, message } => {
+                AppError::Validation(ValidationError::field(field, message))
+            }
+            other => AppError::Scheduler(other),
+        }
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+/// A trigger as a reader sees it, with its next firing computed at read time.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TriggerView {
+    #[serde(flatten)]
+    pub trigger: Trigger,
+    pub next_fire_at: Option<DateTime<Utc>>,
+}
+
+/// What a test run of a definition did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum TestRun {
+    /// An api definition fired at once.
+    Fired { event: EventView },
+    /// A scheduled definition will fire once, at its first occurrence.
+    Scheduled {
+        run_id: String,
+        scheduled_for: DateTime<Utc>,
+    },
+}
+
+/// Result of an api firing; `replayed` when an `Idempotency-Key` matched an earlier firing.
+#[derive(Debug, Clone)]
+pub struct Fired {
+    pub event: EventView,
+    pub replayed: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventFilter {
+    pub state: EventState,
+    pub trigger_id: Option<String>,
+    pub source: Option<EventSource>,
+    pub is_test: Option<bool>,
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct Health {
+    pub store: bool,
+    pub scheduler: bool,
+}
+
+type StatsEntry = (Instant, Arc<Vec<TriggerStats>>);
+
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub scheduler: Arc<dyn Scheduler>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Settings,
+    stats_cache: Mutex<Option<StatsEntry>>,
+    schemas: Mutex<HashMap<String, (u64, Arc<jsonschema::Validator>)>>,
+}
+
+fn not_found(id: &str) -> AppError {
+    AppError::NotFound {
+        what: "trigger",
+        id: id.to_string(),
+    }
+}
+
+/// Accepts `*`, `"N"` and `W/"N"` (a list too); anything else matches nothing.
+fn if_match_allows(if_match: Option<&str>, trigger: &Trigger) -> bool {
+    let Some(header) = if_match else { return true };
+    let current = trigger.etag();
+    header.split(',').map(str::trim).any(|tag| {
+        tag == "*" || tag == current || tag.strip_prefix("W/") == Some(current.as_str())
+    })
+}
+
+impl App {
+    pub fn new(
+        store: Arc<dyn Store>,
+        scheduler: Arc<dyn Scheduler>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            store,
+            scheduler,
+            clock,
+            settings,
+            stats_cache: Mutex::new(None),
+            schemas: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    pub fn view(&self, trigger: Trigger) -> TriggerView {
+        TriggerView {
+            next_fire_at: trigger.next_fire_after(self.now()),
+            trigger,
+        }
+    }
+
+    async fn load(&self, id: &str) -> AppResult<Trigger> {
+        self.store
+            .get_trigger(id)
+            .await?
+            .ok_or_else(|| not_found(id))
+    }
+
+    fn check_version(&self, if_match: Option<&str>, trigger: &Trigger) -> AppResult<()> {
+        if if_match_allows(if_match, trigger) {
+            Ok(())
+        } else {
+            Err(AppError::PreconditionFailed {
+                current: trigger.etag(),
+            })
+        }
+    }
+
+    pub async fn create_trigger(&self, def: TriggerDefinition) -> AppResult<Trigger> {
+        let now = self.now();
+        def.validate(now, Purpose::Store)?;
+        let trigger = Trigger::create(def, new_id(), now);
+        self.store.insert_trigger(&trigger).await?;
+        if let Err(e) = self.scheduler.schedule(&trigger).await {
+            // Nothing half-written: a trigger that cannot be scheduled is not kept.
+            if let Err(undo) = self.store.delete_trigger(&trigger.id).await {
+                tracing::error!(trigger_id = %trigger.id, error = %undo, "could not undo trigger insert");
+            }
+            return Err(e.into());
+        }
+        tracing::info!(trigger_id = %trigger.id, kind = trigger.kind.as_str(), "trigger created");
+        Ok(trigger)
+    }
+
+    pub async fn get_trigger(&self, id: &str) -> AppResult<Trigger> {
+        self.load(id).await
+    }
+
+    pub async fn list_triggers(&self, query: &TriggerQuery) -> AppResult<Page<Trigger>> {
+        Ok(self.store.list_triggers(query).await?)
+    }
+
+    /// Writes `next` over `current` and tells the scheduler; undoes the write if it cannot.
+    async fn commit(&self, current: &Trigger, next: Trigger) -> AppResult<Trigger> {
+        match self.store.replace_trigger(&next, current.version).await {
+            Err(StoreError::VersionConflict) => {
+                let latest = self.load(&current.id).await?;
+                return Err(AppError::PreconditionFailed {
+                    current: latest.etag(),
+                });
+            }
+            other => other?,
+        }
+        if let Err(e) = self.scheduler.schedule(&next).await {
+            let mut restore = current.clone();
+            restore.version = next.version + 1;
+            if let Err(undo) = self.store.replace_trigger(&restore, next.version).await {
+                tracing::error!(trigger_id = %current.id, error = %undo, "could not undo trigger change");
+            }
+            return Err(e.into());
+        }
+        Ok(next)
+    }
+
+    pub async fn replace_trigger(
+        &self,
+        id: &str,
+        def: TriggerDefinition,
+        if_match: Option<&str>,
+    ) -> AppResult<Trigger> {
+        let current = self.load(id).await?;
+        self.check_version(if_match, &current)?;
+        let now = self.now();
+        def.validate(now, Purpose::Store)?;
+        if def.kind != current.kind {
+            return Err(ValidationError::field(
+                "kind",
+                format!(
+                    "cannot change from {} to {}; create a new trigger instead",
+                    current.kind.as_str(),
+                    def.kind.as_str()
+                ),
+            )
+            .into());
+        }
+        let next = current.replaced(def, now);
+        self.commit(&current, next).await
+    }
+
+    pub async fn set_paused(
+        &self,
+        id: &str,
+        paused: bool,
+        if_match: Option<&str>,
+    ) -> AppResult<Trigger> {
+        let current = self.load(id).await?;
+        self.check_version(if_match, &current)?;
+        let target = match (current.status, paused) {
+            (TriggerStatus::Completed, _) => {
+                return Err(AppError::Conflict(
+                    "the trigger has completed; give it a new schedule with PUT to fire again"
+                        .into(),
+                ));
+            }
+            (TriggerStatus::Paused, true) | (TriggerStatus::Active, false) => return Ok(current),
+            (_, true) => TriggerStatus::Paused,
+            (_, false) => TriggerStatus::Active,
+        };
+        let next = current.with_status(target, self.now());
+        self.commit(&current, next).await
+    }
+
+    pub async fn delete_trigger(&self, id: &str, if_match: Option<&str>) -> AppResult<()> {
+        let current = self.load(id).await?;
+        self.check_version(if_match, &current)?;
+        self.scheduler.unschedule(id).await?;
+        if let Err(e) = self.store.delete_trigger(id).await {
+            if let Err(undo) = self.scheduler.schedule(&current).await {
+                tracing::error!(trigger_id = %id, error = %undo, "could not restore schedule");
+            }
+            return Err(e.into());
+        }
+        tracing::info!(trigger_id = %id, "trigger deleted");
+        Ok(())
+    }
+
+    fn validator(&self, trigger: &Trigger) -> AppResult<Arc<jsonschema::Validator>> {
+        let mut cache = self.schemas.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((version, v)) = cache.get(&trigger.id)
+            && *version == trigger.version
+        {
+            return Ok(v.clone());
+        }
+        let schema = trigger.payload_schema.as_ref().unwrap_or(&Value::Bool(true));
+        let compiled = compile_schema(schema).map_err(|e| {
+            tracing::error!(trigger_id = %trigger.id, error = %e, "stored schema does not compile");
+            AppError::Conflict("the trigger's stored payload schema is unusable".into())
+        })?;
+        let compiled = Arc::new(compiled);
+        if cache.len() >= SCHEMA_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(trigger.id.clone(), (trigger.version, compiled.clone()));
+        Ok(compiled)
+    }
+
+    fn check_payload(&self, trigger: &Trigger, payload: &Value) -> AppResult<()> {
+        let errors = payload_errors(self.validator(trigger)?.as_ref(), payload);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            let mut e = ValidationError::fields(errors);
+            e.detail = format!("the payload does not match the trigger's schema: {}", e.detail);
+            Err(e.into())
+        }
+    }
+
+    fn event_view(&self, recorded: &Recorded) -> EventView {
+        let event = recorded.event().clone();
+        let lifecycle = self.settings.lifecycle;
+        let fired_at = event.fired_at;
+        EventView::at(event.clone(), &lifecycle, self.now()).unwrap_or(EventView {
+            state: EventState::Archived,
+            archives_at: lifecycle.archives_at(fired_at),
+            expires_at: lifecycle.expires_at(fired_at),
+            event,
+        })
+    }
+
+    /// Fires an api trigger with a client's payload.
+    pub async fn fire(
+        &self,
+        id: &str,
+        payload: Value,
+        key: Option<&str>,
+    ) -> AppResult<Fired> {
+        let trigger = self.load(id).await?;
+        if trigger.kind != TriggerKind::Api {
+            return Err(AppError::Conflict(
+                "only api triggers fire through this route; use /test to test-fire a scheduled trigger".into(),
+            ));
+        }
+        if trigger.status != TriggerStatus::Active {
+            return Err(AppError::Conflict(format!(
+                "the trigger is {}; resume it first",
+                trigger.status.as_str()
+            )));
+        }
+        self.check_payload(&trigger, &payload)?;
+        let event = new_event(
+            Some(&trigger.id),
+            &trigger.name,
+            trigger.kind,
+            EventSource::Api,
+            None,
+            payload.clone(),
+            self.now(),
+        );
+        let recorded = self
+            .store
+            .record_event(NewEvent {
+                event,
+                dedupe_key: key.map(|k| idempotency_key(&trigger.id, k)),
+                complete: None,
+            })
+            .await?;
+        if let Recorded::Duplicate(earlier) = &recorded
+            && earlier.payload != payload
+        {
+            return Err(ValidationError::field(
+                "Idempotency-Key",
+                "was already used with a different payload",
+            )
+            .into());
+        }
+        Ok(Fired {
+            event: self.event_view(&recorded),
+            replayed: matches!(recorded, Recorded::Duplicate(_)),
+        })
+    }
+
+    /// Fires a stored trigger once, now, as a test; the trigger itself is untouched.
+    pub async fn test_trigger(&self, id: &str, payload: Option<Value>) -> AppResult<EventView> {
+        let trigger = self.load(id).await?;
+        let payload = match trigger.kind {
+            TriggerKind::Api => {
+                let payload = payload.unwrap_or_else(|| Value::Object(Default::default()));
+                self.check_payload(&trigger, &payload)?;
+                payload
+            }
+            TriggerKind::Scheduled => {
+                if payload.is_some() {
+                    return Err(ValidationError::field(
+                        "payload",
+                        "a scheduled trigger is test-fired with its own payload; send no body",
+                    )
+                    .into());
+                }
+                trigger.payload.clone().unwrap_or(Value::Null)
+            }
+        };
+        let event = new_event(
+            Some(&trigger.id),
+            &trigger.name,
+            trigger.kind,
+            EventSource::ManualTest,
+            None,
+            payload,
+            self.now(),
+        );
+        let recorded = self
+            .store
+            .record_event(NewEvent {
+                event,
+                dedupe_key: None,
+                complete: None,
+            })
+            .await?;
+        Ok(self.event_view(&recorded))
+    }
+
+    /// Validates a definition like a create and fires it once without storing a trigger.
+    pub async fn test_definition(&self, mut def: TriggerDefinition) -> AppResult<TestRun> {
+        let now = self.now();
+        def.validate(now, Purpose::TestRun)?;
+        let run_id = new_id();
+        match def.kind {
+            TriggerKind::Api => {
+                def.payload.get_or_insert_with(|| Value::Object(Default::default()));
+                let recorded =
+                    fire_test_run(self.store.as_ref(), self.clock.as_ref(), &run_id, &def, None)
+                        .await?;
+                Ok(TestRun::Fired {
+                    event: self.event_view(&recorded),
+                })
+            }
+            TriggerKind::Scheduled => {
+                def.schedule = def.schedule.map(|s| s.resolved(now));
+                let first = def
+                    .schedule
+                    .as_ref()
+                    .and_then(|s| s.next_after(now))
+                    .ok_or_else(|| ValidationError::field("schedule", "never fires"))?;
+                self.scheduler
+                    .schedule_test_run(&run_id, &def, first)
+                    .await?;
+                Ok(TestRun::Scheduled {
+                    run_id,
+                    scheduled_for: first,
+                })
+            }
+        }
+    }
+
+    pub async fn get_event(&self, id: &str) -> AppResult<EventView> {
+        let event = self.store.get_event(id).await?;
+        event
+            .and_then(|e| EventView::at(e, &self.settings.lifecycle, self.now()))
+            .ok_or_else(|| AppError::NotFound {
+                what: "event",
+                id: id.to_string(),
+            })
+    }
+
+    pub async fn list_events(&self, filter: EventFilter) -> AppResult<Page<EventView>> {
+        let now = self.now();
+        let lifecycle = self.settings.lifecycle;
+        let page = self
+            .store
+            .list_events(&EventQuery {
+                window: lifecycle.window(filter.state, now),
+                trigger_id: filter.trigger_id,
+                source: filter.source,
+                is_test: filter.is_test,
+                limit: filter.limit,
+                cursor: filter.cursor,
+            })
+            .await?;
+        Ok(Page {
+            items: page
+                .items
+                .into_iter()
+                .filter_map(|e| EventView::at(e, &lifecycle, now))
+                .collect(),
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    /// Per-trigger counts, from a cache that lives `ETP_STATS_CACHE_TTL`.
+    pub async fn stats(&self) -> AppResult<Arc<Vec<TriggerStats>>> {
+        let ttl = self.settings.stats_cache_ttl;
+        if let Some((at, stats)) = &*self.stats_cache.lock().unwrap_or_else(|e| e.into_inner())
+            && at.elapsed() < ttl
+        {
+            return Ok(stats.clone());
+        }
+        let now = self.now();
+        let lifecycle = self.settings.lifecycle;
+        let stats = Arc::new(
+            self.store
+                .event_stats(
+                    lifecycle.window(EventState::Active, now),
+                    lifecycle.window(EventState::Archived, now),
+                )
+                .await?,
+        );
+        *self.stats_cache.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), stats.clone()));
+        Ok(stats)
+    }
+
+    pub async fn health(&self) -> Health {
+        Health {
+            store: self.store.ping().await.is_ok(),
+            scheduler: self.scheduler.healthy().await,
+        }
+    }
+
+    /// Physically deletes expired events; reads already hide them, this reclaims the space.
+    pub async fn purge_expired(&self) -> AppResult<u64> {
+        let cutoff = self.settings.lifecycle.expired_at_or_before(self.now());
+        Ok(self.store.purge_events(cutoff).await?)
+    }
+}

@@ -1,0 +1,4 @@
+//! AWS adapters for the Lambda functions: DynamoDB store and EventBridge Scheduler.
+
+pub mod dynamo;
+pub mod scheduler;

@@ -1,0 +1,1 @@
+//! The scheduler port on EventBridge Scheduler.

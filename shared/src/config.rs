@@ -1,0 +1,136 @@
+//! Settings from `ETP_*` environment variables, read once at start-up by each entry point.
+
+use std::time::Duration as StdDuration;
+
+use chrono::Duration;
+use subtle::ConstantTimeEq;
+
+use crate::domain::lifecycle::Lifecycle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name}: {problem}")]
+    Invalid { name: &'static str, problem: String },
+}
+
+/// The bearer token that guards the API. Never printed by `Debug`.
+#[derive(Clone)]
+pub struct ApiToken(String);
+
+impl ApiToken {
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    /// A fresh random token for local runs that were given none.
+    pub fn generate() -> Self {
+        use rand::Rng;
+        let bytes: [u8; 24] = rand::rng().random();
+        use base64::Engine;
+        Self(format!(
+            "etp_{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        ))
+    }
+
+    /// Constant-time comparison, so response timing leaks nothing about the token.
+    pub fn matches(&self, presented: &str) -> bool {
+        self.0.as_bytes().ct_eq(presented.as_bytes()).into()
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiToken(<redacted>)")
+    }
+}
+
+/// Runtime-independent settings shared by the local server and the Lambda functions.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub lifecycle: Lifecycle,
+    /// How far back a missed occurrence is still worth one catch-up firing.
+    pub catch_up_grace: Duration,
+    pub stats_cache_ttl: StdDuration,
+    pub max_body_bytes: usize,
+    pub purge_every: StdDuration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            lifecycle: Lifecycle::default(),
+            catch_up_grace: Duration::minutes(10),
+            stats_cache_ttl: StdDuration::from_secs(2),
+            max_body_bytes: 256 * 1024,
+            purge_every: StdDuration::from_secs(60),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads `ETP_ACTIVE_FOR`, `ETP_RETAIN_FOR`, `ETP_CATCH_UP_GRACE`, `ETP_STATS_CACHE_TTL`,
+    /// `ETP_MAX_BODY_BYTES` and `ETP_PURGE_EVERY`; unset means the default.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let active_for = env_duration("ETP_ACTIVE_FOR")?.unwrap_or(d.lifecycle.active_for);
+        let retain_for = env_duration("ETP_RETAIN_FOR")?.unwrap_or(d.lifecycle.retain_for);
+        let lifecycle = Lifecycle::new(active_for, retain_for).map_err(|p| ConfigError::Invalid {
+            name: "ETP_RETAIN_FOR",
+            problem: p.to_string(),
+        })?;
+        Ok(Self {
+            lifecycle,
+            catch_up_grace: env_duration("ETP_CATCH_UP_GRACE")?.unwrap_or(d.catch_up_grace),
+            stats_cache_ttl: env_std_duration("ETP_STATS_CACHE_TTL")?.unwrap_or(d.stats_cache_ttl),
+            max_body_bytes: env_parse("ETP_MAX_BODY_BYTES")?.unwrap_or(d.max_body_bytes),
+            purge_every: env_std_duration("ETP_PURGE_EVERY")?.unwrap_or(d.purge_every),
+        })
+    }
+}
+
+/// The value of `name`, or `None` when unset or empty.
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn env_std_duration(name: &'static str) -> Result<Option<StdDuration>, ConfigError> {
+    env_var(name)
+        .map(|raw| {
+            humantime::parse_duration(raw.trim()).map_err(|e| ConfigError::Invalid {
+                name,
+                problem: format!("{e} (use a duration like 90s, 10m or 2h)"),
+            })
+        })
+        .transpose()
+}
+
+fn env_duration(name: &'static str) -> Result<Option<Duration>, ConfigError> {
+    env_std_duration(name)?
+        .map(|d| {
+            Duration::from_std(d).map_err(|e| ConfigError::Invalid {
+                name,
+                problem: e.to_string(),
+            })
+        })
+        .transpose()
+}
+
+/// Parses `name` with `FromStr`, naming the variable on failure.
+pub fn env_parse<T: std::str::FromStr>(name: &'static str) -> Result<Option<T>, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    env_var(name)
+        .map(|raw| {
+            raw.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                problem: e.to_string(),
+            })
+        })
+        .transpose()
+}

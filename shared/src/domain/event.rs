@@ -1,0 +1,75 @@
+//! Events: the record each firing writes, and how it is shown at read time.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::lifecycle::{EventState, Lifecycle};
+use super::trigger::TriggerKind;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EventSource {
+    Schedule,
+    Api,
+    ManualTest,
+}
+
+impl EventSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventSource::Schedule => "schedule",
+            EventSource::Api => "api",
+            EventSource::ManualTest => "manual_test",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EventStatus {
+    Success,
+    Failure,
+}
+
+/// One firing, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Event {
+    pub id: String,
+    /// `null` for a test run of a definition that was never stored.
+    pub trigger_id: Option<String>,
+    pub trigger_name: String,
+    pub kind: TriggerKind,
+    pub source: EventSource,
+    pub is_test: bool,
+    /// The occurrence this firing is for; `null` for api and test firings.
+    pub scheduled_for: Option<DateTime<Utc>>,
+    pub fired_at: DateTime<Utc>,
+    #[schema(value_type = Object)]
+    pub payload: Value,
+    pub status: EventStatus,
+}
+
+/// An event as a reader sees it at a given moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EventView {
+    #[serde(flatten)]
+    pub event: Event,
+    pub state: EventState,
+    pub archives_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl EventView {
+    /// The event as seen at `now`, or `None` once it has expired.
+    pub fn at(event: Event, lifecycle: &Lifecycle, now: DateTime<Utc>) -> Option<Self> {
+        let state = lifecycle.state(event.fired_at, now)?;
+        Some(Self {
+            state,
+            archives_at: lifecycle.archives_at(event.fired_at),
+            expires_at: lifecycle.expires_at(event.fired_at),
+            event,
+        })
+    }
+}

@@ -1,0 +1,630 @@
+//! The store port on SQLite (WAL): triggers, events, per-hour counters and the timer's jobs.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+
+use crate::domain::event::Event;
+use crate::domain::lifecycle::FiredWindow;
+use crate::domain::trigger::{Trigger, TriggerStatus};
+use crate::ports::{
+    EventQuery, EventStore, NewEvent, Page, Recorded, StoreError, TriggerQuery, TriggerStats,
+    TriggerStore,
+};
+
+const HOUR_MS: i64 = 3_600_000;
+const READERS: usize = 4;
+/// Rows deleted per purge transaction, so a big purge never blocks writers for long.
+const PURGE_BATCH: i64 = 5_000;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS triggers (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL,
+    version INTEGER NOT NULL, body TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS triggers_by_kind ON triggers(kind, id);
+CREATE INDEX IF NOT EXISTS triggers_by_status ON triggers(status, id);
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY, trigger_key TEXT NOT NULL, source TEXT NOT NULL,
+    is_test INTEGER NOT NULL, fired_ms INTEGER NOT NULL, dedupe_key TEXT UNIQUE,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_time ON events(fired_ms, id);
+CREATE INDEX IF NOT EXISTS events_by_trigger ON events(trigger_key, fired_ms, id);
+CREATE TABLE IF NOT EXISTS event_counts (
+    trigger_key TEXT NOT NULL, hour INTEGER NOT NULL, n INTEGER NOT NULL,
+    last_fired_ms INTEGER NOT NULL, trigger_name TEXT NOT NULL,
+    PRIMARY KEY (trigger_key, hour)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS timer_jobs (
+    key TEXT PRIMARY KEY, due_ms INTEGER NOT NULL, generation INTEGER NOT NULL, test_run TEXT
+) WITHOUT ROWID;
+";
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(v)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, StoreError> {
+    serde_json::from_str(body).map_err(|e| unavailable(format!("corrupt stored row: {e}")))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(unavailable)
+}
+
+/// Ad-hoc test runs have no trigger; they are counted and filtered under this key.
+fn trigger_key(trigger_id: Option<&str>) -> &str {
+    trigger_id.unwrap_or("")
+}
+
+fn encode_cursor(raw: &str) -> String {
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_cursor(cursor: &str) -> Result<String, StoreError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or(StoreError::InvalidCursor)
+}
+
+/// A job the local timer keeps: when it is due and, for test runs, the definition to fire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerJob {
+    pub key: String,
+    pub due_ms: i64,
+    pub generation: i64,
+    pub test_run: Option<String>,
+}
+
+struct Inner {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+/// SQLite in WAL mode: one writer connection and a few readers, used off the async threads.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    // NORMAL keeps every commit across a process crash (kill -9); only power loss can drop the
+    // last few, which WAL then rolls back cleanly.
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;
+         PRAGMA temp_store=MEMORY;",
+    )?;
+    Ok(conn)
+}
+
+fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let writer = connect(path).map_err(unavailable)?;
+        writer.execute_batch(SCHEMA).map_err(unavailable)?;
+        let readers = (0..READERS)
+            .map(|_| connect(path).map(Mutex::new))
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(unavailable)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&mut lock(&inner.writer)))
+            .await
+            .map_err(unavailable)?
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let i = inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len();
+            f(&lock(&inner.readers[i]))
+        })
+        .await
+        .map_err(unavailable)?
+    }
+
+    /// Every job the timer has to run, for loading at start-up.
+    pub async fn timer_jobs(&self) -> Result<Vec<TimerJob>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare("SELECT key, due_ms, generation, test_run FROM timer_jobs")
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(TimerJob {
+                        key: r.get(0)?,
+                        due_ms: r.get(1)?,
+                        generation: r.get(2)?,
+                        test_run: r.get(3)?,
+                    })
+                })
+                .map_err(unavailable)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(unavailable)
+        })
+        .await
+    }
+
+    /// Writes a job, replacing any with the same key.
+    pub async fn put_timer_job(&self, job: TimerJob) -> Result<(), StoreError> {
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO timer_jobs (key, due_ms, generation, test_run) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(key) DO UPDATE SET due_ms = ?2, generation = ?3, test_run = ?4",
+                params![job.key, job.due_ms, job.generation, job.test_run],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Moves a job to `next` (or removes it) only if it is still generation `generation`, so a firing
+    /// that finishes after the API rescheduled the trigger cannot undo that change.
+    pub async fn advance_timer_job(
+        &self,
+        key: String,
+        generation: i64,
+        next: Option<(i64, i64)>,
+    ) -> Result<bool, StoreError> {
+        self.write(move |c| {
+            let changed = match next {
+                Some((due_ms, new_generation)) => c.execute(
+                    "UPDATE timer_jobs SET due_ms = ?3, generation = ?4 WHERE key = ?1 AND generation = ?2",
+                    params![key, generation, due_ms, new_generation],
+                ),
+                None => c.execute(
+                    "DELETE FROM timer_jobs WHERE key = ?1 AND generation = ?2",
+                    params![key, generation],
+                ),
+            }
+            .map_err(unavailable)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    pub async fn delete_timer_job(&self, key: String) -> Result<(), StoreError> {
+        self.write(move |c| {
+            c.execute("DELETE FROM timer_jobs WHERE key = ?1", params![key])
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn record(c: &mut Connection, new: NewEvent) -> Result<Recorded, StoreError> {
+    let tx = c
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(unavailable)?;
+    if let Some(key) = &new.dedupe_key {
+        let existing: Option<String> = tx
+            .query_row(
+                "SELECT body FROM events WHERE dedupe_key = ?1",
+                params![key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(unavailable)?;
+        if let Some(body) = existing {
+            return Ok(Recorded::Duplicate(decode(&body)?));
+        }
+    }
+    let e = &new.event;
+    let key = trigger_key(e.trigger_id.as_deref());
+    let fired = ms(e.fired_at);
+    tx.execute(
+        "INSERT INTO events (id, trigger_key, source, is_test, fired_ms, dedupe_key, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            e.id,
+            key,
+            e.source.as_str(),
+            e.is_test,
+            fired,
+            new.dedupe_key,
+            encode(e)?
+        ],
+    )
+    .map_err(unavailable)?;
+    tx.execute(
+        "INSERT INTO event_counts (trigger_key, hour, n, last_fired_ms, trigger_name)
+         VALUES (?1, ?2, 1, ?3, ?4)
+         ON CONFLICT(trigger_key, hour) DO UPDATE SET n = n + 1,
+           last_fired_ms = max(last_fired_ms, ?3), trigger_name = ?4",
+        params![key, fired.div_euclid(HOUR_MS), fired, e.trigger_name],
+    )
+    .map_err(unavailable)?;
+    if let Some((id, version)) = &new.complete {
+        let body: Option<String> = tx
+            .query_row(
+                "SELECT body FROM triggers WHERE id = ?1 AND version = ?2 AND status = 'active'",
+                params![id, *version as i64],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(unavailable)?;
+        if let Some(body) = body {
+            let t: Trigger = decode(&body)?;
+            let done = t.with_status(TriggerStatus::Completed, e.fired_at);
+            write_trigger(&tx, &done, Some(*version))?;
+        }
+    }
+    tx.commit().map_err(unavailable)?;
+    Ok(Recorded::Written(new.event))
+}
+
+/// Inserts (`expected` = None) or replaces at `expected` version; returns rows changed.
+fn write_trigger(
+    c: &Connection,
+    t: &Trigger,
+    expected: Option<u64>,
+) -> Result<(), StoreError> {
+    let body = encode(t)?;
+    let changed = match expected {
+        None => c.execute(
+            "INSERT INTO triggers (id, kind, status, version, body) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(id) DO NOTHING",
+            params![t.id, t.kind.as_str(), t.status.as_str(), t.version as i64, body],
+        ),
+        Some(v) => c.execute(
+            "UPDATE triggers SET kind = ?2, status = ?3, version = ?4, body = ?5
+             WHERE id = ?1 AND version = ?6",
+            params![
+                t.id,
+                t.kind.as_str(),
+                t.status.as_str(),
+                t.version as i64,
+                body,
+                v as i64
+            ],
+        ),
+    }
+    .map_err(unavailable)?;
+    match (changed, expected) {
+        (1, _) => Ok(()),
+        (_, None) => Err(StoreError::AlreadyExists),
+        (_, Some(_)) => Err(StoreError::VersionConflict),
+    }
+}
+
+/// Builds `WHERE a AND b ...` with positional parameters.
+#[derive(Default)]
+struct Filter {
+    clauses: Vec<String>,
+    params: Vec<SqlValue>,
+}
+
+impl Filter {
+    fn add(&mut self, clause: &str, values: impl IntoIterator<Item = SqlValue>) {
+        let mut clause = clause.to_string();
+        for v in values {
+            self.params.push(v);
+            clause = clause.replacen('?', &format!("?{}", self.params.len()), 1);
+        }
+        self.clauses.push(clause);
+    }
+
+    fn sql(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.clauses.join(" AND "))
+        }
+    }
+}
+
+fn text(s: &str) -> SqlValue {
+    SqlValue::Text(s.to_string())
+}
+
+/// Counts per trigger of events fired after `cut`: whole hours from the counters, the partial
+/// hour at the edge from the time index, so the cost is bounded by one hour of events.
+fn counts_after(
+    c: &Connection,
+    cut: i64,
+) -> Result<std::collections::HashMap<String, u64>, StoreError> {
+    let edge_hour = cut.div_euclid(HOUR_MS);
+    let mut out = std::collections::HashMap::new();
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT trigger_key, SUM(n) FROM event_counts WHERE hour > ?1 GROUP BY trigger_key",
+        )
+        .map_err(unavailable)?;
+    let rows = stmt
+        .query_map(params![edge_hour], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .map_err(unavailable)?;
+    for row in rows {
+        let (k, n) = row.map_err(unavailable)?;
+        *out.entry(k).or_insert(0) += n as u64;
+    }
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT trigger_key, COUNT(*) FROM events WHERE fired_ms > ?1 AND fired_ms < ?2
+             GROUP BY trigger_key",
+        )
+        .map_err(unavailable)?;
+    let rows = stmt
+        .query_map(params![cut, (edge_hour + 1) * HOUR_MS], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })
+        .map_err(unavailable)?;
+    for row in rows {
+        let (k, n) = row.map_err(unavailable)?;
+        *out.entry(k).or_insert(0) += n as u64;
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl TriggerStore for SqliteStore {
+    async fn insert_trigger(&self, trigger: &Trigger) -> Result<(), StoreError> {
+        let t = trigger.clone();
+        self.write(move |c| write_trigger(c, &t, None)).await
+    }
+
+    async fn get_trigger(&self, id: &str) -> Result<Option<Trigger>, StoreError> {
+        let id = id.to_string();
+        self.read(move |c| {
+            let body: Option<String> = c
+                .prepare_cached("SELECT body FROM triggers WHERE id = ?1")
+                .and_then(|mut s| s.query_row(params![id], |r| r.get(0)).optional())
+                .map_err(unavailable)?;
+            body.map(|b| decode(&b)).transpose()
+        })
+        .await
+    }
+
+    async fn list_triggers(&self, query: &TriggerQuery) -> Result<Page<Trigger>, StoreError> {
+        let mut f = Filter::default();
+        if let Some(cursor) = &query.cursor {
+            f.add("id > ?", [text(&decode_cursor(cursor)?)]);
+        }
+        if let Some(kind) = query.kind {
+            f.add("kind = ?", [text(kind.as_str())]);
+        }
+        if let Some(status) = query.status {
+            f.add("status = ?", [text(status.as_str())]);
+        }
+        let limit = query.limit.max(1);
+        let sql = format!(
+            "SELECT body FROM triggers {} ORDER BY id LIMIT {}",
+            f.sql(),
+            limit + 1
+        );
+        let mut items: Vec<Trigger> = self
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(&sql).map_err(unavailable)?;
+                let rows = stmt
+                    .query_map(params_from_iter(f.params), |r| r.get::<_, String>(0))
+                    .map_err(unavailable)?;
+                rows.map(|b| decode(&b.map_err(unavailable)?)).collect()
+            })
+            .await?;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|t| encode_cursor(&t.id))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn replace_trigger(
+        &self,
+        trigger: &Trigger,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let t = trigger.clone();
+        self.write(move |c| write_trigger(c, &t, Some(expected_version)))
+            .await
+    }
+
+    async fn delete_trigger(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.write(move |c| {
+            let n = c
+                .execute("DELETE FROM triggers WHERE id = ?1", params![id])
+                .map_err(unavailable)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn record_event(&self, new: NewEvent) -> Result<Recorded, StoreError> {
+        self.write(move |c| record(c, new)).await
+    }
+
+    async fn get_event(&self, id: &str) -> Result<Option<Event>, StoreError> {
+        let id = id.to_string();
+        self.read(move |c| {
+            let body: Option<String> = c
+                .prepare_cached("SELECT body FROM events WHERE id = ?1")
+                .and_then(|mut s| s.query_row(params![id], |r| r.get(0)).optional())
+                .map_err(unavailable)?;
+            body.map(|b| decode(&b)).transpose()
+        })
+        .await
+    }
+
+    async fn list_events(&self, query: &EventQuery) -> Result<Page<Event>, StoreError> {
+        let mut f = Filter::default();
+        if let Some(id) = &query.trigger_id {
+            f.add("trigger_key = ?", [text(id)]);
+        }
+        f.add("fired_ms > ?", [SqlValue::Integer(ms(query.window.after))]);
+        if let Some(until) = query.window.until {
+            f.add("fired_ms <= ?", [SqlValue::Integer(ms(until))]);
+        }
+        if let Some(cursor) = &query.cursor {
+            let raw = decode_cursor(cursor)?;
+            let (fired, id) = raw
+                .split_once(':')
+                .and_then(|(f, id)| Some((f.parse::<i64>().ok()?, id.to_string())))
+                .ok_or(StoreError::InvalidCursor)?;
+            f.add(
+                "(fired_ms, id) < (?, ?)",
+                [SqlValue::Integer(fired), SqlValue::Text(id)],
+            );
+        }
+        if let Some(source) = query.source {
+            f.add("source = ?", [text(source.as_str())]);
+        }
+        if let Some(is_test) = query.is_test {
+            f.add("is_test = ?", [SqlValue::Integer(is_test.into())]);
+        }
+        let limit = query.limit.max(1);
+        let sql = format!(
+            "SELECT body FROM events {} ORDER BY fired_ms DESC, id DESC LIMIT {}",
+            f.sql(),
+            limit + 1
+        );
+        let mut items: Vec<Event> = self
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(&sql).map_err(unavailable)?;
+                let rows = stmt
+                    .query_map(params_from_iter(f.params), |r| r.get::<_, String>(0))
+                    .map_err(unavailable)?;
+                rows.map(|b| decode(&b.map_err(unavailable)?)).collect()
+            })
+            .await?;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items
+                .last()
+                .map(|e| encode_cursor(&format!("{}:{}", ms(e.fired_at), e.id)))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn event_stats(
+        &self,
+        active: FiredWindow,
+        archived: FiredWindow,
+    ) -> Result<Vec<TriggerStats>, StoreError> {
+        let active_cut = ms(active.after);
+        let retain_cut = ms(archived.after);
+        self.read(move |c| {
+            let after_active = counts_after(c, active_cut)?;
+            let after_retain = counts_after(c, retain_cut)?;
+            // With a single MAX, SQLite takes trigger_name from that row: the newest name.
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT trigger_key, trigger_name, MAX(last_fired_ms)
+                     FROM event_counts WHERE hour >= ?1 GROUP BY trigger_key ORDER BY trigger_key",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![retain_cut.div_euclid(HOUR_MS)], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })
+                .map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (key, name, last) = row.map_err(unavailable)?;
+                let total = after_retain.get(&key).copied().unwrap_or(0);
+                let act = after_active.get(&key).copied().unwrap_or(0);
+                if total == 0 {
+                    continue;
+                }
+                out.push(TriggerStats {
+                    trigger_id: (!key.is_empty()).then_some(key),
+                    trigger_name: name,
+                    active: act,
+                    archived: total.saturating_sub(act),
+                    last_fired_at: from_ms(last),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn purge_events(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let cut = ms(cutoff);
+        let mut total = 0u64;
+        loop {
+            let n = self
+                .write(move |c| {
+                    c.execute(
+                        "DELETE FROM events WHERE id IN
+                         (SELECT id FROM events WHERE fired_ms <= ?1 LIMIT ?2)",
+                        params![cut, PURGE_BATCH],
+                    )
+                    .map_err(unavailable)
+                })
+                .await?;
+            total += n as u64;
+            if (n as i64) < PURGE_BATCH {
+                break;
+            }
+        }
+        self.write(move |c| {
+            c.execute(
+                "DELETE FROM event_counts WHERE hour < ?1",
+                params![cut.div_euclid(HOUR_MS)],
+            )
+            .map_err(unavailable)
+        })
+        .await?;
+        Ok(total)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|c| {
+            c.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(unavailable)
+        })
+        .await
+    }
+}

@@ -1,0 +1,433 @@
+//! The scheduler port in-process: a durable timer whose jobs live in SQLite beside the data.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use tokio::sync::{Notify, Semaphore};
+
+use super::sqlite::{SqliteStore, TimerJob};
+use crate::clock::Clock;
+use crate::domain::trigger::{Trigger, TriggerDefinition, TriggerStatus};
+use crate::firing::{Outcome, fire_scheduled, fire_test_run};
+use crate::ports::{Scheduler, SchedulerError, Store, StoreError, TriggerQuery};
+
+/// Firings in flight at once; more wait for a slot.
+const MAX_IN_FLIGHT: usize = 256;
+/// Later than this, a job first looks for newer occurrences to coalesce into one catch-up.
+const LATE_MS: i64 = 1_000;
+/// Longest the loop sleeps, so its heartbeat proves it alive.
+const TICK_MS: i64 = 500;
+/// After a store failure a firing is retried this much later.
+const RETRY_MS: i64 = 1_000;
+
+const TRIGGER_PREFIX: &str = "trigger:";
+const TEST_PREFIX: &str = "test:";
+
+fn unavailable(e: StoreError) -> SchedulerError {
+    SchedulerError::Unavailable(e.to_string())
+}
+
+#[derive(Clone)]
+struct Live {
+    generation: i64,
+    due_ms: i64,
+    test_run: Option<Arc<TriggerDefinition>>,
+}
+
+#[derive(Default)]
+struct State {
+    heap: BinaryHeap<Reverse<(i64, i64, String)>>,
+    live: HashMap<String, Live>,
+}
+
+impl State {
+    fn put(&mut self, key: String, live: Live) {
+        self.heap.push(Reverse((live.due_ms, live.generation, key.clone())));
+        self.live.insert(key, live);
+    }
+
+    /// Pops every job due at `now_ms` that is still current.
+    fn take_due(&mut self, now_ms: i64) -> Vec<(String, Live)> {
+        let mut due = Vec::new();
+        while let Some(Reverse((due_ms, generation, _))) = self.heap.peek() {
+            if *due_ms > now_ms {
+                break;
+            }
+            let (due_ms, generation) = (*due_ms, *generation);
+            let Some(Reverse((_, _, key))) = self.heap.pop() else { break };
+            if let Some(live) = self.live.get(&key)
+                && live.generation == generation
+                && live.due_ms == due_ms
+            {
+                due.push((key, live.clone()));
+            }
+        }
+        due
+    }
+
+    fn next_due(&self) -> Option<i64> {
+        self.heap.peek().map(|Reverse((d, _, _))| *d)
+    }
+}
+
+struct Inner {
+    db: SqliteStore,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    grace: Duration,
+    state: Mutex<State>,
+    wake: Notify,
+    gens: AtomicI64,
+    started: Instant,
+    heartbeat_ms: AtomicU64,
+    permits: Arc<Semaphore>,
+}
+
+/// Fires due triggers on time; survives restarts because every job is written before it counts.
+#[derive(Clone)]
+pub struct LocalTimer {
+    inner: Arc<Inner>,
+}
+
+fn ms_to_time(ms: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(ms)
+}
+
+impl LocalTimer {
+    /// Loads the persisted jobs and schedules any active trigger that has none (one written just
+    /// before a crash), so no trigger is lost.
+    pub async fn open(
+        db: SqliteStore,
+        clock: Arc<dyn Clock>,
+        grace: Duration,
+    ) -> Result<Self, StoreError> {
+        let jobs = db.timer_jobs().await?;
+        let mut state = State::default();
+        let mut max_generation = 0;
+        for job in jobs {
+            max_generation = max_generation.max(job.generation);
+            let test_run = match &job.test_run {
+                Some(raw) => match serde_json::from_str::<TriggerDefinition>(raw) {
+                    Ok(def) => Some(Arc::new(def)),
+                    Err(e) => {
+                        tracing::error!(key = %job.key, error = %e, "dropping unreadable test run");
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            state.put(
+                job.key,
+                Live {
+                    generation: job.generation,
+                    due_ms: job.due_ms,
+                    test_run,
+                },
+            );
+        }
+        let timer = Self {
+            inner: Arc::new(Inner {
+                store: Arc::new(db.clone()),
+                db,
+                clock,
+                grace,
+                state: Mutex::new(state),
+                wake: Notify::new(),
+                gens: AtomicI64::new(max_generation + 1),
+                started: Instant::now(),
+                heartbeat_ms: AtomicU64::new(0),
+                permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            }),
+        };
+        timer.reconcile().await?;
+        Ok(timer)
+    }
+
+    async fn reconcile(&self) -> Result<(), StoreError> {
+        let mut cursor = None;
+        loop {
+            let page = self
+                .inner
+                .store
+                .list_triggers(&TriggerQuery {
+                    status: Some(TriggerStatus::Active),
+                    limit: 500,
+                    cursor,
+                    ..Default::default()
+                })
+                .await?;
+            for t in &page.items {
+                let known = self.state().live.contains_key(&trigger_key(&t.id));
+                if !known && t.schedule.is_some() {
+                    tracing::warn!(trigger_id = %t.id, "active trigger had no timer job; scheduling it");
+                    self.schedule(t).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                }
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn next_gen(&self) -> i64 {
+        self.inner.gens.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Runs the timer until the task is dropped.
+    pub async fn run(self) {
+        loop {
+            self.inner.heartbeat_ms.store(
+                self.inner.started.elapsed().as_millis() as u64,
+                Ordering::Relaxed,
+            );
+            let now_ms = self.inner.clock.now().timestamp_millis();
+            let (due, next) = {
+                let mut state = self.state();
+                (state.take_due(now_ms), state.next_due())
+            };
+            for (key, live) in due {
+                let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
+                    return;
+                };
+                let timer = self.clone();
+                tokio::spawn(async move {
+                    timer.process(key, live).await;
+                    drop(permit);
+                });
+            }
+            let wait = next.map_or(TICK_MS, |d| (d - now_ms).clamp(0, TICK_MS));
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(wait as u64)) => {}
+                _ = self.inner.wake.notified() => {}
+            }
+        }
+    }
+
+    /// Processes every job due now and waits for them: lets tests drive the timer with a
+    /// manual clock.
+    pub async fn run_due(&self) -> usize {
+        let now_ms = self.inner.clock.now().timestamp_millis();
+        let due = self.state().take_due(now_ms);
+        let n = due.len();
+        for (key, live) in due {
+            self.process(key, live).await;
+        }
+        n
+    }
+
+    /// When the job for `trigger_id` is next due, if it has one.
+    pub fn due(&self, trigger_id: &str) -> Option<DateTime<Utc>> {
+        self.state()
+            .live
+            .get(&trigger_key(trigger_id))
+            .and_then(|l| ms_to_time(l.due_ms))
+    }
+
+    async fn process(&self, key: String, live: Live) {
+        let result = match (&live.test_run, key.strip_prefix(TRIGGER_PREFIX)) {
+            (Some(def), _) => self.process_test_run(&key, &live, def).await,
+            (None, Some(id)) => self.process_trigger(&key, id, &live).await,
+            (None, None) => self.advance(&key, live.generation, None).await,
+        };
+        if let Err(e) = result {
+            tracing::error!(key = %key, error = %e, "firing failed; retrying shortly");
+            let due_ms = self.inner.clock.now().timestamp_millis() + RETRY_MS;
+            let mut state = self.state();
+            if state.live.get(&key).is_some_and(|l| l.generation == live.generation) {
+                state.put(key, Live { due_ms, ..live });
+            }
+        }
+    }
+
+    async fn process_test_run(
+        &self,
+        key: &str,
+        live: &Live,
+        def: &TriggerDefinition,
+    ) -> Result<(), StoreError> {
+        let run_id = key.trim_start_matches(TEST_PREFIX);
+        let store = self.inner.store.as_ref();
+        fire_test_run(store, self.inner.clock.as_ref(), run_id, def, ms_to_time(live.due_ms))
+            .await?;
+        self.advance(key, live.generation, None).await
+    }
+
+    async fn process_trigger(&self, key: &str, id: &str, live: &Live) -> Result<(), StoreError> {
+        let store = self.inner.store.as_ref();
+        let clock = self.inner.clock.as_ref();
+        let Some(mut scheduled_for) = ms_to_time(live.due_ms) else {
+            return self.advance(key, live.generation, None).await;
+        };
+        let now = clock.now();
+        if (now - scheduled_for).num_milliseconds() > LATE_MS {
+            // Occurrences missed while down (or suspended) coalesce into one catch-up firing for
+            // the latest of them within the grace window; older ones are skipped.
+            let Some(trigger) = store.get_trigger(id).await? else {
+                return self.advance(key, live.generation, None).await;
+            };
+            let from = scheduled_for.max(now - self.inner.grace);
+            let latest = trigger
+                .schedule
+                .as_ref()
+                .and_then(|s| s.latest_between(from, now));
+            match latest {
+                Some(l) => {
+                    if l > scheduled_for {
+                        tracing::warn!(trigger_id = %id, first_missed = %scheduled_for, catch_up = %l,
+                            "missed occurrences coalesced into one catch-up firing");
+                    }
+                    scheduled_for = l;
+                }
+                None => {
+                    tracing::warn!(trigger_id = %id, first_missed = %scheduled_for,
+                        grace_s = self.inner.grace.num_seconds(),
+                        "missed occurrences older than the grace window skipped");
+                    let next = trigger.next_fire_after(now);
+                    return self.advance(key, live.generation, next).await;
+                }
+            }
+        }
+        let firing = fire_scheduled(store, clock, id, scheduled_for).await?;
+        match &firing.outcome {
+            Outcome::Fired(e) => {
+                tracing::info!(trigger_id = %id, event_id = %e.id, scheduled_for = %scheduled_for,
+                    lateness_ms = (e.fired_at - scheduled_for).num_milliseconds(), "fired");
+            }
+            Outcome::AlreadyFired(e) => {
+                tracing::info!(trigger_id = %id, event_id = %e.id, "occurrence had already fired");
+            }
+            Outcome::Skipped(why) => tracing::info!(trigger_id = %id, reason = ?why, "skipped"),
+        }
+        let next = match (&firing.outcome, &firing.trigger) {
+            (Outcome::Skipped(_), _) | (_, None) => None,
+            (_, Some(t)) => t.schedule.as_ref().and_then(|s| s.next_after(scheduled_for)),
+        };
+        self.advance(key, live.generation, next).await
+    }
+
+    /// Moves job `key` from generation `generation` to its next due time, or removes it.
+    async fn advance(
+        &self,
+        key: &str,
+        generation: i64,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let new_generation = self.next_gen();
+        let next_ms = next.map(|t| t.timestamp_millis());
+        let moved = self
+            .inner
+            .db
+            .advance_timer_job(key.to_string(), generation, next_ms.map(|d| (d, new_generation)))
+            .await?;
+        if !moved {
+            return Ok(());
+        }
+        let mut state = self.state();
+        if state.live.get(key).is_some_and(|l| l.generation == generation) {
+            match next_ms {
+                Some(due_ms) => state.put(
+                    key.to_string(),
+                    Live {
+                        generation: new_generation,
+                        due_ms,
+                        test_run: None,
+                    },
+                ),
+                None => {
+                    state.live.remove(key);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn put_job(
+        &self,
+        key: String,
+        due: DateTime<Utc>,
+        test_run: Option<TriggerDefinition>,
+    ) -> Result<(), SchedulerError> {
+        let generation = self.next_gen();
+        let raw = test_run
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| SchedulerError::Unavailable(e.to_string()))?;
+        let due_ms = due.timestamp_millis();
+        self.inner
+            .db
+            .put_timer_job(TimerJob {
+                key: key.clone(),
+                due_ms,
+                generation,
+                test_run: raw,
+            })
+            .await
+            .map_err(unavailable)?;
+        self.state().put(
+            key,
+            Live {
+                generation,
+                due_ms,
+                test_run: test_run.map(Arc::new),
+            },
+        );
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    async fn remove_job(&self, key: String) -> Result<(), SchedulerError> {
+        self.inner
+            .db
+            .delete_timer_job(key.clone())
+            .await
+            .map_err(unavailable)?;
+        self.state().live.remove(&key);
+        Ok(())
+    }
+}
+
+fn trigger_key(id: &str) -> String {
+    format!("{TRIGGER_PREFIX}{id}")
+}
+
+#[async_trait]
+impl Scheduler for LocalTimer {
+    async fn schedule(&self, trigger: &Trigger) -> Result<(), SchedulerError> {
+        let key = trigger_key(&trigger.id);
+        match trigger.next_fire_after(self.inner.clock.now()) {
+            Some(due) => self.put_job(key, due, None).await,
+            None => self.remove_job(key).await,
+        }
+    }
+
+    async fn unschedule(&self, trigger_id: &str) -> Result<(), SchedulerError> {
+        self.remove_job(trigger_key(trigger_id)).await
+    }
+
+    async fn schedule_test_run(
+        &self,
+        run_id: &str,
+        definition: &TriggerDefinition,
+        at: DateTime<Utc>,
+    ) -> Result<(), SchedulerError> {
+        self.put_job(format!("{TEST_PREFIX}{run_id}"), at, Some(definition.clone()))
+            .await
+    }
+
+    async fn healthy(&self) -> bool {
+        let beat = self.inner.heartbeat_ms.load(Ordering::Relaxed);
+        let now = self.inner.started.elapsed().as_millis() as u64;
+        beat > 0 && now.saturating_sub(beat) < 5_000
+    }
+}

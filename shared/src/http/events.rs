@@ -1,0 +1,90 @@
+//! Event log routes: listings by lifecycle state, one event, and per-trigger counts.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::extract::ApiQuery;
+use super::problem::{ApiError, Problem};
+use super::{default_limit, page_limit};
+use crate::app::{App, EventFilter};
+use crate::domain::event::{EventSource, EventView};
+use crate::domain::lifecycle::EventState;
+use crate::ports::{Page, TriggerStats};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventListQuery {
+    /// `active` (fired less than the active window ago; default) or `archived`.
+    #[serde(default = "default_state")]
+    #[param(inline)]
+    pub state: EventState,
+    pub trigger_id: Option<String>,
+    pub source: Option<EventSource>,
+    pub is_test: Option<bool>,
+    /// Page size, 1 to 200 (default 50).
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+    /// `next_cursor` from the previous page.
+    pub cursor: Option<String>,
+}
+
+fn default_state() -> EventState {
+    EventState::Active
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatsResponse {
+    pub items: Vec<TriggerStats>,
+}
+
+/// List active or archived events, newest first.
+#[utoipa::path(get, path = "/events", tag = "events", params(EventListQuery),
+    responses(
+        (status = 200, body = Page<EventView>),
+        (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad cursor", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(app): State<Arc<App>>,
+    ApiQuery(q): ApiQuery<EventListQuery>,
+) -> Result<Json<Page<EventView>>, ApiError> {
+    let page = app
+        .list_events(EventFilter {
+            state: q.state,
+            trigger_id: q.trigger_id,
+            source: q.source,
+            is_test: q.is_test,
+            limit: page_limit(q.limit)?,
+            cursor: q.cursor,
+        })
+        .await?;
+    Ok(Json(page))
+}
+
+/// Read one event; expired events are gone (404).
+#[utoipa::path(get, path = "/events/{id}", tag = "events", params(("id" = String, Path)),
+    responses(
+        (status = 200, body = EventView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<EventView>, ApiError> {
+    Ok(Json(app.get_event(&id).await?))
+}
+
+/// Per trigger: active and archived event counts and the last firing (cached for a few seconds).
+#[utoipa::path(get, path = "/events/stats", tag = "events",
+    responses((status = 200, body = StatsResponse)))]
+pub async fn stats(State(app): State<Arc<App>>) -> Result<Json<StatsResponse>, ApiError> {
+    let stats = app.stats().await?;
+    Ok(Json(StatsResponse {
+        items: stats.as_ref().clone(),
+    }))
+}

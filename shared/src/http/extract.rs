@@ -1,0 +1,166 @@
+//! Request extractors that turn every unreadable input into a precise problem response.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use super::problem::ApiError;
+use crate::domain::validation::{FieldError, ValidationError};
+
+/// A JSON request body, parsed strictly (unknown fields, wrong types and missing fields are
+/// named by path).
+pub struct JsonBody<T>(pub T);
+
+/// Like [`JsonBody`], but an empty body is `None`.
+pub struct OptionalJsonBody<T>(pub Option<T>);
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| is_json(v.to_str().unwrap_or("")));
+    let limit = req
+        .extensions()
+        .get::<BodyLimit>()
+        .map_or(usize::MAX, |l| l.0);
+    let bytes = Bytes::from_request(req, state)
+        .await
+        .map_err(|rejection: BytesRejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge { limit }
+            } else {
+                ApiError::bad_request("body", "could not be read")
+            }
+        })?;
+    if !bytes.is_empty() && declared != Some(true) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    Ok(bytes)
+}
+
+/// The body limit in force, put in request extensions by the router so 413s can name it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// The field a serde error points at, e.g. `schedule.every_seconds`.
+fn field_of(path: &str, message: &str) -> String {
+    let parent = if path == "." { "" } else { path };
+    // The path of an unknown field already ends in its name; a missing one's is the parent.
+    let named = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    match (parent, named) {
+        ("", Some(name)) => name.to_string(),
+        (p, Some(name)) => format!("{p}.{name}"),
+        ("", None) => "body".to_string(),
+        (p, None) => p.to_string(),
+    }
+}
+
+/// serde_json appends " at line L column C"; the position is reported separately.
+fn message_of(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+fn malformed(e: &serde_json::Error) -> ApiError {
+    let message = message_of(e);
+    ApiError::BadRequest {
+        detail: format!(
+            "malformed JSON at line {} column {}: {message}",
+            e.line(),
+            e.column()
+        ),
+        errors: vec![FieldError::new("body", message)],
+    }
+}
+
+/// Parses a whole JSON document into `T`: syntax errors are 400, shape errors 422.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    use serde_json::error::Category;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let inner = e.inner();
+        match inner.classify() {
+            Category::Data => {
+                let message = message_of(inner);
+                let field = field_of(&e.path().to_string(), &message);
+                ApiError::from(ValidationError::fields(vec![FieldError::new(field, message)]))
+            }
+            _ => malformed(inner),
+        }
+    })?;
+    de.end().map_err(|e| malformed(&e))?;
+    Ok(value)
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = read_body(req, state).await?;
+        if bytes.is_empty() {
+            return Err(ApiError::bad_request("body", "is required: send a JSON document"));
+        }
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = read_body(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJsonBody(None));
+        }
+        parse_json(&bytes).map(|v| OptionalJsonBody(Some(v)))
+    }
+}
+
+/// A query string parsed strictly into `T`.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| ApiQuery(v))
+            .map_err(|rejection| {
+                let text = rejection.body_text();
+                let message = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text)
+                    .to_string();
+                ApiError::bad_request("query", message)
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_named_by_path() {
+        assert_eq!(field_of(".", "missing field `kind`"), "kind");
+        assert_eq!(field_of("schedule.every", "unknown field `every`, expected"), "schedule.every");
+        assert_eq!(field_of("schedule", "missing field `at`"), "schedule.at");
+        assert_eq!(field_of("schedule.every_seconds", "invalid type"), "schedule.every_seconds");
+        assert_eq!(field_of(".", "invalid type: string"), "body");
+    }
+}

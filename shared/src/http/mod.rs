@@ -1,0 +1,75 @@
+//! The HTTP API: one axum router served by the local server and by the Lambda functions alike.
+
+pub mod auth;
+pub mod events;
+pub mod extract;
+pub mod openapi;
+pub mod problem;
+pub mod system;
+pub mod triggers;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::{Extension, Router, middleware};
+
+use crate::app::App;
+use crate::config::ApiToken;
+use extract::BodyLimit;
+use problem::ApiError;
+
+pub const MAX_PAGE: usize = 200;
+
+pub(crate) fn default_limit() -> usize {
+    50
+}
+
+pub(crate) fn page_limit(limit: usize) -> Result<usize, ApiError> {
+    if (1..=MAX_PAGE).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::bad_request(
+            "limit",
+            format!("must be between 1 and {MAX_PAGE}"),
+        ))
+    }
+}
+
+/// Routes that need the bearer token.
+fn protected(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/triggers", post(triggers::create).get(triggers::list))
+        .route("/triggers/test", post(triggers::test_definition))
+        .route(
+            "/triggers/{id}",
+            get(triggers::get)
+                .put(triggers::replace)
+                .delete(triggers::delete),
+        )
+        .route("/triggers/{id}/pause", post(triggers::pause))
+        .route("/triggers/{id}/resume", post(triggers::resume))
+        .route("/triggers/{id}/fire", post(triggers::fire))
+        .route("/triggers/{id}/test", post(triggers::test_stored))
+        .route("/events", get(events::list))
+        .route("/events/stats", get(events::stats))
+        .route("/events/{id}", get(events::get))
+        .with_state(app)
+}
+
+/// The whole API.
+pub fn router(app: Arc<App>, token: ApiToken) -> Router {
+    let limit = app.settings.max_body_bytes;
+    let public = Router::new()
+        .route("/health", get(system::health))
+        .route("/openapi.json", get(system::openapi))
+        .with_state(app.clone());
+    let guarded =
+        protected(app).route_layer(middleware::from_fn_with_state(token, auth::require_token));
+    public
+        .merge(guarded)
+        .fallback(|| async { ApiError::NoRoute })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(Extension(BodyLimit(limit)))
+}

@@ -1,0 +1,161 @@
+//! The one place that maps errors to HTTP statuses and `application/problem+json` bodies.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::app::AppError;
+use crate::domain::validation::{FieldError, ValidationError};
+use crate::ports::StoreError;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI reference naming the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// What is wrong with which field, where fields are at fault.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    App(#[from] AppError),
+    /// The request could not be read (malformed JSON, bad query string, missing body).
+    #[error("{detail}")]
+    BadRequest {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
+    #[error("body larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("unauthorized")]
+    Unauthorized,
+    #[error("no such route")]
+    NoRoute,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        ApiError::App(AppError::Validation(e))
+    }
+}
+
+impl ApiError {
+    pub fn bad_request(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        ApiError::BadRequest {
+            detail: format!("{field}: {message}"),
+            errors: vec![FieldError::new(field, message)],
+        }
+    }
+
+    fn problem(&self) -> (StatusCode, &'static str, String, Vec<FieldError>) {
+        use StatusCode as S;
+        match self {
+            ApiError::App(AppError::Validation(v)) => (
+                S::UNPROCESSABLE_ENTITY,
+                "validation-error",
+                v.detail.clone(),
+                v.errors.clone(),
+            ),
+            ApiError::App(AppError::NotFound { what, id }) => (
+                S::NOT_FOUND,
+                "not-found",
+                format!("no {what} with id {id:?}"),
+                vec![],
+            ),
+            ApiError::App(AppError::Conflict(detail)) => {
+                (S::CONFLICT, "conflict", detail.clone(), vec![])
+            }
+            ApiError::App(e @ AppError::PreconditionFailed { .. }) => {
+                (S::PRECONDITION_FAILED, "precondition-failed", e.to_string(), vec![])
+            }
+            ApiError::App(AppError::Store(StoreError::VersionConflict)) => (
+                S::CONFLICT,
+                "conflict",
+                "the resource was changed concurrently; read it again and retry".into(),
+                vec![],
+            ),
+            ApiError::App(AppError::Store(_) | AppError::Scheduler(_)) => (
+                S::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "a backing service is unavailable; retry shortly".into(),
+                vec![],
+            ),
+            ApiError::BadRequest { detail, errors } => {
+                (S::BAD_REQUEST, "bad-request", detail.clone(), errors.clone())
+            }
+            ApiError::PayloadTooLarge { limit } => (
+                S::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                format!("the request body is larger than the limit of {limit} bytes"),
+                vec![],
+            ),
+            ApiError::UnsupportedMediaType => (
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "send the body as JSON with Content-Type: application/json".into(),
+                vec![],
+            ),
+            ApiError::Unauthorized => (
+                S::UNAUTHORIZED,
+                "unauthorized",
+                "send a valid API token as Authorization: Bearer <token>".into(),
+                vec![],
+            ),
+            ApiError::NoRoute => (
+                S::NOT_FOUND,
+                "not-found",
+                "no such route; see /openapi.json".into(),
+                vec![],
+            ),
+            ApiError::MethodNotAllowed => (
+                S::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "this route does not accept that method; see /openapi.json".into(),
+                vec![],
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, slug, detail, errors) = self.problem();
+        if status.is_server_error() {
+            // The cause is for operators; clients get a generic detail.
+            tracing::error!(error = %self, "request failed");
+        }
+        let body = Problem {
+            kind: format!("https://etp.invalid/problems/{slug}"),
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            status: status.as_u16(),
+            detail,
+            errors,
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"etp\""),
+            );
+        }
+        response
+    }
+}

@@ -1,0 +1,238 @@
+//! Trigger routes: CRUD, pause/resume, api firing and test runs.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::IntoParams;
+
+use super::extract::{ApiQuery, JsonBody, OptionalJsonBody};
+use super::problem::{ApiError, Problem};
+use super::{default_limit, page_limit};
+use crate::app::{App, TestRun, TriggerView};
+use crate::domain::event::EventView;
+use crate::domain::trigger::{TriggerDefinition, TriggerKind, TriggerStatus};
+use crate::ports::{Page, TriggerQuery};
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TriggerListQuery {
+    pub kind: Option<TriggerKind>,
+    pub status: Option<TriggerStatus>,
+    /// Page size, 1 to 200 (default 50).
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+    /// `next_cursor` from the previous page.
+    pub cursor: Option<String>,
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::bad_request(name, "must be visible ASCII"))
+        })
+        .transpose()
+}
+
+fn with_etag(status: StatusCode, view: TriggerView) -> Response {
+    let etag = HeaderValue::from_str(&view.trigger.etag()).ok();
+    let mut response = (status, Json(view)).into_response();
+    if let Some(etag) = etag {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
+/// Create a trigger.
+#[utoipa::path(post, path = "/triggers", tag = "triggers", request_body = TriggerDefinition,
+    responses(
+        (status = 201, description = "Created; `Location` names it", body = TriggerView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid definition", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create(State(app): State<Arc<App>>, JsonBody(def): JsonBody<TriggerDefinition>) -> Result<Response> {
+    let trigger = app.create_trigger(def).await?;
+    let location = HeaderValue::from_str(&format!("/triggers/{}", trigger.id)).ok();
+    let mut response = with_etag(StatusCode::CREATED, app.view(trigger));
+    if let Some(location) = location {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// List triggers in creation order.
+#[utoipa::path(get, path = "/triggers", tag = "triggers", params(TriggerListQuery),
+    responses(
+        (status = 200, body = Page<TriggerView>),
+        (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad cursor", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<TriggerListQuery>) -> Result<Json<Page<TriggerView>>> {
+    let page = app
+        .list_triggers(&TriggerQuery {
+            kind: q.kind,
+            status: q.status,
+            limit: page_limit(q.limit)?,
+            cursor: q.cursor,
+        })
+        .await?;
+    Ok(Json(Page {
+        items: page.items.into_iter().map(|t| app.view(t)).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Read one trigger; the `ETag` header carries its version.
+#[utoipa::path(get, path = "/triggers/{id}", tag = "triggers", params(("id" = String, Path)),
+    responses(
+        (status = 200, body = TriggerView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response> {
+    let trigger = app.get_trigger(&id).await?;
+    Ok(with_etag(StatusCode::OK, app.view(trigger)))
+}
+
+/// Replace a trigger's definition; only future firings see the change.
+#[utoipa::path(put, path = "/triggers/{id}", tag = "triggers", request_body = TriggerDefinition,
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "ETag from a read; 412 when stale")),
+    responses(
+        (status = 200, body = TriggerView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Changed since read", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn replace(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(def): JsonBody<TriggerDefinition>,
+) -> Result<Response> {
+    let if_match = header_str(&headers, "if-match")?;
+    let trigger = app.replace_trigger(&id, def, if_match).await?;
+    Ok(with_etag(StatusCode::OK, app.view(trigger)))
+}
+
+/// Delete a trigger; its schedule stops and its past events stay.
+#[utoipa::path(delete, path = "/triggers/{id}", tag = "triggers",
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 412, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete(State(app): State<Arc<App>>, Path(id): Path<String>, headers: HeaderMap) -> Result<StatusCode> {
+    app.delete_trigger(&id, header_str(&headers, "if-match")?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Pause a trigger: it does not fire until resumed.
+#[utoipa::path(post, path = "/triggers/{id}/pause", tag = "triggers",
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses(
+        (status = 200, body = TriggerView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Completed", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn pause(State(app): State<Arc<App>>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response> {
+    let t = app.set_paused(&id, true, header_str(&headers, "if-match")?).await?;
+    Ok(with_etag(StatusCode::OK, app.view(t)))
+}
+
+/// Resume a paused trigger; it fires at its next occurrence from now.
+#[utoipa::path(post, path = "/triggers/{id}/resume", tag = "triggers",
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses(
+        (status = 200, body = TriggerView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Completed", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn resume(State(app): State<Arc<App>>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response> {
+    let t = app.set_paused(&id, false, header_str(&headers, "if-match")?).await?;
+    Ok(with_etag(StatusCode::OK, app.view(t)))
+}
+
+fn accepted(event: EventView, replayed: bool) -> Response {
+    let location = HeaderValue::from_str(&format!("/events/{}", event.event.id)).ok();
+    let mut response = (StatusCode::ACCEPTED, Json(event)).into_response();
+    let headers = response.headers_mut();
+    if let Some(location) = location {
+        headers.insert(header::LOCATION, location);
+    }
+    if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// Fire an api trigger; the body is the payload and must match the trigger's schema.
+#[utoipa::path(post, path = "/triggers/{id}/fire", tag = "triggers",
+    request_body(content = Object, description = "The payload"),
+    params(("id" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Same key, same event: no second firing")),
+    responses(
+        (status = 202, description = "Fired; `Idempotent-Replayed: true` when the key matched an earlier firing", body = EventView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Paused, or not an api trigger", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Payload breaks the schema", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn fire(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(payload): JsonBody<Value>,
+) -> Result<Response> {
+    let key = header_str(&headers, "idempotency-key")?;
+    if let Some(k) = key
+        && (k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY)
+    {
+        return Err(ApiError::bad_request(
+            "Idempotency-Key",
+            format!("must be 1 to {MAX_IDEMPOTENCY_KEY} characters"),
+        ));
+    }
+    let fired = app.fire(&id, payload, key).await?;
+    Ok(accepted(fired.event, fired.replayed))
+}
+
+/// Fire a stored trigger once, now, as a test (`source` = `manual_test`).
+#[utoipa::path(post, path = "/triggers/{id}/test", tag = "triggers",
+    request_body(content = Option<Object>, description = "For api triggers: the payload (default `{}`)"),
+    params(("id" = String, Path)),
+    responses(
+        (status = 202, body = EventView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn test_stored(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    OptionalJsonBody(payload): OptionalJsonBody<Value>,
+) -> Result<Response> {
+    let event = app.test_trigger(&id, payload).await?;
+    Ok(accepted(event, false))
+}
+
+/// Test-run a definition without storing a trigger: api definitions fire now (with `payload`),
+/// scheduled ones once at their first occurrence.
+#[utoipa::path(post, path = "/triggers/test", tag = "triggers", request_body = TriggerDefinition,
+    responses(
+        (status = 202, body = TestRun),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn test_definition(State(app): State<Arc<App>>, JsonBody(def): JsonBody<TriggerDefinition>) -> Result<(StatusCode, Json<TestRun>)> {
+    Ok((StatusCode::ACCEPTED, Json(app.test_definition(def).await?)))
+}

@@ -1,0 +1,149 @@
+//! Ports: the small traits the domain needs from the outside world (stores and a scheduler).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::event::{Event, EventSource};
+use crate::domain::lifecycle::FiredWindow;
+use crate::domain::trigger::{Trigger, TriggerDefinition, TriggerKind, TriggerStatus};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The stored version differs from the one the write was based on.
+    #[error("version conflict")]
+    VersionConflict,
+    #[error("already exists")]
+    AlreadyExists,
+    #[error("invalid cursor")]
+    InvalidCursor,
+    /// The backing store failed; the text is for logs, never for clients.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// The schedule cannot be expressed by this scheduler (e.g. sub-minute on EventBridge).
+    #[error("{field}: {message}")]
+    Unsupported { field: String, message: String },
+    #[error("scheduler unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// One page of results and the opaque cursor for the next, if there is one.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TriggerQuery {
+    pub kind: Option<TriggerKind>,
+    pub status: Option<TriggerStatus>,
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventQuery {
+    pub window: FiredWindow,
+    pub trigger_id: Option<String>,
+    pub source: Option<EventSource>,
+    pub is_test: Option<bool>,
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+/// Per-trigger event counts; ad-hoc test runs are grouped under a `null` trigger id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct TriggerStats {
+    pub trigger_id: Option<String>,
+    pub trigger_name: String,
+    pub active: u64,
+    pub archived: u64,
+    pub last_fired_at: Option<DateTime<Utc>>,
+}
+
+/// An event to write once: a second write with the same `dedupe_key` returns the first event.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event: Event,
+    /// Identity of the firing, e.g. trigger + scheduled time, or trigger + Idempotency-Key.
+    pub dedupe_key: Option<String>,
+    /// Mark this trigger completed in the same atomic write, if it is still at this version.
+    pub complete: Option<(String, u64)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recorded {
+    Written(Event),
+    /// The firing had already been recorded; this is the event from then.
+    Duplicate(Event),
+}
+
+impl Recorded {
+    pub fn event(&self) -> &Event {
+        match self {
+            Recorded::Written(e) | Recorded::Duplicate(e) => e,
+        }
+    }
+}
+
+#[async_trait]
+pub trait TriggerStore: Send + Sync {
+    async fn insert_trigger(&self, trigger: &Trigger) -> Result<(), StoreError>;
+    async fn get_trigger(&self, id: &str) -> Result<Option<Trigger>, StoreError>;
+    /// Triggers in id (creation) order.
+    async fn list_triggers(&self, query: &TriggerQuery) -> Result<Page<Trigger>, StoreError>;
+    /// Writes `trigger` only if the stored version is `expected_version`.
+    async fn replace_trigger(
+        &self,
+        trigger: &Trigger,
+        expected_version: u64,
+    ) -> Result<(), StoreError>;
+    /// Removes the trigger (its events stay); false when there was none.
+    async fn delete_trigger(&self, id: &str) -> Result<bool, StoreError>;
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    async fn record_event(&self, new: NewEvent) -> Result<Recorded, StoreError>;
+    async fn get_event(&self, id: &str) -> Result<Option<Event>, StoreError>;
+    /// Events with `fired_at` in the window, newest first.
+    async fn list_events(&self, query: &EventQuery) -> Result<Page<Event>, StoreError>;
+    /// Counts per trigger of events fired in `active` and in `archived`.
+    async fn event_stats(
+        &self,
+        active: FiredWindow,
+        archived: FiredWindow,
+    ) -> Result<Vec<TriggerStats>, StoreError>;
+    /// Physically deletes events fired at or before `cutoff`; returns how many.
+    async fn purge_events(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError>;
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Everything the platform keeps.
+pub trait Store: TriggerStore + EventStore {}
+impl<T: TriggerStore + EventStore> Store for T {}
+
+/// What fires triggers on time. The API never runs timers itself; it reports changes here.
+#[async_trait]
+pub trait Scheduler: Send + Sync {
+    /// The trigger was created or changed (including pause and resume): fire it per its current
+    /// schedule and status from now on.
+    async fn schedule(&self, trigger: &Trigger) -> Result<(), SchedulerError>;
+    /// The trigger was deleted: never fire it again.
+    async fn unschedule(&self, trigger_id: &str) -> Result<(), SchedulerError>;
+    /// Fire a definition that is not stored once at `at`, as a test run.
+    async fn schedule_test_run(
+        &self,
+        run_id: &str,
+        definition: &TriggerDefinition,
+        at: DateTime<Utc>,
+    ) -> Result<(), SchedulerError>;
+    /// Whether the scheduler is alive and able to fire.
+    async fn healthy(&self) -> bool;
+}
