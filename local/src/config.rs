@@ -21,7 +21,8 @@ impl LocalConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         let given = env_var("ETP_API_TOKEN").map(ApiToken::new);
         Ok(Self {
-            listen: env_parse("ETP_LISTEN")?.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
+            listen: env_parse("ETP_LISTEN")?
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
             data_dir: env_var("ETP_DATA_DIR").map_or_else(|| PathBuf::from(".etp"), PathBuf::from),
             generated_token: given.is_none(),
             token: given.unwrap_or_else(ApiToken::generate),
@@ -34,7 +35,9 @@ impl LocalConfig {
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if env_var("ETP_LOG_FORMAT").as_deref() == Some("json") {
         builder.json().init();
     } else {
@@ -75,7 +78,8 @@ pub async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

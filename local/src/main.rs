@@ -27,7 +27,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let db = SqliteStore::open(&cfg.data_dir.join("etp.sqlite3"))?;
     let timer = LocalTimer::open(db.clone(), clock.clone(), cfg.settings.catch_up_grace).await?;
-    let app = Arc::new(App::new(Arc::new(db), Arc::new(timer.clone()), clock, cfg.settings.clone()));
+    let app = Arc::new(App::new(
+        Arc::new(db),
+        Arc::new(timer.clone()),
+        clock,
+        cfg.settings.clone(),
+    ));
     tokio::spawn(timer.run());
     tokio::spawn(config::purge_periodically(app.clone()));
     let listener = TcpListener::bind(cfg.listen).await?;

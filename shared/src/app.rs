@@ -15,8 +15,7 @@ use crate::domain::event::{EventSource, EventView};
 use crate::domain::lifecycle::EventState;
 use crate::domain::new_id;
 use crate::domain::trigger::{
-    Purpose, Trigger, TriggerDefinition, TriggerKind, TriggerStatus, compile_schema,
-    payload_errors,
+    Purpose, Trigger, TriggerDefinition, TriggerKind, TriggerStatus, compile_schema, payload_errors,
 };
 use crate::domain::validation::ValidationError;
 use crate::firing::{fire_test_run, idempotency_key, new_event};
@@ -137,9 +136,10 @@ fn not_found(id: &str) -> AppError {
 fn if_match_allows(if_match: Option<&str>, trigger: &Trigger) -> bool {
     let Some(header) = if_match else { return true };
     let current = trigger.etag();
-    header.split(',').map(str::trim).any(|tag| {
-        tag == "*" || tag == current || tag.strip_prefix("W/") == Some(current.as_str())
-    })
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag == current || tag.strip_prefix("W/") == Some(current.as_str()))
 }
 
 impl App {
@@ -302,7 +302,10 @@ impl App {
         {
             return Ok(v.clone());
         }
-        let schema = trigger.payload_schema.as_ref().unwrap_or(&Value::Bool(true));
+        let schema = trigger
+            .payload_schema
+            .as_ref()
+            .unwrap_or(&Value::Bool(true));
         let compiled = compile_schema(schema).map_err(|e| {
             tracing::error!(trigger_id = %trigger.id, error = %e, "stored schema does not compile");
             AppError::Conflict("the trigger's stored payload schema is unusable".into())
@@ -321,7 +324,10 @@ impl App {
             Ok(())
         } else {
             let mut e = ValidationError::fields(errors);
-            e.detail = format!("the payload does not match the trigger's schema: {}", e.detail);
+            e.detail = format!(
+                "the payload does not match the trigger's schema: {}",
+                e.detail
+            );
             Err(e.into())
         }
     }
@@ -339,12 +345,7 @@ impl App {
     }
 
     /// Fires an api trigger with a client's payload.
-    pub async fn fire(
-        &self,
-        id: &str,
-        payload: Value,
-        key: Option<&str>,
-    ) -> AppResult<Fired> {
+    pub async fn fire(&self, id: &str, payload: Value, key: Option<&str>) -> AppResult<Fired> {
         let trigger = self.load(id).await?;
         if trigger.kind != TriggerKind::Api {
             return Err(AppError::Conflict(
@@ -437,10 +438,16 @@ impl App {
         let run_id = new_id();
         match def.kind {
             TriggerKind::Api => {
-                def.payload.get_or_insert_with(|| Value::Object(Default::default()));
-                let recorded =
-                    fire_test_run(self.store.as_ref(), self.clock.as_ref(), &run_id, &def, None)
-                        .await?;
+                def.payload
+                    .get_or_insert_with(|| Value::Object(Default::default()));
+                let recorded = fire_test_run(
+                    self.store.as_ref(),
+                    self.clock.as_ref(),
+                    &run_id,
+                    &def,
+                    None,
+                )
+                .await?;
                 Ok(TestRun::Fired {
                     event: self.event_view(&recorded),
                 })

@@ -79,10 +79,11 @@ impl Settings {
         let d = Self::default();
         let active_for = env_duration("ETP_ACTIVE_FOR")?.unwrap_or(d.lifecycle.active_for);
         let retain_for = env_duration("ETP_RETAIN_FOR")?.unwrap_or(d.lifecycle.retain_for);
-        let lifecycle = Lifecycle::new(active_for, retain_for).map_err(|p| ConfigError::Invalid {
-            name: "ETP_RETAIN_FOR",
-            problem: p.to_string(),
-        })?;
+        let lifecycle =
+            Lifecycle::new(active_for, retain_for).map_err(|p| ConfigError::Invalid {
+                name: "ETP_RETAIN_FOR",
+                problem: p.to_string(),
+            })?;
         Ok(Self {
             lifecycle,
             catch_up_grace: env_duration("ETP_CATCH_UP_GRACE")?.unwrap_or(d.catch_up_grace),
@@ -127,10 +128,12 @@ where
 {
     env_var(name)
         .map(|raw| {
-            raw.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
-                name,
-                problem: e.to_string(),
-            })
+            raw.trim()
+                .parse()
+                .map_err(|e: T::Err| ConfigError::Invalid {
+                    name,
+                    problem: e.to_string(),
+                })
         })
         .transpose()
 }

@@ -112,7 +112,10 @@ mod tests {
             Some(EventState::Active)
         );
         assert_eq!(at(Duration::hours(2)), Some(EventState::Archived));
-        assert_eq!(at(Duration::minutes(47 * 60 + 59)), Some(EventState::Archived));
+        assert_eq!(
+            at(Duration::minutes(47 * 60 + 59)),
+            Some(EventState::Archived)
+        );
         assert_eq!(at(Duration::hours(48)), None);
         for d in [0, 60, 7199, 7200, 7201, 172_799, 172_800] {
             let now = fired + Duration::seconds(d);

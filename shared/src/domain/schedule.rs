@@ -126,9 +126,11 @@ impl Schedule {
                 checks.check(*every_seconds >= 1, &f("every_seconds"), || {
                     "must be at least 1".into()
                 });
-                checks.check(*every_seconds <= MAX_EVERY_SECONDS, &f("every_seconds"), || {
-                    format!("must be at most {MAX_EVERY_SECONDS} (ten years)")
-                });
+                checks.check(
+                    *every_seconds <= MAX_EVERY_SECONDS,
+                    &f("every_seconds"),
+                    || format!("must be at most {MAX_EVERY_SECONDS} (ten years)"),
+                );
                 check_time(checks, "start_at", start_at);
                 check_time(checks, "end_at", end_at);
                 self.check_window(now, prefix, checks);
@@ -147,10 +149,7 @@ impl Schedule {
                 if let (Ok(cron), Ok(tz), true) = (cron, tz, window_ok) {
                     let from = start_at.map_or(now, |s| s.max(now));
                     if next_cron(&cron, tz, from, *end_at).is_none() {
-                        checks.fail(
-                            f("expression"),
-                            "never fires within the schedule's window",
-                        );
+                        checks.fail(f("expression"), "never fires within the schedule's window");
                     }
                 }
             }
@@ -226,11 +225,7 @@ impl Schedule {
     }
 
     /// The latest occurrence in `[from, to]`, if any: the one a catch-up fires.
-    pub fn latest_between(
-        &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Option<DateTime<Utc>> {
+    pub fn latest_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<DateTime<Utc>> {
         if let Schedule::Interval {
             every_seconds,
             recurring,
@@ -274,7 +269,8 @@ fn next_cron(
     end_at: Option<DateTime<Utc>>,
 ) -> Option<DateTime<Utc>> {
     // Walk local wall-clock time as if it were UTC, which has no DST gaps or folds.
-    let mut wall = Utc.from_utc_datetime(&truncate_to_second(after).with_timezone(&tz).naive_local());
+    let mut wall =
+        Utc.from_utc_datetime(&truncate_to_second(after).with_timezone(&tz).naive_local());
     for _ in 0..CRON_SEARCH_LIMIT {
         wall = cron.find_next_occurrence(&wall, false).ok()?;
         let instant = match tz.from_local_datetime(&wall.naive_utc()) {
@@ -329,7 +325,10 @@ mod tests {
         let s = Schedule::At {
             at: t("2026-11-24T10:00:00Z"),
         };
-        assert_eq!(s.next_after(t("2026-11-24T09:00:00Z")), Some(t("2026-11-24T10:00:00Z")));
+        assert_eq!(
+            s.next_after(t("2026-11-24T09:00:00Z")),
+            Some(t("2026-11-24T10:00:00Z"))
+        );
         assert_eq!(s.next_after(t("2026-11-24T10:00:00Z")), None);
         assert!(s.is_one_time());
     }
@@ -337,9 +336,18 @@ mod tests {
     #[test]
     fn recurring_interval_steps_from_its_start() {
         let s = interval(60, true, "2026-11-24T10:00:00Z");
-        assert_eq!(s.next_after(t("2026-11-24T09:00:00Z")), Some(t("2026-11-24T10:01:00Z")));
-        assert_eq!(s.next_after(t("2026-11-24T10:00:30Z")), Some(t("2026-11-24T10:01:00Z")));
-        assert_eq!(s.next_after(t("2026-11-24T10:01:00Z")), Some(t("2026-11-24T10:02:00Z")));
+        assert_eq!(
+            s.next_after(t("2026-11-24T09:00:00Z")),
+            Some(t("2026-11-24T10:01:00Z"))
+        );
+        assert_eq!(
+            s.next_after(t("2026-11-24T10:00:30Z")),
+            Some(t("2026-11-24T10:01:00Z"))
+        );
+        assert_eq!(
+            s.next_after(t("2026-11-24T10:01:00Z")),
+            Some(t("2026-11-24T10:02:00Z"))
+        );
         assert_eq!(
             s.next_after(t("2026-11-24T10:59:59.999Z")),
             Some(t("2026-11-24T11:00:00Z"))
@@ -349,7 +357,10 @@ mod tests {
     #[test]
     fn non_recurring_interval_fires_once_after_the_delay() {
         let s = interval(600, false, "2026-11-24T10:00:00Z");
-        assert_eq!(s.next_after(t("2026-11-24T10:00:00Z")), Some(t("2026-11-24T10:10:00Z")));
+        assert_eq!(
+            s.next_after(t("2026-11-24T10:00:00Z")),
+            Some(t("2026-11-24T10:10:00Z"))
+        );
         assert_eq!(s.next_after(t("2026-11-24T10:10:00Z")), None);
         assert!(s.is_one_time());
     }
@@ -362,7 +373,10 @@ mod tests {
             start_at: Some(t("2026-11-24T10:00:00Z")),
             end_at: Some(t("2026-11-24T10:02:00Z")),
         };
-        assert_eq!(s.next_after(t("2026-11-24T10:01:00Z")), Some(t("2026-11-24T10:02:00Z")));
+        assert_eq!(
+            s.next_after(t("2026-11-24T10:01:00Z")),
+            Some(t("2026-11-24T10:02:00Z"))
+        );
         assert_eq!(s.next_after(t("2026-11-24T10:02:00Z")), None);
     }
 
@@ -375,29 +389,44 @@ mod tests {
             end_at: None,
         }
         .resolved(t("2026-11-24T10:00:00.700Z"));
-        assert_eq!(s.next_after(t("2026-11-24T10:00:00.700Z")), Some(t("2026-11-24T10:00:05Z")));
+        assert_eq!(
+            s.next_after(t("2026-11-24T10:00:00.700Z")),
+            Some(t("2026-11-24T10:00:05Z"))
+        );
     }
 
     #[test]
     fn cron_in_a_zone() {
         let s = cron("0 9 * * MON-FRI", "Europe/Berlin");
         // Tuesday 2026-11-24: 09:00 CET = 08:00 UTC.
-        assert_eq!(s.next_after(t("2026-11-24T07:00:00Z")), Some(t("2026-11-24T08:00:00Z")));
+        assert_eq!(
+            s.next_after(t("2026-11-24T07:00:00Z")),
+            Some(t("2026-11-24T08:00:00Z"))
+        );
         // Friday evening -> Monday morning.
-        assert_eq!(s.next_after(t("2026-11-27T09:00:00Z")), Some(t("2026-11-30T08:00:00Z")));
+        assert_eq!(
+            s.next_after(t("2026-11-27T09:00:00Z")),
+            Some(t("2026-11-30T08:00:00Z"))
+        );
     }
 
     #[test]
     fn cron_with_seconds() {
         let s = cron("*/15 * * * * *", "UTC");
-        assert_eq!(s.next_after(t("2026-11-24T10:00:00Z")), Some(t("2026-11-24T10:00:15Z")));
+        assert_eq!(
+            s.next_after(t("2026-11-24T10:00:00Z")),
+            Some(t("2026-11-24T10:00:15Z"))
+        );
     }
 
     #[test]
     fn cron_skips_a_local_time_that_does_not_exist() {
         // Berlin springs forward at 02:00 on 2026-03-29: 02:30 does not exist that day.
         let s = cron("30 2 * * *", "Europe/Berlin");
-        assert_eq!(s.next_after(t("2026-03-28T12:00:00Z")), Some(t("2026-03-30T00:30:00Z")));
+        assert_eq!(
+            s.next_after(t("2026-03-28T12:00:00Z")),
+            Some(t("2026-03-30T00:30:00Z"))
+        );
     }
 
     #[test]
@@ -417,8 +446,14 @@ mod tests {
             start_at: Some(t("2026-11-24T12:00:00Z")),
             end_at: Some(t("2026-11-24T13:00:00Z")),
         };
-        assert_eq!(s.next_after(t("2026-11-24T09:30:00Z")), Some(t("2026-11-24T12:00:00Z")));
-        assert_eq!(s.next_after(t("2026-11-24T12:00:00Z")), Some(t("2026-11-24T13:00:00Z")));
+        assert_eq!(
+            s.next_after(t("2026-11-24T09:30:00Z")),
+            Some(t("2026-11-24T12:00:00Z"))
+        );
+        assert_eq!(
+            s.next_after(t("2026-11-24T12:00:00Z")),
+            Some(t("2026-11-24T13:00:00Z"))
+        );
         assert_eq!(s.next_after(t("2026-11-24T13:00:00Z")), None);
     }
 
@@ -429,7 +464,10 @@ mod tests {
             s.latest_between(t("2026-11-24T10:00:30Z"), t("2026-11-24T10:05:30Z")),
             Some(t("2026-11-24T10:05:00Z"))
         );
-        assert_eq!(s.latest_between(t("2026-11-24T10:05:30Z"), t("2026-11-24T10:05:50Z")), None);
+        assert_eq!(
+            s.latest_between(t("2026-11-24T10:05:30Z"), t("2026-11-24T10:05:50Z")),
+            None
+        );
         let c = cron("*/10 * * * *", "UTC");
         assert_eq!(
             c.latest_between(t("2026-11-24T10:00:00Z"), t("2026-11-24T10:35:00Z")),
@@ -451,10 +489,22 @@ mod tests {
         assert_eq!(validate(&past, now), ["schedule.at"]);
         let zero = interval(0, true, now);
         assert_eq!(validate(&zero, now), ["schedule.every_seconds"]);
-        assert_eq!(validate(&cron("61 * * * *", "UTC"), now), ["schedule.expression"]);
-        assert_eq!(validate(&cron("0 9 * *", "UTC"), now), ["schedule.expression"]);
-        assert_eq!(validate(&cron("0 9 * * *", "Mars/Olympus"), now), ["schedule.timezone"]);
-        assert_eq!(validate(&cron("0 0 30 2 *", "UTC"), now), ["schedule.expression"]);
+        assert_eq!(
+            validate(&cron("61 * * * *", "UTC"), now),
+            ["schedule.expression"]
+        );
+        assert_eq!(
+            validate(&cron("0 9 * *", "UTC"), now),
+            ["schedule.expression"]
+        );
+        assert_eq!(
+            validate(&cron("0 9 * * *", "Mars/Olympus"), now),
+            ["schedule.timezone"]
+        );
+        assert_eq!(
+            validate(&cron("0 0 30 2 *", "UTC"), now),
+            ["schedule.expression"]
+        );
         let ended = Schedule::Interval {
             every_seconds: 10,
             recurring: true,

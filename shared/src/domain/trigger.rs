@@ -79,11 +79,9 @@ impl TriggerDefinition {
     pub fn validate(&self, now: DateTime<Utc>, purpose: Purpose) -> Result<(), ValidationError> {
         let mut checks = Checks::default();
         let name_chars = self.name.trim().chars().count();
-        checks.check(
-            (1..=MAX_NAME_CHARS).contains(&name_chars),
-            "name",
-            || format!("must be 1 to {MAX_NAME_CHARS} characters (not counting surrounding spaces)"),
-        );
+        checks.check((1..=MAX_NAME_CHARS).contains(&name_chars), "name", || {
+            format!("must be 1 to {MAX_NAME_CHARS} characters (not counting surrounding spaces)")
+        });
         checks.check(!self.name.chars().any(char::is_control), "name", || {
             "must not contain control characters".into()
         });
@@ -151,7 +149,11 @@ pub fn payload_errors(validator: &jsonschema::Validator, payload: &Value) -> Vec
         .take(MAX_PAYLOAD_ERRORS)
         .map(|e| {
             let path = e.instance_path.to_string();
-            let field = if path.is_empty() { "/".to_string() } else { path };
+            let field = if path.is_empty() {
+                "/".to_string()
+            } else {
+                path
+            };
             FieldError::new(field, e.to_string())
         })
         .collect()
@@ -278,34 +280,77 @@ mod tests {
 
     #[test]
     fn api_needs_a_valid_schema() {
-        assert_eq!(fields(json!({"name":"x","kind":"api"}), Purpose::Store), ["payload_schema"]);
         assert_eq!(
-            fields(json!({"name":"x","kind":"api","payload_schema":{"type":"nope"}}), Purpose::Store),
+            fields(json!({"name":"x","kind":"api"}), Purpose::Store),
             ["payload_schema"]
         );
         assert_eq!(
-            fields(json!({"name":"x","kind":"api","payload_schema":{"type":"object"},"payload":{}}), Purpose::Store),
+            fields(
+                json!({"name":"x","kind":"api","payload_schema":{"type":"nope"}}),
+                Purpose::Store
+            ),
+            ["payload_schema"]
+        );
+        assert_eq!(
+            fields(
+                json!({"name":"x","kind":"api","payload_schema":{"type":"object"},"payload":{}}),
+                Purpose::Store
+            ),
             ["payload"]
         );
-        assert!(fields(json!({"name":"x","kind":"api","payload_schema":{"type":"object"}}), Purpose::Store).is_empty());
+        assert!(
+            fields(
+                json!({"name":"x","kind":"api","payload_schema":{"type":"object"}}),
+                Purpose::Store
+            )
+            .is_empty()
+        );
     }
 
     #[test]
     fn test_run_payload_is_checked_against_the_schema() {
-        let schema = json!({"type":"object","required":["n"],"properties":{"n":{"type":"integer"}}});
+        let schema =
+            json!({"type":"object","required":["n"],"properties":{"n":{"type":"integer"}}});
         assert_eq!(
-            fields(json!({"name":"x","kind":"api","payload_schema":schema,"payload":{"n":"one"}}), Purpose::TestRun),
+            fields(
+                json!({"name":"x","kind":"api","payload_schema":schema,"payload":{"n":"one"}}),
+                Purpose::TestRun
+            ),
             ["payload/n"]
         );
-        assert!(fields(json!({"name":"x","kind":"api","payload_schema":schema,"payload":{"n":1}}), Purpose::TestRun).is_empty());
+        assert!(
+            fields(
+                json!({"name":"x","kind":"api","payload_schema":schema,"payload":{"n":1}}),
+                Purpose::TestRun
+            )
+            .is_empty()
+        );
     }
 
     #[test]
     fn names_are_bounded() {
-        assert_eq!(fields(json!({"name":"  ","kind":"api","payload_schema":true}), Purpose::Store), ["name"]);
+        assert_eq!(
+            fields(
+                json!({"name":"  ","kind":"api","payload_schema":true}),
+                Purpose::Store
+            ),
+            ["name"]
+        );
         let long = "é".repeat(201);
-        assert_eq!(fields(json!({"name":long,"kind":"api","payload_schema":true}), Purpose::Store), ["name"]);
+        assert_eq!(
+            fields(
+                json!({"name":long,"kind":"api","payload_schema":true}),
+                Purpose::Store
+            ),
+            ["name"]
+        );
         let max = "é".repeat(200);
-        assert!(fields(json!({"name":max,"kind":"api","payload_schema":true}), Purpose::Store).is_empty());
+        assert!(
+            fields(
+                json!({"name":max,"kind":"api","payload_schema":true}),
+                Purpose::Store
+            )
+            .is_empty()
+        );
     }
 }

@@ -180,7 +180,8 @@ impl SqliteStore {
                     })
                 })
                 .map_err(unavailable)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(unavailable)
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(unavailable)
         })
         .await
     }
@@ -296,17 +297,19 @@ fn record(c: &mut Connection, new: NewEvent) -> Result<Recorded, StoreError> {
 }
 
 /// Inserts (`expected` = None) or replaces at `expected` version; returns rows changed.
-fn write_trigger(
-    c: &Connection,
-    t: &Trigger,
-    expected: Option<u64>,
-) -> Result<(), StoreError> {
+fn write_trigger(c: &Connection, t: &Trigger, expected: Option<u64>) -> Result<(), StoreError> {
     let body = encode(t)?;
     let changed = match expected {
         None => c.execute(
             "INSERT INTO triggers (id, kind, status, version, body) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(id) DO NOTHING",
-            params![t.id, t.kind.as_str(), t.status.as_str(), t.version as i64, body],
+            params![
+                t.id,
+                t.kind.as_str(),
+                t.status.as_str(),
+                t.version as i64,
+                body
+            ],
         ),
         Some(v) => c.execute(
             "UPDATE triggers SET kind = ?2, status = ?3, version = ?4, body = ?5
@@ -338,12 +341,18 @@ struct Filter {
 
 impl Filter {
     fn add(&mut self, clause: &str, values: impl IntoIterator<Item = SqlValue>) {
-        let mut clause = clause.to_string();
-        for v in values {
-            self.params.push(v);
-            clause = clause.replacen('?', &format!("?{}", self.params.len()), 1);
+        let mut values = values.into_iter();
+        let mut out = String::new();
+        for (i, part) in clause.split('?').enumerate() {
+            if i > 0 {
+                if let Some(v) = values.next() {
+                    self.params.push(v);
+                }
+                out.push_str(&format!("?{}", self.params.len()));
+            }
+            out.push_str(part);
         }
-        self.clauses.push(clause);
+        self.clauses.push(out);
     }
 
     fn sql(&self) -> String {
@@ -373,7 +382,9 @@ fn counts_after(
         )
         .map_err(unavailable)?;
     let rows = stmt
-        .query_map(params![edge_hour], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .query_map(params![edge_hour], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })
         .map_err(unavailable)?;
     for row in rows {
         let (k, n) = row.map_err(unavailable)?;
@@ -621,10 +632,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|c| {
-            c.query_row("SELECT 1", [], |_| Ok(()))
-                .map_err(unavailable)
-        })
-        .await
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(unavailable))
+            .await
     }
 }

@@ -47,7 +47,8 @@ struct State {
 
 impl State {
     fn put(&mut self, key: String, live: Live) {
-        self.heap.push(Reverse((live.due_ms, live.generation, key.clone())));
+        self.heap
+            .push(Reverse((live.due_ms, live.generation, key.clone())));
         self.live.insert(key, live);
     }
 
@@ -59,7 +60,9 @@ impl State {
                 break;
             }
             let (due_ms, generation) = (*due_ms, *generation);
-            let Some(Reverse((_, _, key))) = self.heap.pop() else { break };
+            let Some(Reverse((_, _, key))) = self.heap.pop() else {
+                break;
+            };
             if let Some(live) = self.live.get(&key)
                 && live.generation == generation
                 && live.due_ms == due_ms
@@ -165,7 +168,9 @@ impl LocalTimer {
                 let known = self.state().live.contains_key(&trigger_key(&t.id));
                 if !known && t.schedule.is_some() {
                     tracing::warn!(trigger_id = %t.id, "active trigger had no timer job; scheduling it");
-                    self.schedule(t).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                    self.schedule(t)
+                        .await
+                        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
                 }
             }
             match page.next_cursor {
@@ -243,7 +248,11 @@ impl LocalTimer {
             tracing::error!(key = %key, error = %e, "firing failed; retrying shortly");
             let due_ms = self.inner.clock.now().timestamp_millis() + RETRY_MS;
             let mut state = self.state();
-            if state.live.get(&key).is_some_and(|l| l.generation == live.generation) {
+            if state
+                .live
+                .get(&key)
+                .is_some_and(|l| l.generation == live.generation)
+            {
                 state.put(key, Live { due_ms, ..live });
             }
         }
@@ -257,8 +266,14 @@ impl LocalTimer {
     ) -> Result<(), StoreError> {
         let run_id = key.trim_start_matches(TEST_PREFIX);
         let store = self.inner.store.as_ref();
-        fire_test_run(store, self.inner.clock.as_ref(), run_id, def, ms_to_time(live.due_ms))
-            .await?;
+        fire_test_run(
+            store,
+            self.inner.clock.as_ref(),
+            run_id,
+            def,
+            ms_to_time(live.due_ms),
+        )
+        .await?;
         self.advance(key, live.generation, None).await
     }
 
@@ -310,7 +325,10 @@ impl LocalTimer {
         }
         let next = match (&firing.outcome, &firing.trigger) {
             (Outcome::Skipped(_), _) | (_, None) => None,
-            (_, Some(t)) => t.schedule.as_ref().and_then(|s| s.next_after(scheduled_for)),
+            (_, Some(t)) => t
+                .schedule
+                .as_ref()
+                .and_then(|s| s.next_after(scheduled_for)),
         };
         self.advance(key, live.generation, next).await
     }
@@ -327,13 +345,21 @@ impl LocalTimer {
         let moved = self
             .inner
             .db
-            .advance_timer_job(key.to_string(), generation, next_ms.map(|d| (d, new_generation)))
+            .advance_timer_job(
+                key.to_string(),
+                generation,
+                next_ms.map(|d| (d, new_generation)),
+            )
             .await?;
         if !moved {
             return Ok(());
         }
         let mut state = self.state();
-        if state.live.get(key).is_some_and(|l| l.generation == generation) {
+        if state
+            .live
+            .get(key)
+            .is_some_and(|l| l.generation == generation)
+        {
             match next_ms {
                 Some(due_ms) => state.put(
                     key.to_string(),
@@ -421,8 +447,12 @@ impl Scheduler for LocalTimer {
         definition: &TriggerDefinition,
         at: DateTime<Utc>,
     ) -> Result<(), SchedulerError> {
-        self.put_job(format!("{TEST_PREFIX}{run_id}"), at, Some(definition.clone()))
-            .await
+        self.put_job(
+            format!("{TEST_PREFIX}{run_id}"),
+            at,
+            Some(definition.clone()),
+        )
+        .await
     }
 
     async fn healthy(&self) -> bool {

@@ -97,7 +97,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             Category::Data => {
                 let message = message_of(inner);
                 let field = field_of(&e.path().to_string(), &message);
-                ApiError::from(ValidationError::fields(vec![FieldError::new(field, message)]))
+                ApiError::from(ValidationError::fields(vec![FieldError::new(
+                    field, message,
+                )]))
             }
             _ => malformed(inner),
         }
@@ -106,19 +108,34 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+/// Typed bodies are JSON objects; serde alone would also accept an array for a struct.
+fn check_shape<T: 'static>(bytes: &[u8]) -> Result<(), ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if std::any::TypeId::of::<T>() != std::any::TypeId::of::<serde_json::Value>()
+        && first != Some(&b'{')
+    {
+        return Err(ValidationError::field("body", "must be a JSON object").into());
+    }
+    Ok(())
+}
+
+impl<S: Send + Sync, T: DeserializeOwned + 'static> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let bytes = read_body(req, state).await?;
         if bytes.is_empty() {
-            return Err(ApiError::bad_request("body", "is required: send a JSON document"));
+            return Err(ApiError::bad_request(
+                "body",
+                "is required: send a JSON document",
+            ));
         }
+        check_shape::<T>(&bytes)?;
         parse_json(&bytes).map(JsonBody)
     }
 }
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T> {
+impl<S: Send + Sync, T: DeserializeOwned + 'static> FromRequest<S> for OptionalJsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
@@ -126,6 +143,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T>
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(None));
         }
+        check_shape::<T>(&bytes)?;
         parse_json(&bytes).map(|v| OptionalJsonBody(Some(v)))
     }
 }
@@ -158,9 +176,15 @@ mod tests {
     #[test]
     fn fields_are_named_by_path() {
         assert_eq!(field_of(".", "missing field `kind`"), "kind");
-        assert_eq!(field_of("schedule.every", "unknown field `every`, expected"), "schedule.every");
+        assert_eq!(
+            field_of("schedule.every", "unknown field `every`, expected"),
+            "schedule.every"
+        );
         assert_eq!(field_of("schedule", "missing field `at`"), "schedule.at");
-        assert_eq!(field_of("schedule.every_seconds", "invalid type"), "schedule.every_seconds");
+        assert_eq!(
+            field_of("schedule.every_seconds", "invalid type"),
+            "schedule.every_seconds"
+        );
         assert_eq!(field_of(".", "invalid type: string"), "body");
     }
 }

@@ -81,9 +81,12 @@ impl ApiError {
             ApiError::App(AppError::Conflict(detail)) => {
                 (S::CONFLICT, "conflict", detail.clone(), vec![])
             }
-            ApiError::App(e @ AppError::PreconditionFailed { .. }) => {
-                (S::PRECONDITION_FAILED, "precondition-failed", e.to_string(), vec![])
-            }
+            ApiError::App(e @ AppError::PreconditionFailed { .. }) => (
+                S::PRECONDITION_FAILED,
+                "precondition-failed",
+                e.to_string(),
+                vec![],
+            ),
             ApiError::App(AppError::Store(StoreError::VersionConflict)) => (
                 S::CONFLICT,
                 "conflict",
@@ -96,9 +99,12 @@ impl ApiError {
                 "a backing service is unavailable; retry shortly".into(),
                 vec![],
             ),
-            ApiError::BadRequest { detail, errors } => {
-                (S::BAD_REQUEST, "bad-request", detail.clone(), errors.clone())
-            }
+            ApiError::BadRequest { detail, errors } => (
+                S::BAD_REQUEST,
+                "bad-request",
+                detail.clone(),
+                errors.clone(),
+            ),
             ApiError::PayloadTooLarge { limit } => (
                 S::PAYLOAD_TOO_LARGE,
                 "payload-too-large",

@@ -24,7 +24,11 @@ pub struct HealthReport {
 pub async fn health(State(app): State<Arc<App>>) -> (StatusCode, Json<HealthReport>) {
     let h = app.health().await;
     let ok = h.store && h.scheduler;
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (
         status,
         Json(HealthReport {

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::IntoParams;
@@ -63,7 +63,10 @@ fn with_etag(status: StatusCode, view: TriggerView) -> Response {
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid definition", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn create(State(app): State<Arc<App>>, JsonBody(def): JsonBody<TriggerDefinition>) -> Result<Response> {
+pub async fn create(
+    State(app): State<Arc<App>>,
+    JsonBody(def): JsonBody<TriggerDefinition>,
+) -> Result<Response> {
     let trigger = app.create_trigger(def).await?;
     let location = HeaderValue::from_str(&format!("/triggers/{}", trigger.id)).ok();
     let mut response = with_etag(StatusCode::CREATED, app.view(trigger));
@@ -80,7 +83,10 @@ pub async fn create(State(app): State<Arc<App>>, JsonBody(def): JsonBody<Trigger
         (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad cursor", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<TriggerListQuery>) -> Result<Json<Page<TriggerView>>> {
+pub async fn list(
+    State(app): State<Arc<App>>,
+    ApiQuery(q): ApiQuery<TriggerListQuery>,
+) -> Result<Json<Page<TriggerView>>> {
     let page = app
         .list_triggers(&TriggerQuery {
             kind: q.kind,
@@ -134,8 +140,13 @@ pub async fn replace(
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 412, body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn delete(State(app): State<Arc<App>>, Path(id): Path<String>, headers: HeaderMap) -> Result<StatusCode> {
-    app.delete_trigger(&id, header_str(&headers, "if-match")?).await?;
+pub async fn delete(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode> {
+    app.delete_trigger(&id, header_str(&headers, "if-match")?)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -147,8 +158,14 @@ pub async fn delete(State(app): State<Arc<App>>, Path(id): Path<String>, headers
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Completed", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn pause(State(app): State<Arc<App>>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response> {
-    let t = app.set_paused(&id, true, header_str(&headers, "if-match")?).await?;
+pub async fn pause(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let t = app
+        .set_paused(&id, true, header_str(&headers, "if-match")?)
+        .await?;
     Ok(with_etag(StatusCode::OK, app.view(t)))
 }
 
@@ -160,8 +177,14 @@ pub async fn pause(State(app): State<Arc<App>>, Path(id): Path<String>, headers:
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Completed", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn resume(State(app): State<Arc<App>>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response> {
-    let t = app.set_paused(&id, false, header_str(&headers, "if-match")?).await?;
+pub async fn resume(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let t = app
+        .set_paused(&id, false, header_str(&headers, "if-match")?)
+        .await?;
     Ok(with_etag(StatusCode::OK, app.view(t)))
 }
 
@@ -233,6 +256,9 @@ pub async fn test_stored(
         (status = 202, body = TestRun),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn test_definition(State(app): State<Arc<App>>, JsonBody(def): JsonBody<TriggerDefinition>) -> Result<(StatusCode, Json<TestRun>)> {
+pub async fn test_definition(
+    State(app): State<Arc<App>>,
+    JsonBody(def): JsonBody<TriggerDefinition>,
+) -> Result<(StatusCode, Json<TestRun>)> {
     Ok((StatusCode::ACCEPTED, Json(app.test_definition(def).await?)))
 }

@@ -35,7 +35,9 @@ macro_rules! store_contract_tests {
 }
 
 pub fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).single().unwrap_or_default()
+    Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0)
+        .single()
+        .unwrap_or_default()
 }
 
 pub fn trigger(name: &str, kind: TriggerKind) -> Trigger {
@@ -122,7 +124,10 @@ pub async fn replace_checks_the_version(store: &dyn Store) {
     let t = trigger("v", TriggerKind::Scheduled);
     store.insert_trigger(&t).await.expect("insert");
     let paused = t.with_status(TriggerStatus::Paused, t0() + Duration::seconds(1));
-    store.replace_trigger(&paused, 1).await.expect("replace at v1");
+    store
+        .replace_trigger(&paused, 1)
+        .await
+        .expect("replace at v1");
     let stale = t.with_status(TriggerStatus::Completed, t0());
     let r = store.replace_trigger(&stale, 1).await;
     assert!(matches!(r, Err(StoreError::VersionConflict)), "{r:?}");
@@ -147,7 +152,11 @@ pub async fn delete_keeps_events(store: &dyn Store) {
 pub async fn triggers_page_and_filter(store: &dyn Store) {
     let mut made = Vec::new();
     for i in 0..5 {
-        let kind = if i % 2 == 0 { TriggerKind::Scheduled } else { TriggerKind::Api };
+        let kind = if i % 2 == 0 {
+            TriggerKind::Scheduled
+        } else {
+            TriggerKind::Api
+        };
         let t = trigger(&format!("t{i}"), kind);
         store.insert_trigger(&t).await.expect("insert");
         made.push(t);
@@ -171,7 +180,11 @@ pub async fn triggers_page_and_filter(store: &dyn Store) {
     }
     let mut ids: Vec<_> = made.iter().map(|t| t.id.clone()).collect();
     ids.sort();
-    assert_eq!(seen.iter().map(|t| t.id.clone()).collect::<Vec<_>>(), ids, "id order, all pages");
+    assert_eq!(
+        seen.iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
+        ids,
+        "id order, all pages"
+    );
     let api = store
         .list_triggers(&TriggerQuery {
             kind: Some(TriggerKind::Api),
@@ -242,7 +255,11 @@ pub async fn recording_completes_one_time_triggers(store: &dyn Store) {
         })
         .await
         .expect("record");
-    let done = store.get_trigger(&t.id).await.expect("get").expect("exists");
+    let done = store
+        .get_trigger(&t.id)
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(done.status, TriggerStatus::Completed);
     assert_eq!(done.version, t.version + 1);
     // A completion based on a stale version leaves a changed trigger alone.
@@ -258,7 +275,11 @@ pub async fn recording_completes_one_time_triggers(store: &dyn Store) {
         })
         .await
         .expect("record");
-    let still = store.get_trigger(&u.id).await.expect("get").expect("exists");
+    let still = store
+        .get_trigger(&u.id)
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(still.status, TriggerStatus::Active);
 }
 
@@ -320,7 +341,10 @@ pub async fn events_page_and_filter(store: &dyn Store) {
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), all.len(), "no repeats across pages");
-    assert!(got.windows(2).all(|w| w[0].fired_at >= w[1].fired_at), "newest first");
+    assert!(
+        got.windows(2).all(|w| w[0].fired_at >= w[1].fired_at),
+        "newest first"
+    );
     let only_a = list_all(
         store,
         EventQuery {
@@ -330,7 +354,11 @@ pub async fn events_page_and_filter(store: &dyn Store) {
     )
     .await;
     assert_eq!(only_a.len(), 4);
-    assert!(only_a.iter().all(|e| e.trigger_id.as_deref() == Some(a.id.as_str())));
+    assert!(
+        only_a
+            .iter()
+            .all(|e| e.trigger_id.as_deref() == Some(a.id.as_str()))
+    );
     let tests = list_all(
         store,
         EventQuery {
@@ -365,17 +393,38 @@ pub async fn stats_count_per_trigger_exactly(store: &dyn Store) {
     // Not on an hour boundary, so both window edges fall inside partial hours.
     let now = t0() + Duration::hours(60) + Duration::minutes(17) + Duration::seconds(23);
     let l = Lifecycle::default();
-    let ages_a = [1, 3_600, 7_199, 7_200, 7_201, 100_000, 172_799, 172_800, 200_000];
+    let ages_a = [
+        1, 3_600, 7_199, 7_200, 7_201, 100_000, 172_799, 172_800, 200_000,
+    ];
     let ages_b = [10, 50_000];
     for age in ages_a {
-        put(store, &event(Some(&a), EventSource::Api, now - Duration::seconds(age))).await;
+        put(
+            store,
+            &event(Some(&a), EventSource::Api, now - Duration::seconds(age)),
+        )
+        .await;
     }
     for age in ages_b {
-        put(store, &event(Some(&b), EventSource::Schedule, now - Duration::seconds(age))).await;
+        put(
+            store,
+            &event(
+                Some(&b),
+                EventSource::Schedule,
+                now - Duration::seconds(age),
+            ),
+        )
+        .await;
     }
-    put(store, &event(None, EventSource::ManualTest, now - Duration::seconds(5))).await;
+    put(
+        store,
+        &event(None, EventSource::ManualTest, now - Duration::seconds(5)),
+    )
+    .await;
     let stats = store
-        .event_stats(l.window(EventState::Active, now), l.window(EventState::Archived, now))
+        .event_stats(
+            l.window(EventState::Active, now),
+            l.window(EventState::Archived, now),
+        )
         .await
         .expect("stats");
     let of = |id: Option<&str>| {
@@ -401,7 +450,11 @@ pub async fn purge_deletes_only_expired(store: &dyn Store) {
     let l = Lifecycle::default();
     let old = event(Some(&t), EventSource::Api, now - Duration::hours(48));
     let older = event(Some(&t), EventSource::Api, now - Duration::hours(70));
-    let kept = event(Some(&t), EventSource::Api, now - Duration::hours(48) + Duration::milliseconds(1));
+    let kept = event(
+        Some(&t),
+        EventSource::Api,
+        now - Duration::hours(48) + Duration::milliseconds(1),
+    );
     for e in [&old, &older, &kept] {
         put(store, e).await;
     }
@@ -414,7 +467,10 @@ pub async fn purge_deletes_only_expired(store: &dyn Store) {
     assert_eq!(store.get_event(&older.id).await.expect("get"), None);
     assert_eq!(store.get_event(&kept.id).await.expect("get"), Some(kept));
     let stats = store
-        .event_stats(l.window(EventState::Active, now), l.window(EventState::Archived, now))
+        .event_stats(
+            l.window(EventState::Active, now),
+            l.window(EventState::Archived, now),
+        )
         .await
         .expect("stats");
     let row = stats

@@ -1,0 +1,325 @@
+//! Black-box tests: the real `etp-local` binary on a free port, driven over HTTP.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "blackbox-token-0123456789";
+
+struct Server {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+async fn start(data_dir: &Path) -> Server {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_etp-local"))
+        .env("ETP_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ETP_DATA_DIR", data_dir)
+        .env("ETP_API_TOKEN", TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start etp-local");
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        http: reqwest::Client::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = server
+            .http
+            .get(format!("{}/health", server.base))
+            .send()
+            .await
+            && r.status().is_success()
+        {
+            return server;
+        }
+        assert!(Instant::now() < deadline, "server did not become healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Server {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(TOKEN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status().as_u16();
+        let body = res.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let (status, body) = self.call(reqwest::Method::POST, path, Some(body)).await;
+        assert!((200..300).contains(&status), "{path}: {status} {body}");
+        body
+    }
+
+    async fn events(&self, trigger_id: &str) -> Vec<Value> {
+        let (_, body) = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/events?trigger_id={trigger_id}&limit=200"),
+                None,
+            )
+            .await;
+        body["items"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+fn time(v: &Value) -> DateTime<Utc> {
+    v.as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .expect("a timestamp")
+}
+
+#[tokio::test]
+async fn a_one_time_trigger_fires_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let at = (Utc::now() + chrono::Duration::seconds(2))
+        .with_timezone(&Utc)
+        .to_rfc3339_opts(SecondsFormat::Secs, true);
+    let t = s
+        .post(
+            "/triggers",
+            json!({"name": "soon", "kind": "scheduled",
+            "schedule": {"type": "at", "at": at}}),
+        )
+        .await;
+    let id = t["id"].as_str().unwrap();
+    let due = time(&json!(at));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let event = loop {
+        if let Some(e) = s.events(id).await.pop() {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "no event");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let lateness = time(&event["fired_at"]) - time(&event["scheduled_for"]);
+    assert_eq!(time(&event["scheduled_for"]), due);
+    assert!(
+        lateness < chrono::Duration::seconds(1),
+        "late by {lateness}"
+    );
+    assert!(lateness >= chrono::Duration::zero(), "early by {lateness}");
+    let (_, t) = s
+        .call(reqwest::Method::GET, &format!("/triggers/{id}"), None)
+        .await;
+    assert_eq!(t["status"], "completed");
+}
+
+#[tokio::test]
+async fn an_interval_fires_repeatedly_until_paused_or_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let t = s
+        .post(
+            "/triggers",
+            json!({"name": "every second", "kind": "scheduled",
+            "schedule": {"type": "interval", "every_seconds": 1}}),
+        )
+        .await;
+    let id = t["id"].as_str().unwrap();
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    let fired = s.events(id).await.len();
+    assert!(fired >= 3, "only {fired} firings in 3.5 s");
+    s.post(&format!("/triggers/{id}/pause"), json!(null)).await;
+    let at_pause = s.events(id).await.len();
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    assert_eq!(
+        s.events(id).await.len(),
+        at_pause,
+        "paused triggers do not fire"
+    );
+    s.post(&format!("/triggers/{id}/resume"), json!(null)).await;
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let resumed = s.events(id).await.len();
+    assert!(resumed >= at_pause + 2, "resumed: {resumed} vs {at_pause}");
+    let (status, _) = s
+        .call(reqwest::Method::DELETE, &format!("/triggers/{id}"), None)
+        .await;
+    assert_eq!(status, 204);
+    let at_delete = s.events(id).await.len();
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    assert_eq!(
+        s.events(id).await.len(),
+        at_delete,
+        "deleted triggers do not fire; events stay"
+    );
+    let times: Vec<_> = s
+        .events(id)
+        .await
+        .iter()
+        .map(|e| e["scheduled_for"].clone())
+        .collect();
+    let mut unique = times.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), times.len(), "one event per occurrence");
+}
+
+#[tokio::test]
+async fn a_test_run_leaves_no_trigger() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let run = s
+        .post(
+            "/triggers/test",
+            json!({"name": "try api", "kind": "api",
+            "payload_schema": {"type": "object"}, "payload": {"x": 1}}),
+        )
+        .await;
+    assert_eq!(run["outcome"], "fired");
+    assert_eq!(run["event"]["is_test"], true);
+    let later = s
+        .post(
+            "/triggers/test",
+            json!({"name": "try schedule", "kind": "scheduled",
+            "schedule": {"type": "interval", "every_seconds": 1}}),
+        )
+        .await;
+    assert_eq!(later["outcome"], "scheduled");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let (_, tests) = s
+        .call(reqwest::Method::GET, "/events?is_test=true", None)
+        .await;
+    let names: Vec<_> = tests["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["trigger_name"].clone())
+        .collect();
+    assert_eq!(names.len(), 2, "{tests}");
+    assert!(
+        names.contains(&json!("try schedule")),
+        "fired once at its first occurrence"
+    );
+    let (_, triggers) = s.call(reqwest::Method::GET, "/triggers", None).await;
+    assert_eq!(triggers["items"], json!([]));
+}
+
+#[tokio::test]
+async fn kill_9_keeps_triggers_and_catches_up_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let t = s
+        .post(
+            "/triggers",
+            json!({"name": "survivor", "kind": "scheduled",
+            "schedule": {"type": "interval", "every_seconds": 2}}),
+        )
+        .await;
+    let id = t["id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    assert!(!s.events(&id).await.is_empty(), "fired before the kill");
+    drop(s); // SIGKILL: no graceful shutdown.
+    // Down for about seven seconds: three occurrences missed.
+    tokio::time::sleep(Duration::from_millis(7_000)).await;
+    let restarted_at = Utc::now();
+    let s = start(dir.path()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, _) = s
+        .call(reqwest::Method::GET, &format!("/triggers/{id}"), None)
+        .await;
+    assert_eq!(status, 200, "the trigger survived");
+    let events = s.events(&id).await;
+    let mut after: Vec<_> = events
+        .iter()
+        .filter(|e| time(&e["fired_at"]) >= restarted_at)
+        .map(|e| time(&e["scheduled_for"]))
+        .collect();
+    after.sort();
+    let catch_ups: Vec<_> = after.iter().filter(|s| **s <= restarted_at).collect();
+    assert_eq!(catch_ups.len(), 1, "exactly one catch-up: {after:?}");
+    let all: Vec<_> = events.iter().map(|e| e["scheduled_for"].clone()).collect();
+    let mut unique = all.clone();
+    unique.sort_by_key(|v| v.to_string());
+    unique.dedup();
+    assert_eq!(unique.len(), all.len(), "no occurrence fired twice");
+}
+
+#[tokio::test]
+async fn concurrent_fires_with_one_idempotency_key_make_one_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let t = s
+        .post(
+            "/triggers",
+            json!({"name": "orders", "kind": "api",
+            "payload_schema": {"type": "object", "required": ["id"]}}),
+        )
+        .await;
+    let id = t["id"].as_str().unwrap().to_string();
+    let url = format!("{}/triggers/{id}/fire", s.base);
+    let calls = (0..50).map(|_| {
+        let req = s
+            .http
+            .post(&url)
+            .bearer_auth(TOKEN)
+            .header("Idempotency-Key", "order-42")
+            .json(&json!({"id": 42}));
+        async move {
+            let res = req.send().await.expect("fire");
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.expect("json");
+            (status, body["id"].as_str().unwrap_or_default().to_string())
+        }
+    });
+    let results = futures_join_all(calls).await;
+    assert!(
+        results.iter().all(|(status, _)| *status == 202),
+        "{results:?}"
+    );
+    let first = &results[0].1;
+    assert!(
+        results.iter().all(|(_, e)| e == first),
+        "one event id for all"
+    );
+    assert_eq!(s.events(&id).await.len(), 1);
+}
+
+/// Runs futures concurrently on this task (keeps the test free of extra dependencies).
+async fn futures_join_all<F: std::future::Future>(
+    futs: impl IntoIterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F: Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.expect("task"));
+    }
+    out
+}

@@ -1,0 +1,782 @@
+//! The HTTP API in-process: every route and error class, auth, and the exact event lifecycle,
+//! with the SQLite store, a recording scheduler and a manual clock.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use etp::app::App;
+use etp::clock::{Clock, ManualClock};
+use etp::config::{ApiToken, Settings};
+use etp::embedded::SqliteStore;
+use etp::testing::{RecordingScheduler, SchedulerCall};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const TOKEN: &str = "test-token-0123456789";
+
+struct Api {
+    router: Router,
+    clock: Arc<ManualClock>,
+    scheduler: Arc<RecordingScheduler>,
+    _dir: tempfile::TempDir,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a problem+json response with `status` naming `field`.
+    fn problem(&self, status: u16, field: Option<&str>) {
+        assert_eq!(self.status.as_u16(), status, "{}", self.body);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
+        for key in ["type", "title", "status", "detail"] {
+            assert!(
+                self.body.get(key).is_some(),
+                "problem lacks {key}: {}",
+                self.body
+            );
+        }
+        assert_eq!(self.body["status"], status);
+        if let Some(field) = field {
+            let fields: Vec<_> = self.body["errors"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|e| e["field"].as_str()).collect())
+                .unwrap_or_default();
+            assert!(
+                fields.contains(&field),
+                "expected error on {field}, got {}",
+                self.body
+            );
+        }
+    }
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0)
+        .single()
+        .unwrap()
+}
+
+fn api_with(settings: Settings) -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("etp.sqlite3")).unwrap();
+    let clock = Arc::new(ManualClock::new(t0()));
+    let scheduler = Arc::new(RecordingScheduler::default());
+    let app = App::new(
+        Arc::new(store),
+        scheduler.clone(),
+        clock.clone() as Arc<dyn Clock>,
+        settings,
+    );
+    Api {
+        router: etp::http::router(Arc::new(app), ApiToken::new(TOKEN)),
+        clock,
+        scheduler,
+        _dir: dir,
+    }
+}
+
+fn api() -> Api {
+    api_with(Settings {
+        stats_cache_ttl: std::time::Duration::ZERO,
+        ..Settings::default()
+    })
+}
+
+impl Api {
+    async fn raw(&self, req: Request<Body>) -> Reply {
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        extra: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {TOKEN}"));
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        let body = match body {
+            Some(v) => {
+                req = req.header("content-type", "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.raw(req.body(body).unwrap()).await
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, None, &[]).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send(Method::POST, path, Some(body), &[]).await
+    }
+
+    async fn create(&self, body: Value) -> Value {
+        let r = self.post("/triggers", body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body
+    }
+
+    async fn api_trigger(&self) -> String {
+        let t = self
+            .create(json!({"name": "orders", "kind": "api", "payload_schema": {
+                "type": "object", "required": ["order_id"],
+                "properties": {"order_id": {"type": "integer"}, "note": {"type": "string"}}}}))
+            .await;
+        t["id"].as_str().unwrap().to_string()
+    }
+
+    async fn interval_trigger(&self) -> String {
+        let t = self
+            .create(
+                json!({"name": "tick", "kind": "scheduled", "payload": {"a": 1},
+                "schedule": {"type": "interval", "every_seconds": 60}}),
+            )
+            .await;
+        t["id"].as_str().unwrap().to_string()
+    }
+}
+
+#[tokio::test]
+async fn every_protected_route_needs_the_token() {
+    let api = api();
+    let routes = [
+        (Method::POST, "/triggers"),
+        (Method::GET, "/triggers"),
+        (Method::POST, "/triggers/test"),
+        (Method::GET, "/triggers/x"),
+        (Method::PUT, "/triggers/x"),
+        (Method::DELETE, "/triggers/x"),
+        (Method::POST, "/triggers/x/pause"),
+        (Method::POST, "/triggers/x/resume"),
+        (Method::POST, "/triggers/x/fire"),
+        (Method::POST, "/triggers/x/test"),
+        (Method::GET, "/events"),
+        (Method::GET, "/events/stats"),
+        (Method::GET, "/events/x"),
+    ];
+    for (method, path) in routes {
+        for auth in [
+            None,
+            Some("Bearer wrong"),
+            Some(TOKEN),
+            Some("Basic dGVzdA=="),
+        ] {
+            let mut req = Request::builder().method(method.clone()).uri(path);
+            if let Some(a) = auth {
+                req = req.header("authorization", a);
+            }
+            let r = api.raw(req.body(Body::empty()).unwrap()).await;
+            r.problem(401, None);
+            assert!(r.header("www-authenticate").is_some());
+        }
+    }
+    for path in ["/health", "/openapi.json"] {
+        let r = api
+            .raw(Request::get(path).body(Body::empty()).unwrap())
+            .await;
+        assert_ne!(r.status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn creates_each_kind_of_trigger() {
+    let api = api();
+    let at = api
+        .create(json!({"name": "once", "kind": "scheduled",
+            "schedule": {"type": "at", "at": "2026-11-24T11:00:00Z"}}))
+        .await;
+    assert_eq!(at["status"], "active");
+    assert_eq!(at["version"], 1);
+    assert_eq!(at["next_fire_at"], "2026-11-24T11:00:00Z");
+    let delay = api
+        .create(json!({"name": "in ten minutes", "kind": "scheduled",
+            "schedule": {"type": "interval", "every_seconds": 600, "recurring": false}}))
+        .await;
+    assert_eq!(delay["next_fire_at"], "2026-11-24T10:10:00Z");
+    assert_eq!(delay["schedule"]["start_at"], "2026-11-24T10:00:00Z");
+    let cron = api
+        .create(json!({"name": "weekdays", "kind": "scheduled",
+            "schedule": {"type": "cron", "expression": "0 9 * * MON-FRI", "timezone": "Europe/Berlin"}}))
+        .await;
+    assert_eq!(cron["next_fire_at"], "2026-11-25T08:00:00Z");
+    let r = api
+        .post(
+            "/triggers",
+            json!({"name": "hook", "kind": "api", "payload_schema": {"type": "object"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let id = r.body["id"].as_str().unwrap();
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/triggers/{id}").as_str())
+    );
+    assert_eq!(r.header("etag"), Some("\"1\""));
+    assert_eq!(r.body["next_fire_at"], Value::Null);
+    let scheduled: Vec<_> = api
+        .scheduler
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, SchedulerCall::Schedule(_)))
+        .collect();
+    assert_eq!(
+        scheduled.len(),
+        4,
+        "the scheduler hears of every new trigger"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_precise_problem() {
+    let api = api();
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (json!({"kind": "api", "payload_schema": {}}), 422, "name"),
+        (
+            json!({"name": "x", "kind": "api", "payload_schema": {}, "colour": "red"}),
+            422,
+            "colour",
+        ),
+        (
+            json!({"name": 5, "kind": "api", "payload_schema": {}}),
+            422,
+            "name",
+        ),
+        (json!({"name": "x", "kind": "sometimes"}), 422, "kind"),
+        (
+            json!({"name": "", "kind": "api", "payload_schema": {}}),
+            422,
+            "name",
+        ),
+        (
+            json!({"name": "x", "kind": "scheduled", "schedule": {"type": "at", "at": "2026-11-24T09:59:59Z"}}),
+            422,
+            "schedule.at",
+        ),
+        (
+            json!({"name": "x", "kind": "scheduled", "schedule": {"type": "at", "at": "tomorrow"}}),
+            422,
+            "schedule",
+        ),
+        (
+            json!({"name": "x", "kind": "scheduled", "schedule": {"type": "interval", "every_seconds": 0}}),
+            422,
+            "schedule.every_seconds",
+        ),
+        (
+            json!({"name": "x", "kind": "scheduled", "schedule": {"type": "interval", "every_seconds": -5}}),
+            422,
+            "schedule",
+        ),
+        (
+            json!({"name": "x", "kind": "scheduled", "schedule": {"type": "cron", "expression": "99 * * * *", "timezone": "UTC"}}),
+            422,
+            "schedule.expression",
+        ),
+        (
+            json!({"name": "x", "kind": "scheduled", "schedule": {"type": "cron", "expression": "0 9 * * *", "timezone": "Europe/Atlantis"}}),
+            422,
+            "schedule.timezone",
+        ),
+        (
+            json!({"name": "x", "kind": "scheduled", "schedule": {"type": "weekly"}}),
+            422,
+            "schedule.type",
+        ),
+        (json!({"name": "x", "kind": "scheduled"}), 422, "schedule"),
+        (
+            json!({"name": "x", "kind": "api", "payload_schema": {"type": 12}}),
+            422,
+            "payload_schema",
+        ),
+        (json!({"name": "x", "kind": "api"}), 422, "payload_schema"),
+        (json!([1, 2]), 422, "body"),
+    ];
+    for (body, status, field) in cases {
+        let r = api.post("/triggers", body.clone()).await;
+        r.problem(status, Some(field));
+        assert!(
+            !r.body["detail"].as_str().unwrap_or("").is_empty(),
+            "{body}"
+        );
+    }
+    let malformed = api
+        .raw(
+            Request::post("/triggers")
+                .header("authorization", format!("Bearer {TOKEN}"))
+                .header("content-type", "application/json")
+                .body(Body::from("{\"name\": \"x\",,}"))
+                .unwrap(),
+        )
+        .await;
+    malformed.problem(400, Some("body"));
+    assert!(
+        malformed.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("line 1")
+    );
+    let not_json = api
+        .raw(
+            Request::post("/triggers")
+                .header("authorization", format!("Bearer {TOKEN}"))
+                .header("content-type", "text/plain")
+                .body(Body::from("name=x"))
+                .unwrap(),
+        )
+        .await;
+    not_json.problem(415, None);
+    let empty = api.send(Method::POST, "/triggers", None, &[]).await;
+    empty.problem(400, Some("body"));
+    let huge = json!({"name": "x", "kind": "scheduled", "payload": {"blob": "x".repeat(300 * 1024)},
+        "schedule": {"type": "interval", "every_seconds": 5}});
+    let r = api.post("/triggers", huge).await;
+    r.problem(413, None);
+    assert!(r.body["detail"].as_str().unwrap().contains("262144"));
+    api.get("/triggers?limit=0")
+        .await
+        .problem(400, Some("limit"));
+    api.get("/triggers?kind=robot")
+        .await
+        .problem(400, Some("query"));
+    api.get("/triggers?colour=red")
+        .await
+        .problem(400, Some("query"));
+    api.get("/triggers?cursor=zzzz")
+        .await
+        .problem(422, Some("cursor"));
+    api.get("/events?state=deleted")
+        .await
+        .problem(400, Some("query"));
+    api.get("/nowhere").await.problem(404, None);
+    api.send(Method::PATCH, "/triggers", None, &[])
+        .await
+        .problem(405, None);
+    let listed = api.get("/triggers").await;
+    assert_eq!(listed.body["items"], json!([]), "nothing half-written");
+}
+
+#[tokio::test]
+async fn lists_with_filters_and_cursor() {
+    let api = api();
+    for _ in 0..3 {
+        api.api_trigger().await;
+        api.interval_trigger().await;
+    }
+    let first = api.get("/triggers?limit=4").await;
+    assert_eq!(first.body["items"].as_array().unwrap().len(), 4);
+    let cursor = first.body["next_cursor"].as_str().unwrap();
+    let second = api.get(&format!("/triggers?limit=4&cursor={cursor}")).await;
+    assert_eq!(second.body["items"].as_array().unwrap().len(), 2);
+    assert_eq!(second.body["next_cursor"], Value::Null);
+    let api_only = api.get("/triggers?kind=api").await;
+    let items = api_only.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    assert!(items.iter().all(|t| t["kind"] == "api"));
+    let paused = api.get("/triggers?status=paused").await;
+    assert_eq!(paused.body["items"], json!([]));
+}
+
+#[tokio::test]
+async fn update_uses_optimistic_concurrency() {
+    let api = api();
+    let id = api.interval_trigger().await;
+    let read = api.get(&format!("/triggers/{id}")).await;
+    let etag = read.header("etag").unwrap().to_string();
+    assert_eq!(etag, "\"1\"");
+    let def = json!({"name": "tock", "kind": "scheduled",
+        "schedule": {"type": "interval", "every_seconds": 30}});
+    let r = api
+        .send(
+            Method::PUT,
+            &format!("/triggers/{id}"),
+            Some(def.clone()),
+            &[("if-match", &etag)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["name"], "tock");
+    assert_eq!(r.body["version"], 2);
+    assert_eq!(r.header("etag"), Some("\"2\""));
+    let stale = api
+        .send(
+            Method::PUT,
+            &format!("/triggers/{id}"),
+            Some(def.clone()),
+            &[("if-match", &etag)],
+        )
+        .await;
+    stale.problem(412, None);
+    let kind = api
+        .send(
+            Method::PUT,
+            &format!("/triggers/{id}"),
+            Some(json!({"name": "x", "kind": "api", "payload_schema": {}})),
+            &[],
+        )
+        .await;
+    kind.problem(422, Some("kind"));
+    let missing = api
+        .send(Method::PUT, "/triggers/nope", Some(def), &[])
+        .await;
+    missing.problem(404, None);
+    let last = api.scheduler.calls().pop().unwrap();
+    assert!(
+        matches!(last, SchedulerCall::Schedule(t) if t.version == 2),
+        "the scheduler hears of the edit"
+    );
+}
+
+#[tokio::test]
+async fn pause_resume_and_delete() {
+    let api = api();
+    let id = api.interval_trigger().await;
+    let paused = api
+        .post(&format!("/triggers/{id}/pause"), json!(null))
+        .await;
+    assert_eq!(paused.status, StatusCode::OK, "{}", paused.body);
+    assert_eq!(paused.body["status"], "paused");
+    assert_eq!(paused.body["next_fire_at"], Value::Null);
+    let again = api
+        .send(Method::POST, &format!("/triggers/{id}/pause"), None, &[])
+        .await;
+    assert_eq!(
+        again.body["version"], paused.body["version"],
+        "pausing twice changes nothing"
+    );
+    let resumed = api
+        .send(Method::POST, &format!("/triggers/{id}/resume"), None, &[])
+        .await;
+    assert_eq!(resumed.body["status"], "active");
+    assert_eq!(resumed.body["next_fire_at"], "2026-11-24T10:01:00Z");
+    let fired = api
+        .send(Method::POST, &format!("/triggers/{id}/test"), None, &[])
+        .await;
+    assert_eq!(fired.status, StatusCode::ACCEPTED);
+    let del = api
+        .send(Method::DELETE, &format!("/triggers/{id}"), None, &[])
+        .await;
+    assert_eq!(del.status, StatusCode::NO_CONTENT);
+    api.get(&format!("/triggers/{id}")).await.problem(404, None);
+    api.send(Method::DELETE, &format!("/triggers/{id}"), None, &[])
+        .await
+        .problem(404, None);
+    let events = api.get(&format!("/events?trigger_id={id}")).await;
+    assert_eq!(
+        events.body["items"].as_array().unwrap().len(),
+        1,
+        "past events stay"
+    );
+    assert!(
+        api.scheduler
+            .calls()
+            .contains(&SchedulerCall::Unschedule(id))
+    );
+}
+
+#[tokio::test]
+async fn fire_checks_schema_state_and_idempotency() {
+    let api = api();
+    let id = api.api_trigger().await;
+    let path = format!("/triggers/{id}/fire");
+    let bad = api.post(&path, json!({"order_id": "seven"})).await;
+    bad.problem(422, Some("/order_id"));
+    let missing = api.post(&path, json!({})).await;
+    missing.problem(422, Some("/"));
+    let ok = api.post(&path, json!({"order_id": 7})).await;
+    assert_eq!(ok.status, StatusCode::ACCEPTED, "{}", ok.body);
+    assert_eq!(ok.body["source"], "api");
+    assert_eq!(ok.body["is_test"], false);
+    assert_eq!(ok.body["scheduled_for"], Value::Null);
+    assert_eq!(ok.body["payload"], json!({"order_id": 7}));
+    assert_eq!(ok.body["state"], "active");
+    assert_eq!(ok.body["status"], "success");
+    let key = [("idempotency-key", "order-7")];
+    let a = api
+        .send(Method::POST, &path, Some(json!({"order_id": 8})), &key)
+        .await;
+    let b = api
+        .send(Method::POST, &path, Some(json!({"order_id": 8})), &key)
+        .await;
+    assert_eq!(a.body["id"], b.body["id"]);
+    assert_eq!(b.header("idempotent-replayed"), Some("true"));
+    let other = api
+        .send(Method::POST, &path, Some(json!({"order_id": 9})), &key)
+        .await;
+    other.problem(422, Some("Idempotency-Key"));
+    let events = api.get(&format!("/events?trigger_id={id}")).await;
+    assert_eq!(events.body["items"].as_array().unwrap().len(), 2);
+    api.post(&format!("/triggers/{id}/pause"), json!(null))
+        .await;
+    api.post(&path, json!({"order_id": 1}))
+        .await
+        .problem(409, None);
+    let sched = api.interval_trigger().await;
+    api.post(&format!("/triggers/{sched}/fire"), json!({}))
+        .await
+        .problem(409, None);
+    api.post("/triggers/nope/fire", json!({}))
+        .await
+        .problem(404, None);
+}
+
+#[tokio::test]
+async fn test_runs_are_marked_and_store_no_trigger() {
+    let api = api();
+    let id = api.api_trigger().await;
+    let r = api
+        .post(&format!("/triggers/{id}/test"), json!({"order_id": 1}))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(r.body["source"], "manual_test");
+    assert_eq!(r.body["is_test"], true);
+    api.post(&format!("/triggers/{id}/test"), json!({"order_id": "x"}))
+        .await
+        .problem(422, Some("/order_id"));
+    let adhoc = api
+        .post(
+            "/triggers/test",
+            json!({"name": "try", "kind": "api",
+            "payload_schema": {"type": "object", "required": ["n"]}, "payload": {"n": 1}}),
+        )
+        .await;
+    assert_eq!(adhoc.status, StatusCode::ACCEPTED, "{}", adhoc.body);
+    assert_eq!(adhoc.body["outcome"], "fired");
+    assert_eq!(adhoc.body["event"]["trigger_id"], Value::Null);
+    assert_eq!(adhoc.body["event"]["is_test"], true);
+    assert_eq!(adhoc.body["event"]["payload"], json!({"n": 1}));
+    api.post(
+        "/triggers/test",
+        json!({"name": "try", "kind": "api",
+        "payload_schema": {"type": "object", "required": ["n"]}, "payload": {}}),
+    )
+    .await
+    .problem(422, Some("payload/"));
+    let later = api
+        .post(
+            "/triggers/test",
+            json!({"name": "later", "kind": "scheduled",
+            "schedule": {"type": "interval", "every_seconds": 90}}),
+        )
+        .await;
+    assert_eq!(later.body["outcome"], "scheduled");
+    assert_eq!(later.body["scheduled_for"], "2026-11-24T10:01:30Z");
+    assert!(
+        api.scheduler
+            .calls()
+            .iter()
+            .any(|c| matches!(c, SchedulerCall::TestRun { .. }))
+    );
+    api.post(
+        "/triggers/test",
+        json!({"name": "bad", "kind": "scheduled",
+        "schedule": {"type": "at", "at": "2020-01-01T00:00:00Z"}}),
+    )
+    .await
+    .problem(422, Some("schedule.at"));
+    let triggers = api.get("/triggers").await;
+    assert_eq!(
+        triggers.body["items"].as_array().unwrap().len(),
+        1,
+        "only the stored api trigger"
+    );
+}
+
+#[tokio::test]
+async fn lifecycle_is_exact_at_read_time() {
+    let api = api();
+    let id = api.api_trigger().await;
+    let fired = api
+        .post(&format!("/triggers/{id}/fire"), json!({"order_id": 1}))
+        .await;
+    let event_id = fired.body["id"].as_str().unwrap().to_string();
+    assert_eq!(fired.body["archives_at"], "2026-11-24T12:00:00Z");
+    assert_eq!(fired.body["expires_at"], "2026-11-26T10:00:00Z");
+    let expect = |active: usize, archived: usize, state: Option<&'static str>| {
+        let api = &api;
+        let event_id = event_id.clone();
+        async move {
+            let a = api.get("/events?state=active").await;
+            let b = api.get("/events?state=archived").await;
+            let d = api.get("/events").await;
+            assert_eq!(
+                a.body["items"].as_array().unwrap().len(),
+                active,
+                "active at {}",
+                api.clock.now()
+            );
+            assert_eq!(
+                b.body["items"].as_array().unwrap().len(),
+                archived,
+                "archived at {}",
+                api.clock.now()
+            );
+            assert_eq!(d.body, a.body, "active is the default");
+            let one = api.get(&format!("/events/{event_id}")).await;
+            match state {
+                Some(s) => assert_eq!(one.body["state"], s),
+                None => one.problem(404, None),
+            }
+        }
+    };
+    expect(1, 0, Some("active")).await;
+    api.clock.set(t0() + Duration::minutes(119));
+    expect(1, 0, Some("active")).await;
+    api.clock
+        .set(t0() + Duration::hours(2) - Duration::milliseconds(1));
+    expect(1, 0, Some("active")).await;
+    api.clock.set(t0() + Duration::hours(2));
+    expect(0, 1, Some("archived")).await;
+    api.clock
+        .set(t0() + Duration::hours(47) + Duration::minutes(59));
+    expect(0, 1, Some("archived")).await;
+    api.clock.set(t0() + Duration::hours(48));
+    expect(0, 0, None).await;
+    let stats = api.get("/events/stats").await;
+    assert_eq!(stats.body["items"], json!([]));
+}
+
+#[tokio::test]
+async fn events_filter_and_page() {
+    let api = api();
+    let id = api.api_trigger().await;
+    for i in 0..5 {
+        api.post(&format!("/triggers/{id}/fire"), json!({"order_id": i}))
+            .await;
+        api.clock.advance(Duration::seconds(1));
+    }
+    api.post(&format!("/triggers/{id}/test"), json!({"order_id": 99}))
+        .await;
+    let page = api.get("/events?limit=2").await;
+    let items = page.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["payload"]["order_id"], 99, "newest first");
+    let next = page.body["next_cursor"].as_str().unwrap();
+    let page2 = api.get(&format!("/events?limit=2&cursor={next}")).await;
+    assert_eq!(page2.body["items"][0]["payload"]["order_id"], 3);
+    let tests = api.get("/events?is_test=true").await;
+    assert_eq!(tests.body["items"].as_array().unwrap().len(), 1);
+    let api_only = api.get("/events?source=api").await;
+    assert_eq!(api_only.body["items"].as_array().unwrap().len(), 5);
+    let stats = api.get("/events/stats").await;
+    assert_eq!(stats.status, StatusCode::OK);
+    assert_eq!(stats.body["items"][0]["trigger_id"], id.as_str());
+    assert_eq!(stats.body["items"][0]["active"], 6);
+    assert_eq!(stats.body["items"][0]["archived"], 0);
+    api.get("/events/missing").await.problem(404, None);
+}
+
+#[tokio::test]
+async fn stats_are_cached_briefly() {
+    let api = api_with(Settings {
+        stats_cache_ttl: std::time::Duration::from_secs(60),
+        ..Settings::default()
+    });
+    let id = api.api_trigger().await;
+    api.post(&format!("/triggers/{id}/fire"), json!({"order_id": 1}))
+        .await;
+    let first = api.get("/events/stats").await;
+    api.post(&format!("/triggers/{id}/fire"), json!({"order_id": 2}))
+        .await;
+    let cached = api.get("/events/stats").await;
+    assert_eq!(
+        first.body, cached.body,
+        "served from the cache within its TTL"
+    );
+}
+
+#[tokio::test]
+async fn scheduler_failure_leaves_nothing_behind() {
+    let api = api();
+    api.scheduler.fail(true);
+    let r = api
+        .post(
+            "/triggers",
+            json!({"name": "x", "kind": "scheduled",
+            "schedule": {"type": "interval", "every_seconds": 5}}),
+        )
+        .await;
+    r.problem(503, None);
+    assert!(
+        !r.body["detail"].as_str().unwrap().contains("told to fail"),
+        "no internal text"
+    );
+    api.scheduler.fail(false);
+    assert_eq!(api.get("/triggers").await.body["items"], json!([]));
+    let health = api
+        .raw(Request::get("/health").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(health.status, StatusCode::OK);
+    api.scheduler.fail(true);
+    let sick = api
+        .raw(Request::get("/health").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(sick.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(sick.body["scheduler"], false);
+}
+
+#[tokio::test]
+async fn openapi_documents_every_route() {
+    let api = api();
+    let doc = api
+        .raw(Request::get("/openapi.json").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(doc.status, StatusCode::OK);
+    assert!(doc.body["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = doc.body["paths"].as_object().unwrap();
+    for p in [
+        "/triggers",
+        "/triggers/test",
+        "/triggers/{id}",
+        "/triggers/{id}/pause",
+        "/triggers/{id}/resume",
+        "/triggers/{id}/fire",
+        "/triggers/{id}/test",
+        "/events",
+        "/events/{id}",
+        "/events/stats",
+        "/health",
+        "/openapi.json",
+    ] {
+        assert!(paths.contains_key(p), "missing {p}");
+    }
+    assert!(doc.body["components"]["securitySchemes"]["bearer"].is_object());
+    assert!(doc.body["components"]["schemas"]["Problem"].is_object());
+}
