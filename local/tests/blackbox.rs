@@ -309,11 +309,9 @@ async fn concurrent_fires_with_one_idempotency_key_make_one_event() {
 }
 
 /// Runs futures concurrently on this task (keeps the test free of extra dependencies).
-async fn futures_join_all<F: std::future::Future>(
-    futs: impl IntoIterator<Item = F>,
-) -> Vec<F::Output>
+async fn futures_join_all<F>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();

@@ -44,7 +44,7 @@ pub fn trigger(name: &str, kind: TriggerKind) -> Trigger {
     let def = TriggerDefinition {
         name: name.into(),
         kind,
-        schedule: (kind == TriggerKind::Scheduled).then(|| Schedule::Interval {
+        schedule: (kind == TriggerKind::Scheduled).then_some(Schedule::Interval {
             every_seconds: 60,
             recurring: true,
             start_at: None,
@@ -301,7 +301,7 @@ pub async fn events_list_by_window_newest_first(store: &dyn Store) {
             .filter(|e| l.state(e.fired_at, now) == Some(state))
             .cloned()
             .collect();
-        want.sort_by(|a, b| b.fired_at.cmp(&a.fired_at));
+        want.sort_by_key(|e| std::cmp::Reverse(e.fired_at));
         assert_eq!(ids(&got), ids(&want), "{state:?}");
     }
 }
