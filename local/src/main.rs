@@ -9,10 +9,19 @@ use etp::clock::{Clock, SystemClock};
 use etp::embedded::{LocalTimer, SqliteStore};
 use tokio::net::TcpListener;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     config::init_tracing();
-    match run().await {
+    // Store calls run on the blocking pool; a small pool matches SQLite's few connections and
+    // avoids spawning hundreds of threads when a burst of triggers falls due together.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(8)
+        .build();
+    let result = match runtime {
+        Ok(rt) => rt.block_on(run()),
+        Err(e) => Err(e.into()),
+    };
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "etp-local stopped");

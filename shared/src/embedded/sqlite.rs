@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -10,6 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use tokio::sync::oneshot;
 
 use crate::domain::event::Event;
 use crate::domain::lifecycle::FiredWindow;
@@ -95,12 +96,22 @@ pub struct TimerJob {
 }
 
 struct Inner {
-    writer: Mutex<Connection>,
+    writes: mpsc::Sender<Job>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
 }
 
-/// SQLite in WAL mode: one writer connection and a few readers, used off the async threads.
+/// Reports a write's result once its batch has committed (or failed to).
+type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+/// A write, run on the writer thread inside its own savepoint.
+type Job = Box<dyn FnOnce(&mut Connection) -> Completion + Send>;
+
+/// Writes queued while a batch commits this many at most go into the next transaction.
+const MAX_BATCH: usize = 512;
+
+/// SQLite in WAL mode: a few reader connections used off the async threads, and one writer
+/// thread that group-commits whatever writes are queued, so a burst of firings costs a few
+/// transactions instead of one each. Every write still succeeds or fails on its own (savepoints).
 #[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -117,8 +128,45 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `f` in a savepoint: its writes are kept only if it succeeds.
+fn in_savepoint<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let sp = conn.savepoint().map_err(unavailable)?;
+    let value = f(&sp)?;
+    sp.commit().map_err(unavailable)?;
+    Ok(value)
+}
+
+/// The writer thread: one transaction per batch of queued writes; replies after the commit.
+fn run_writer(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let began = conn.execute_batch("BEGIN IMMEDIATE").map_err(unavailable);
+        let done: Vec<Completion> = batch.into_iter().map(|job| job(&mut conn)).collect();
+        let failed = match began {
+            Err(e) => Some(e),
+            Ok(()) => conn.execute_batch("COMMIT").map_err(unavailable).err(),
+        };
+        if failed.is_some() {
+            let _ = conn.execute_batch("ROLLBACK");
+            tracing::error!(error = ?failed, "write batch failed");
+        }
+        for complete in done {
+            complete(failed.as_ref());
+        }
+    }
 }
 
 impl SqliteStore {
@@ -130,9 +178,14 @@ impl SqliteStore {
             .map(|_| connect(path).map(Mutex::new))
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(unavailable)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("etp-sqlite-writer".into())
+            .spawn(move || run_writer(writer, rx))
+            .map_err(unavailable)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                writer: Mutex::new(writer),
+                writes: tx,
                 readers,
                 next_reader: AtomicUsize::new(0),
             }),
@@ -142,12 +195,26 @@ impl SqliteStore {
     async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&mut lock(&inner.writer)))
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = in_savepoint(conn, f);
+            Box::new(move |failed: Option<&StoreError>| {
+                let result = match (result, failed) {
+                    (Ok(_), Some(e)) => Err(unavailable(e)),
+                    (result, _) => result,
+                };
+                let _ = reply.send(result);
+            })
+        });
+        self.inner
+            .writes
+            .send(job)
+            .map_err(|_| unavailable("the writer thread has stopped"))?;
+        answer
             .await
-            .map_err(unavailable)?
+            .map_err(|_| unavailable("the writer thread dropped a write"))?
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -210,14 +277,16 @@ impl SqliteStore {
     ) -> Result<bool, StoreError> {
         self.write(move |c| {
             let changed = match next {
-                Some((due_ms, new_generation)) => c.execute(
-                    "UPDATE timer_jobs SET due_ms = ?3, generation = ?4 WHERE key = ?1 AND generation = ?2",
-                    params![key, generation, due_ms, new_generation],
-                ),
-                None => c.execute(
-                    "DELETE FROM timer_jobs WHERE key = ?1 AND generation = ?2",
-                    params![key, generation],
-                ),
+                Some((due_ms, new_generation)) => {
+                    c.prepare_cached(
+                        "UPDATE timer_jobs SET due_ms = ?3, generation = ?4
+                         WHERE key = ?1 AND generation = ?2",
+                    )
+                    .and_then(|mut st| st.execute(params![key, generation, due_ms, new_generation]))
+                }
+                None => c
+                    .prepare_cached("DELETE FROM timer_jobs WHERE key = ?1 AND generation = ?2")
+                    .and_then(|mut st| st.execute(params![key, generation])),
             }
             .map_err(unavailable)?;
             Ok(changed == 1)
@@ -235,18 +304,11 @@ impl SqliteStore {
     }
 }
 
-fn record(c: &mut Connection, new: NewEvent) -> Result<Recorded, StoreError> {
-    let tx = c
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(unavailable)?;
+fn record(tx: &Connection, new: NewEvent) -> Result<Recorded, StoreError> {
     if let Some(key) = &new.dedupe_key {
         let existing: Option<String> = tx
-            .query_row(
-                "SELECT body FROM events WHERE dedupe_key = ?1",
-                params![key],
-                |r| r.get(0),
-            )
-            .optional()
+            .prepare_cached("SELECT body FROM events WHERE dedupe_key = ?1")
+            .and_then(|mut st| st.query_row(params![key], |r| r.get(0)).optional())
             .map_err(unavailable)?;
         if let Some(body) = existing {
             return Ok(Recorded::Duplicate(decode(&body)?));
@@ -255,44 +317,54 @@ fn record(c: &mut Connection, new: NewEvent) -> Result<Recorded, StoreError> {
     let e = &new.event;
     let key = trigger_key(e.trigger_id.as_deref());
     let fired = ms(e.fired_at);
-    tx.execute(
+    let body = encode(e)?;
+    tx.prepare_cached(
         "INSERT INTO events (id, trigger_key, source, is_test, fired_ms, dedupe_key, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
+    )
+    .and_then(|mut st| {
+        st.execute(params![
             e.id,
             key,
             e.source.as_str(),
             e.is_test,
             fired,
             new.dedupe_key,
-            encode(e)?
-        ],
-    )
+            body
+        ])
+    })
     .map_err(unavailable)?;
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO event_counts (trigger_key, hour, n, last_fired_ms, trigger_name)
          VALUES (?1, ?2, 1, ?3, ?4)
          ON CONFLICT(trigger_key, hour) DO UPDATE SET n = n + 1,
            last_fired_ms = max(last_fired_ms, ?3), trigger_name = ?4",
-        params![key, fired.div_euclid(HOUR_MS), fired, e.trigger_name],
     )
+    .and_then(|mut st| {
+        st.execute(params![
+            key,
+            fired.div_euclid(HOUR_MS),
+            fired,
+            e.trigger_name
+        ])
+    })
     .map_err(unavailable)?;
     if let Some((id, version)) = &new.complete {
         let body: Option<String> = tx
-            .query_row(
+            .prepare_cached(
                 "SELECT body FROM triggers WHERE id = ?1 AND version = ?2 AND status = 'active'",
-                params![id, *version as i64],
-                |r| r.get(0),
             )
-            .optional()
+            .and_then(|mut st| {
+                st.query_row(params![id, *version as i64], |r| r.get(0))
+                    .optional()
+            })
             .map_err(unavailable)?;
         if let Some(body) = body {
             let t: Trigger = decode(&body)?;
             let done = t.with_status(TriggerStatus::Completed, e.fired_at);
-            write_trigger(&tx, &done, Some(*version))?;
+            write_trigger(tx, &done, Some(*version))?;
         }
     }
-    tx.commit().map_err(unavailable)?;
     Ok(Recorded::Written(new.event))
 }
 
