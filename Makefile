@@ -1,16 +1,55 @@
 # The two set-up commands the README promises: `make run` and `make test`.
-.PHONY: run test lint fmt venv
+.PHONY: run test test-rust test-browser test-fuzz test-sam test-bench bench local-bin lint fmt venv
 
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+# The browser tests drive Debian's chromium; the Makefile installs it when missing.
+CHROMIUM := /usr/bin/chromium
+BROWSER_DIR := tests/browser
+ETP_BIN := $(CURDIR)/target/debug/etp-local
+# The load generator of the benchmark suite.
+WRK := /usr/bin/wrk
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # The whole platform locally on http://127.0.0.1:3000 (only Rust needed).
 run:
 	cargo run --release -p local
 
-# Every test: unit, contract (SQLite and DynamoDB on moto), API, timer, black-box, SAM checks.
-test: $(VENV)/.installed
+# Every test: unit, contract (SQLite and DynamoDB on moto), API, timer, black-box, SAM checks,
+# then the dashboard and /docs in a real browser, then OpenAPI fuzzing.
+test: test-rust test-sam test-browser test-fuzz test-bench
+
+test-rust: $(VENV)/.installed
 	cargo test --workspace --all-features
+
+# One debug build of the server, shared by the browser and fuzz tests.
+local-bin:
+	cargo build -p local
+
+test-browser: local-bin $(CHROMIUM) $(BROWSER_DIR)/node_modules/.installed
+	cd $(BROWSER_DIR) && ETP_BIN=$(ETP_BIN) CHROMIUM=$(CHROMIUM) node --test --test-concurrency=1 dashboard.test.mjs
+
+test-fuzz: local-bin $(VENV)/.installed
+	ETP_BIN=$(ETP_BIN) tests/fuzz/run
+
+# The deployable path: template lint, SAM's own validation, and a real `sam build` (cargo-lambda
+# cross-compiles the three functions for arm64 with zig from the venv; no Docker).
+test-sam: $(VENV)/.installed
+	cfn-lint template.yaml
+	SAM_CLI_TELEMETRY=0 sam validate --lint --region us-east-1
+	SAM_CLI_TELEMETRY=0 sam build
+
+# The benchmark suite at a tiny size, so it cannot rot; its figures mean nothing.
+test-bench: $(WRK)
+	cargo build -p bench -p local
+	target/debug/bench --smoke
+
+# The full benchmark suite (release build; several minutes): table on stdout, JSON and SVG
+# charts under target/bench/.
+bench: $(WRK)
+	cargo build --release -p bench -p local
+	target/release/bench
 
 lint:
 	cargo fmt --all -- --check
@@ -24,4 +63,16 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: requirements-dev.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(WRK):
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y wrk
+
+$(CHROMIUM):
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+
+$(BROWSER_DIR)/node_modules/.installed: $(BROWSER_DIR)/package.json $(BROWSER_DIR)/package-lock.json
+	cd $(BROWSER_DIR) && npm ci --no-audit --no-fund
 	touch $@

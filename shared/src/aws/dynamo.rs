@@ -1,1 +1,253 @@
-//! The store port on DynamoDB.
+//! The store port on DynamoDB: a triggers table and a single-table events design (see README).
+
+// Every `AttributeValue` mapping lives here and in the submodules: the rest of the platform
+// only sees the port types.
+
+mod events;
+mod maintenance;
+mod tables;
+mod triggers;
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::types::AttributeValue;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use futures_util::{StreamExt, TryStreamExt, stream};
+
+use crate::ports::StoreError;
+
+/// The hour buckets of the events table are split this many ways, so the newest hour (where all
+/// writes land) is spread over several partitions of the lifecycle index instead of one.
+pub const SHARDS: u32 = 4;
+
+const HOUR_MS: i64 = 3_600_000;
+/// The constant hash key of the `by_id` index: every trigger in one ordered list.
+const TRIGGER_LIST: &str = "trigger";
+const BY_ID: &str = "by_id";
+const LIFECYCLE: &str = "lifecycle";
+const BY_TRIGGER: &str = "by_trigger";
+/// DynamoDB rejects empty strings in index keys, so ad-hoc test runs are keyed under this.
+const AD_HOC: &str = "-";
+/// Queries in flight at once for one request: enough to hide latency, few enough not to throttle.
+const CONCURRENCY: usize = 16;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Names of the two tables, as the SAM template injects them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    pub triggers: String,
+    pub events: String,
+}
+
+/// The store on DynamoDB. Cheap to clone: the SDK client is shared.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    tables: Tables,
+    /// Sets the TTL of written items; reads never rely on it (TTL deletion lags by days).
+    retention: chrono::Duration,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, tables: Tables) -> Self {
+        Self {
+            client,
+            tables,
+            retention: chrono::Duration::hours(48),
+        }
+    }
+
+    /// How long events are kept: their TTL is `fired_at` + this. Use the lifecycle's retention.
+    pub fn with_retention(mut self, retention: chrono::Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Creates both tables (keys, indexes, TTL) as `template.yaml` declares them; for tests.
+    pub async fn create_tables(client: &Client, tables: &Tables) -> Result<(), StoreError> {
+        tables::create(client, tables).await
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// The full error chain of an SDK call, for the logs.
+fn sdk_error<E, R>(op: &str, e: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    StoreError::Unavailable(format!("{op}: {}", DisplayErrorContext(&e)))
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(v)
+}
+
+fn hour_of(ms: i64) -> i64 {
+    ms.div_euclid(HOUR_MS)
+}
+
+/// Epoch milliseconds as a fixed-width string, so string order is time order.
+fn pad_ms(ms: i64) -> String {
+    format!("{:013}", ms.clamp(0, 9_999_999_999_999))
+}
+
+/// Hours as a fixed-width string, for the counters' sort keys.
+fn pad_hour(hour: i64) -> String {
+    format!("{:010}", hour.max(0))
+}
+
+/// The index sort key of an event: (fired_ms, id) in string order.
+fn time_key(fired_ms: i64, id: &str) -> String {
+    format!("{}#{id}", pad_ms(fired_ms))
+}
+
+/// FNV-1a: stable across Rust versions and processes, unlike `DefaultHasher`.
+fn shard_of(id: &str) -> u32 {
+    let hash = id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    hash % SHARDS
+}
+
+fn lifecycle_pk(hour: i64, shard: u32) -> String {
+    format!("{hour}#{shard}")
+}
+
+fn counter_pk(shard: u32) -> String {
+    format!("CT#{shard}")
+}
+
+fn trigger_key(trigger_id: Option<&str>) -> &str {
+    trigger_id.unwrap_or(AD_HOC)
+}
+
+fn trigger_id_of(key: &str) -> Option<String> {
+    (key != AD_HOC).then(|| key.to_string())
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Ok(v),
+        _ => Err(unavailable(format!(
+            "stored item lacks string attribute {name}"
+        ))),
+    }
+}
+
+fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => v
+            .parse()
+            .map_err(|_| unavailable(format!("stored attribute {name} is not a number: {v}"))),
+        _ => Err(unavailable(format!(
+            "stored item lacks number attribute {name}"
+        ))),
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, StoreError> {
+    serde_json::from_str(body).map_err(|e| unavailable(format!("corrupt stored item: {e}")))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(unavailable)
+}
+
+fn encode_cursor(raw: &str) -> String {
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_cursor(cursor: &str) -> Result<String, StoreError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or(StoreError::InvalidCursor)
+}
+
+/// Runs `futures` with at most [`CONCURRENCY`] in flight; results in completion order.
+async fn all<T, F>(futures: impl IntoIterator<Item = F>) -> Result<Vec<T>, StoreError>
+where
+    F: Future<Output = Result<T, StoreError>>,
+{
+    stream::iter(futures)
+        .buffer_unordered(CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+/// Runs `query` page by page until `want` items pass `keep` (all of them when `want` is None)
+/// or the key range is exhausted. Filters only shrink pages, so one call may need several.
+async fn query_until(
+    query: QueryFluentBuilder,
+    want: Option<usize>,
+    keep: impl Fn(&Item) -> bool,
+) -> Result<Vec<Item>, StoreError> {
+    let mut out = Vec::new();
+    let mut start: Option<Item> = None;
+    loop {
+        let page = query
+            .clone()
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| sdk_error("Query", e))?;
+        out.extend(page.items.unwrap_or_default().into_iter().filter(&keep));
+        if want.is_some_and(|w| out.len() >= w) {
+            break;
+        }
+        match page.last_evaluated_key {
+            Some(key) if !key.is_empty() => start = Some(key),
+            _ => break,
+        }
+    }
+    if let Some(w) = want {
+        out.truncate(w);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_sort_in_time_order() {
+        assert!(time_key(999, "b") < time_key(1_000, "a"));
+        assert!(time_key(1_000, "a") < time_key(1_000, "b"));
+        assert!(pad_ms(1_000) < time_key(1_000, "a"));
+        assert_eq!(pad_hour(493_000), "0000493000");
+    }
+
+    #[test]
+    fn shards_are_stable_and_spread() {
+        assert_eq!(shard_of("01kaz"), shard_of("01kaz"));
+        let ids: Vec<String> = (0..400).map(|_| crate::domain::new_id()).collect();
+        for shard in 0..SHARDS {
+            let hits = ids.iter().filter(|id| shard_of(id) == shard).count();
+            assert!(hits > 50, "shard {shard} got {hits} of 400");
+        }
+    }
+}

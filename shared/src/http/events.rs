@@ -23,11 +23,16 @@ pub struct EventListQuery {
     #[serde(default = "default_state")]
     #[param(inline)]
     pub state: EventState,
+    /// Only events of this trigger.
     pub trigger_id: Option<String>,
+    /// Only events from this source.
+    #[param(inline)]
     pub source: Option<EventSource>,
+    /// Only test firings (`true`) or only real ones (`false`).
     pub is_test: Option<bool>,
     /// Page size, 1 to 200 (default 50).
     #[serde(default = "default_limit")]
+    #[param(minimum = 1, maximum = 200, default = 50)]
     pub limit: usize,
     /// `next_cursor` from the previous page.
     pub cursor: Option<String>,
@@ -43,11 +48,12 @@ pub struct StatsResponse {
 }
 
 /// List active or archived events, newest first.
-#[utoipa::path(get, path = "/events", tag = "events", params(EventListQuery),
+#[utoipa::path(get, path = "/events", tag = "events", operation_id = "listEvents",
+    params(EventListQuery),
     responses(
-        (status = 200, body = Page<EventView>),
-        (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Bad cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "One page; `next_cursor` is null on the last", body = Page<EventView>),
+        (status = 400, description = "Unknown or bad query parameter, or `limit` out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A cursor this listing did not return", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
     State(app): State<Arc<App>>,
@@ -67,10 +73,11 @@ pub async fn list(
 }
 
 /// Read one event; expired events are gone (404).
-#[utoipa::path(get, path = "/events/{id}", tag = "events", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/events/{id}", tag = "events", operation_id = "getEvent",
+    params(("id" = String, Path, description = "The event's id")),
     responses(
-        (status = 200, body = EventView),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The event, with its lifecycle state as of now", body = EventView),
+        (status = 404, description = "No such event, or it has expired", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(
     State(app): State<Arc<App>>,
@@ -80,8 +87,8 @@ pub async fn get(
 }
 
 /// Per trigger: active and archived event counts and the last firing (cached for a few seconds).
-#[utoipa::path(get, path = "/events/stats", tag = "events",
-    responses((status = 200, body = StatsResponse)))]
+#[utoipa::path(get, path = "/events/stats", tag = "events", operation_id = "eventStats",
+    responses((status = 200, description = "One entry per trigger with events", body = StatsResponse)))]
 pub async fn stats(State(app): State<Arc<App>>) -> Result<Json<StatsResponse>, ApiError> {
     let stats = app.stats().await?;
     Ok(Json(StatsResponse {

@@ -1,12 +1,14 @@
 //! The HTTP API: one axum router served by the local server and by the Lambda functions alike.
 
 pub mod auth;
+pub mod docs;
 pub mod events;
 pub mod extract;
 pub mod openapi;
 pub mod problem;
 pub mod system;
 pub mod triggers;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -63,7 +65,10 @@ pub fn router(app: Arc<App>, token: ApiToken) -> Router {
     let public = Router::new()
         .route("/health", get(system::health))
         .route("/openapi.json", get(system::openapi))
-        .with_state(app.clone());
+        .with_state(app.clone())
+        // The pages hold no data: they ask for the token and send it with each API call.
+        .merge(ui::routes())
+        .merge(docs::routes());
     let guarded =
         protected(app).route_layer(middleware::from_fn_with_state(token, auth::require_token));
     public

@@ -1,50 +1,473 @@
-//! The OpenAPI 3.1 document, generated from the route and type definitions.
+//! The OpenAPI 3.1 document: derived from the route annotations, then completed in one place.
+//!
+//! The derive covers each route's own statuses. What holds for whole classes of routes (the token,
+//! unreadable bodies, an unavailable store), the rules serde and the domain enforce beyond what a
+//! type shows, examples and links are added by [`document`], so no route can forget them.
 
-use utoipa::Modify;
+use std::sync::LazyLock;
+
+use serde_json::{Map, Value, json};
 use utoipa::OpenApi;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
-use super::{events, problem, system, triggers};
+use super::{docs, events, problem, system, triggers, ui};
 use crate::app::{TestRun, TriggerView};
 use crate::domain::event::{Event, EventSource, EventStatus, EventView};
 use crate::domain::lifecycle::EventState;
-use crate::domain::schedule::Schedule;
-use crate::domain::trigger::{Trigger, TriggerDefinition, TriggerKind, TriggerStatus};
+use crate::domain::schedule::{MAX_EVERY_SECONDS, Schedule};
+use crate::domain::trigger::{
+    MAX_NAME_CHARS, Trigger, TriggerDefinition, TriggerKind, TriggerStatus,
+};
 use crate::domain::validation::FieldError;
 use crate::ports::TriggerStats;
 
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
-        );
-    }
-}
-
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Event Trigger Platform", description = "Scheduled and API triggers with an exact event lifecycle."),
+    info(title = "Event Trigger Platform", description = "Scheduled and API triggers with an exact event lifecycle.\n\n\
+        Every route except `/health`, `/openapi.json`, `/` and `/docs` needs `Authorization: Bearer <token>` \
+        (the token `make run` printed, or `ETP_API_TOKEN`): press **Authorize**. \
+        Every 4xx and 5xx is `application/problem+json`."),
     paths(
         triggers::create, triggers::list, triggers::get, triggers::replace, triggers::delete,
         triggers::pause, triggers::resume, triggers::fire, triggers::test_stored,
         triggers::test_definition, events::list, events::get, events::stats,
-        system::health, system::openapi,
+        system::health, system::openapi, ui::index, docs::page,
     ),
     components(schemas(
         Trigger, TriggerView, TriggerDefinition, TriggerKind, TriggerStatus, Schedule, Event,
         EventView, EventSource, EventStatus, EventState, TriggerStats, TestRun, FieldError,
         problem::Problem, events::StatsResponse, system::HealthReport,
     )),
-    modifiers(&BearerAuth),
     security(("bearer" = [])),
     tags(
         (name = "triggers", description = "Define, change and fire triggers"),
         (name = "events", description = "The event log"),
-        (name = "system", description = "Health and this document; no token needed"),
+        (name = "system", description = "Health, this document and the pages; no token needed"),
     )
 )]
 pub struct ApiDoc;
+
+/// The document `/openapi.json` serves, built once.
+pub fn document() -> &'static Value {
+    static DOC: LazyLock<Value> = LazyLock::new(|| {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "OpenAPI document does not serialize");
+            json!({})
+        });
+        complete(&mut doc);
+        doc
+    });
+    &DOC
+}
+
+/// `v` as an object, replacing whatever else it was.
+fn as_object(v: &mut Value) -> Option<&mut Map<String, Value>> {
+    if !v.is_object() {
+        *v = Value::Object(Map::new());
+    }
+    v.as_object_mut()
+}
+
+/// The object at `pointer` (a JSON pointer), created with its parents when missing.
+fn object_at<'a>(doc: &'a mut Value, pointer: &str) -> Option<&'a mut Map<String, Value>> {
+    let mut at = doc;
+    for key in pointer.split('/').filter(|k| !k.is_empty()) {
+        at = as_object(at)?
+            .entry(key.replace("~1", "/").replace("~0", "~"))
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    as_object(at)
+}
+
+/// Merges `extra` into the object at `pointer`, key by key.
+fn merge(doc: &mut Value, pointer: &str, extra: Value) {
+    if let (Some(target), Value::Object(extra)) = (object_at(doc, pointer), extra) {
+        target.extend(extra);
+    }
+}
+
+fn complete(doc: &mut Value) {
+    security_scheme(doc);
+    problem_responses(doc);
+    common_responses(doc);
+    refine_schemas(doc);
+    examples(doc);
+    links(doc);
+}
+
+fn security_scheme(doc: &mut Value) {
+    merge(
+        doc,
+        "/components/securitySchemes",
+        json!({"bearer": {
+            "type": "http", "scheme": "bearer",
+            "description": "The API token: `ETP_API_TOKEN`, or the one `make run` printed."
+        }}),
+    );
+}
+
+fn problem_example(status: u16, slug: &str, title: &str, detail: &str) -> Value {
+    json!({"type": format!("https://etp.invalid/problems/{slug}"), "title": title,
+           "status": status, "detail": detail})
+}
+
+/// Reusable problem responses, referenced by every route they apply to.
+fn problem_responses(doc: &mut Value) {
+    let response = |description: &str, example: Value| {
+        json!({"description": description, "content": {"application/problem+json": {
+            "schema": {"$ref": "#/components/schemas/Problem"}, "example": example}}})
+    };
+    let mut bad_json = problem_example(
+        400,
+        "bad-request",
+        "Bad Request",
+        "malformed JSON at line 1 column 9: expected value",
+    );
+    bad_json["errors"] = json!([{"field": "body", "message": "expected value"}]);
+    let mut invalid = problem_example(
+        422,
+        "validation-error",
+        "Unprocessable Entity",
+        "schedule.every_seconds: must be at least 1",
+    );
+    invalid["errors"] =
+        json!([{"field": "schedule.every_seconds", "message": "must be at least 1"}]);
+    merge(
+        doc,
+        "/components/responses",
+        json!({
+            "BadRequest": response(
+                "Unreadable request: malformed JSON, a missing body, a bad query parameter or header",
+                bad_json),
+            "Unauthorized": {
+                "description": "Missing or wrong bearer token",
+                "headers": {"WWW-Authenticate": {"schema": {"type": "string"},
+                    "description": "`Bearer realm=\"etp\"`"}},
+                "content": {"application/problem+json": {
+                    "schema": {"$ref": "#/components/schemas/Problem"},
+                    "example": problem_example(401, "unauthorized", "Unauthorized",
+                        "send a valid API token as Authorization: Bearer <token>")}}
+            },
+            "PayloadTooLarge": response("Body larger than `ETP_MAX_BODY_BYTES`",
+                problem_example(413, "payload-too-large", "Payload Too Large",
+                    "the request body is larger than the limit of 262144 bytes")),
+            "UnsupportedMediaType": response("A body that is not `application/json`",
+                problem_example(415, "unsupported-media-type", "Unsupported Media Type",
+                    "send the body as JSON with Content-Type: application/json")),
+            "ValidationError": response(
+                "A well-formed request that breaks a rule; `errors` names each field", invalid),
+            "Unavailable": response("The store or scheduler is unavailable; retry shortly",
+                problem_example(503, "unavailable", "Service Unavailable",
+                    "a backing service is unavailable; retry shortly")),
+        }),
+    );
+}
+
+const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
+
+fn is_public(op: &Value) -> bool {
+    op.get("security")
+        .and_then(Value::as_array)
+        .is_some_and(|reqs| {
+            reqs.iter()
+                .all(|r| r.as_object().is_some_and(Map::is_empty))
+        })
+}
+
+/// Statuses every route of a class can answer with, unless the route documents its own.
+fn common_responses(doc: &mut Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for item in paths.values_mut() {
+        for method in METHODS {
+            let Some(op) = item.get_mut(method) else {
+                continue;
+            };
+            let mut add = Vec::new();
+            if !is_public(op) {
+                add.extend([
+                    ("400", "BadRequest"),
+                    ("401", "Unauthorized"),
+                    ("503", "Unavailable"),
+                ]);
+            }
+            if op.get("requestBody").is_some() {
+                add.extend([
+                    ("400", "BadRequest"),
+                    ("413", "PayloadTooLarge"),
+                    ("415", "UnsupportedMediaType"),
+                    ("422", "ValidationError"),
+                ]);
+            }
+            let Some(responses) = object_at(op, "/responses") else {
+                continue;
+            };
+            for (status, name) in add {
+                responses
+                    .entry(status)
+                    .or_insert_with(|| json!({"$ref": format!("#/components/responses/{name}")}));
+            }
+        }
+    }
+}
+
+/// Rules the types alone do not show: bounds, closed objects, and values of any JSON type.
+fn refine_schemas(doc: &mut Value) {
+    let any_json = json!({"description": "Any JSON value"});
+    let json_schema = json!({"type": ["object", "boolean"],
+        "description": "A JSON Schema (draft 2020-12 unless `$schema` says otherwise)"});
+    let schemas = "/components/schemas";
+    let name = json!({"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS,
+        "description": format!("1 to {MAX_NAME_CHARS} characters, no control characters")});
+    merge(
+        doc,
+        &format!("{schemas}/TriggerDefinition"),
+        json!({"additionalProperties": false}),
+    );
+    merge(
+        doc,
+        &format!("{schemas}/TriggerDefinition/properties"),
+        json!({
+            "name": name,
+            "payload_schema": json_schema.clone(),
+            "payload": {"description":
+                "Scheduled triggers: a JSON object sent with every firing. In a test run of an \
+                 `api` definition: the payload to fire with, any JSON the schema accepts. \
+                 Not allowed when storing an api trigger."},
+        }),
+    );
+    merge(
+        doc,
+        &format!("{schemas}/Trigger/properties"),
+        json!({"payload_schema": json_schema}),
+    );
+    merge(
+        doc,
+        &format!("{schemas}/Event/properties"),
+        json!({"payload": any_json}),
+    );
+    merge(
+        doc,
+        &format!("{schemas}/HealthReport/properties/status"),
+        json!({"enum": ["ok", "degraded"]}),
+    );
+    merge(
+        doc,
+        &format!("{schemas}/Problem/properties/status"),
+        json!({"minimum": 400, "maximum": 599}),
+    );
+    let times = json!({"format": "date-time",
+        "description": "RFC 3339, whole seconds (any UTC offset on input)"});
+    if let Some(variants) = doc
+        .pointer_mut(&format!("{schemas}/Schedule/oneOf"))
+        .and_then(Value::as_array_mut)
+    {
+        for variant in variants {
+            merge(variant, "", json!({"additionalProperties": false}));
+            let Some(props) = object_at(variant, "/properties") else {
+                continue;
+            };
+            if let Some(every) = props.get_mut("every_seconds") {
+                merge(
+                    every,
+                    "",
+                    json!({"minimum": 1, "maximum": MAX_EVERY_SECONDS,
+                           "description": "Seconds between firings, 1 to ten years"}),
+                );
+            }
+            if let Some(recurring) = props.get_mut("recurring") {
+                merge(
+                    recurring,
+                    "",
+                    json!({"default": true,
+                           "description": "`false`: fire once, one interval after the start"}),
+                );
+            }
+            if let Some(expression) = props.get_mut("expression") {
+                merge(
+                    expression,
+                    "",
+                    json!({"description":
+                        "5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first",
+                        "examples": ["0 9 * * MON-FRI", "*/15 * * * *"]}),
+                );
+            }
+            if let Some(zone) = props.get_mut("timezone") {
+                merge(
+                    zone,
+                    "",
+                    json!({"description": "An IANA time zone", "examples": ["Europe/Berlin", "UTC"]}),
+                );
+            }
+            for key in ["at", "start_at", "end_at"] {
+                if let Some(t) = props.get_mut(key) {
+                    merge(t, "", times.clone());
+                }
+            }
+        }
+    }
+}
+
+/// One definition per trigger kind and schedule type, shown in `/docs` and tried by the fuzzer.
+fn definition_examples(with_test_payload: bool) -> Value {
+    let mut api = json!({"name": "order placed", "kind": "api",
+        "payload_schema": {"type": "object", "required": ["order_id"],
+            "properties": {"order_id": {"type": "integer"}}}});
+    if with_test_payload {
+        api["payload"] = json!({"order_id": 42});
+    }
+    json!({
+        "interval": {"summary": "Scheduled: every 5 minutes, with a payload",
+            "value": {"name": "heartbeat", "kind": "scheduled",
+                "schedule": {"type": "interval", "every_seconds": 300},
+                "payload": {"service": "billing"}}},
+        "delay": {"summary": "Scheduled: once, ten minutes from now",
+            "value": {"name": "in ten minutes", "kind": "scheduled",
+                "schedule": {"type": "interval", "every_seconds": 600, "recurring": false}}},
+        "at": {"summary": "Scheduled: once at an instant",
+            "value": {"name": "launch", "kind": "scheduled",
+                "schedule": {"type": "at", "at": "2030-12-01T09:00:00Z"}}},
+        "cron": {"summary": "Scheduled: a cron in a time zone",
+            "value": {"name": "standup", "kind": "scheduled",
+                "schedule": {"type": "cron", "expression": "0 9 * * MON-FRI",
+                    "timezone": "Europe/Berlin"}}},
+        "api": {"summary": "Api: fired by clients with a payload matching the schema",
+            "value": api},
+    })
+}
+
+fn examples(doc: &mut Value) {
+    let body = "/requestBody/content/application~1json";
+    for (path, method, test) in [
+        ("/triggers", "post", false),
+        ("/triggers/{id}", "put", false),
+        ("/triggers/test", "post", true),
+    ] {
+        let Some(op) = doc.pointer_mut(&format!("/paths/{}/{method}", escape(path))) else {
+            continue;
+        };
+        merge(op, body, json!({"examples": definition_examples(test)}));
+    }
+    if let Some(op) = doc.pointer_mut(&format!("/paths/{}/post", escape("/triggers/{id}/fire"))) {
+        merge(op, body, json!({"example": {"order_id": 42}}));
+    }
+    let trigger = json!({"id": "01jb7k3s9m2x4v6z8q0r1t3w5y", "name": "heartbeat",
+        "kind": "scheduled", "status": "active",
+        "schedule": {"type": "interval", "every_seconds": 300, "recurring": true,
+            "start_at": "2026-11-24T10:00:00Z"},
+        "payload": {"service": "billing"},
+        "created_at": "2026-11-24T10:00:00Z", "updated_at": "2026-11-24T10:00:00Z",
+        "version": 1, "next_fire_at": "2026-11-24T10:05:00Z"});
+    let event = json!({"id": "01jb7kc0a1b2c3d4e5f6g7h8j9", "trigger_id": trigger["id"],
+        "trigger_name": "heartbeat", "kind": "scheduled", "source": "schedule",
+        "is_test": false, "scheduled_for": "2026-11-24T10:05:00Z",
+        "fired_at": "2026-11-24T10:05:00.004Z", "payload": {"service": "billing"},
+        "status": "success", "state": "active", "archives_at": "2026-11-24T12:05:00.004Z",
+        "expires_at": "2026-11-26T10:05:00.004Z"});
+    merge(
+        doc,
+        "/components/schemas/TriggerView",
+        json!({"example": trigger}),
+    );
+    merge(
+        doc,
+        "/components/schemas/EventView",
+        json!({"example": event}),
+    );
+}
+
+fn escape(path: &str) -> String {
+    path.replace('~', "~0").replace('/', "~1")
+}
+
+/// Which calls take the id a response returns, so clients (and the fuzzer's stateful phase)
+/// can follow a created trigger or a fired event.
+fn links(doc: &mut Value) {
+    let trigger_id = json!({"id": "$response.body#/id"});
+    let trigger_links: Map<String, Value> = [
+        "getTrigger",
+        "replaceTrigger",
+        "deleteTrigger",
+        "pauseTrigger",
+        "resumeTrigger",
+        "fireTrigger",
+        "testTrigger",
+    ]
+    .into_iter()
+    .map(|op| {
+        (
+            op.to_string(),
+            json!({"operationId": op, "parameters": trigger_id}),
+        )
+    })
+    .collect();
+    let event_link = json!({"getEvent": {"operationId": "getEvent",
+        "parameters": {"id": "$response.body#/id"}}});
+    for (path, method, status, links) in [
+        ("/triggers", "post", "201", Value::Object(trigger_links)),
+        ("/triggers/{id}/fire", "post", "202", event_link.clone()),
+        ("/triggers/{id}/test", "post", "202", event_link),
+    ] {
+        let pointer = format!("/paths/{}/{method}/responses/{status}", escape(path));
+        if let Some(response) = doc.pointer_mut(&pointer) {
+            merge(response, "/links", links);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op<'a>(doc: &'a Value, path: &str, method: &str) -> &'a Value {
+        doc.pointer(&format!("/paths/{}/{method}", escape(path)))
+            .unwrap_or_else(|| panic!("no {method} {path}"))
+    }
+
+    #[test]
+    fn protected_routes_document_the_common_problems() {
+        let doc = document();
+        let create = op(doc, "/triggers", "post");
+        for status in ["400", "401", "413", "415", "422", "503"] {
+            assert!(create["responses"][status].is_object(), "{status}");
+        }
+        let health = op(doc, "/health", "get");
+        assert!(health["responses"]["401"].is_null());
+    }
+
+    #[test]
+    fn operation_ids_are_unique_and_links_resolve() {
+        let doc = document();
+        let mut ids = std::collections::HashSet::new();
+        for item in doc["paths"].as_object().unwrap().values() {
+            for m in METHODS {
+                if let Some(id) = item[m]["operationId"].as_str() {
+                    assert!(ids.insert(id.to_string()), "duplicate operationId {id}");
+                }
+            }
+        }
+        let links = &op(doc, "/triggers", "post")["responses"]["201"]["links"];
+        for link in links.as_object().unwrap().values() {
+            assert!(ids.contains(link["operationId"].as_str().unwrap()));
+        }
+    }
+
+    #[test]
+    fn every_kind_has_an_example() {
+        let doc = document();
+        let examples =
+            &op(doc, "/triggers", "post")["requestBody"]["content"]["application/json"]["examples"];
+        for kind in ["interval", "delay", "at", "cron", "api"] {
+            assert!(examples[kind]["value"]["name"].is_string(), "{kind}");
+        }
+        let variants = doc
+            .pointer("/components/schemas/Schedule/oneOf")
+            .and_then(Value::as_array)
+            .unwrap();
+        assert!(
+            variants
+                .iter()
+                .all(|v| v["additionalProperties"] == json!(false))
+        );
+    }
+}

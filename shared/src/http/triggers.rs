@@ -26,13 +26,39 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct TriggerListQuery {
+    /// Only triggers of this kind.
+    #[param(inline)]
     pub kind: Option<TriggerKind>,
+    /// Only triggers in this status.
+    #[param(inline)]
     pub status: Option<TriggerStatus>,
     /// Page size, 1 to 200 (default 50).
     #[serde(default = "default_limit")]
+    #[param(minimum = 1, maximum = 200, default = 50)]
     pub limit: usize,
     /// `next_cursor` from the previous page.
     pub cursor: Option<String>,
+}
+
+/// `If-Match`, for the documentation only: handlers read it from the headers.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct IfMatch {
+    /// An `ETag` from a read (`"3"`, `W/"3"`, a list, or `*`); 412 when the trigger has changed.
+    #[param(rename = "If-Match", value_type = String)]
+    if_match: Option<String>,
+}
+
+/// `Idempotency-Key`, for the documentation only.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct IdempotencyKey {
+    /// Same key and payload, same event: a retry does not fire twice. 1 to 255 visible ASCII
+    /// characters; 422 when reused with another payload.
+    #[param(rename = "Idempotency-Key", value_type = String, min_length = 1, max_length = 255)]
+    idempotency_key: Option<String>,
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>> {
@@ -55,13 +81,13 @@ fn with_etag(status: StatusCode, view: TriggerView) -> Response {
 }
 
 /// Create a trigger.
-#[utoipa::path(post, path = "/triggers", tag = "triggers", request_body = TriggerDefinition,
+#[utoipa::path(post, path = "/triggers", tag = "triggers", operation_id = "createTrigger",
+    request_body(content = TriggerDefinition, description = "A scheduled trigger with its `schedule`, or an api trigger with its `payload_schema`"),
     responses(
-        (status = 201, description = "Created; `Location` names it", body = TriggerView),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid definition", body = Problem, content_type = "application/problem+json"),
+        (status = 201, description = "Created", body = TriggerView, headers(
+            ("Location" = String, description = "`/triggers/{id}`"),
+            ("ETag" = String, description = "The version, for `If-Match`"))),
+        (status = 422, description = "Invalid definition; `errors` names each field", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
     State(app): State<Arc<App>>,
@@ -77,11 +103,12 @@ pub async fn create(
 }
 
 /// List triggers in creation order.
-#[utoipa::path(get, path = "/triggers", tag = "triggers", params(TriggerListQuery),
+#[utoipa::path(get, path = "/triggers", tag = "triggers", operation_id = "listTriggers",
+    params(TriggerListQuery),
     responses(
-        (status = 200, body = Page<TriggerView>),
-        (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Bad cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "One page; `next_cursor` is null on the last", body = Page<TriggerView>),
+        (status = 400, description = "Unknown or bad query parameter, or `limit` out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A cursor this listing did not return", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
     State(app): State<Arc<App>>,
@@ -102,24 +129,28 @@ pub async fn list(
 }
 
 /// Read one trigger; the `ETag` header carries its version.
-#[utoipa::path(get, path = "/triggers/{id}", tag = "triggers", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/triggers/{id}", tag = "triggers", operation_id = "getTrigger",
+    params(("id" = String, Path, description = "The trigger's id")),
     responses(
-        (status = 200, body = TriggerView),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The trigger", body = TriggerView,
+            headers(("ETag" = String, description = "The version, for `If-Match`"))),
+        (status = 404, description = "No such trigger", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response> {
     let trigger = app.get_trigger(&id).await?;
     Ok(with_etag(StatusCode::OK, app.view(trigger)))
 }
 
-/// Replace a trigger's definition; only future firings see the change.
-#[utoipa::path(put, path = "/triggers/{id}", tag = "triggers", request_body = TriggerDefinition,
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "ETag from a read; 412 when stale")),
+/// Replace a trigger's definition; only future firings see the change. The kind cannot change.
+#[utoipa::path(put, path = "/triggers/{id}", tag = "triggers", operation_id = "replaceTrigger",
+    request_body(content = TriggerDefinition, description = "The whole new definition, of the same kind"),
+    params(("id" = String, Path, description = "The trigger's id"), IfMatch),
     responses(
-        (status = 200, body = TriggerView),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "Changed since read", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Replaced", body = TriggerView,
+            headers(("ETag" = String, description = "The new version"))),
+        (status = 404, description = "No such trigger", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Changed since it was read", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid definition, or a different kind", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn replace(
     State(app): State<Arc<App>>,
@@ -133,12 +164,12 @@ pub async fn replace(
 }
 
 /// Delete a trigger; its schedule stops and its past events stay.
-#[utoipa::path(delete, path = "/triggers/{id}", tag = "triggers",
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+#[utoipa::path(delete, path = "/triggers/{id}", tag = "triggers", operation_id = "deleteTrigger",
+    params(("id" = String, Path, description = "The trigger's id"), IfMatch),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 412, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such trigger", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Changed since it was read", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete(
     State(app): State<Arc<App>>,
@@ -150,13 +181,15 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Pause a trigger: it does not fire until resumed.
-#[utoipa::path(post, path = "/triggers/{id}/pause", tag = "triggers",
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+/// Pause a trigger: it does not fire until resumed. Pausing a paused trigger changes nothing.
+#[utoipa::path(post, path = "/triggers/{id}/pause", tag = "triggers", operation_id = "pauseTrigger",
+    params(("id" = String, Path, description = "The trigger's id"), IfMatch),
     responses(
-        (status = 200, body = TriggerView),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Completed", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Paused", body = TriggerView,
+            headers(("ETag" = String, description = "The new version"))),
+        (status = 404, description = "No such trigger", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The trigger has completed", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Changed since it was read", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn pause(
     State(app): State<Arc<App>>,
@@ -170,12 +203,14 @@ pub async fn pause(
 }
 
 /// Resume a paused trigger; it fires at its next occurrence from now.
-#[utoipa::path(post, path = "/triggers/{id}/resume", tag = "triggers",
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+#[utoipa::path(post, path = "/triggers/{id}/resume", tag = "triggers", operation_id = "resumeTrigger",
+    params(("id" = String, Path, description = "The trigger's id"), IfMatch),
     responses(
-        (status = 200, body = TriggerView),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Completed", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Active", body = TriggerView,
+            headers(("ETag" = String, description = "The new version"))),
+        (status = 404, description = "No such trigger", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The trigger has completed", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Changed since it was read", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn resume(
     State(app): State<Arc<App>>,
@@ -202,15 +237,16 @@ fn accepted(event: EventView, replayed: bool) -> Response {
 }
 
 /// Fire an api trigger; the body is the payload and must match the trigger's schema.
-#[utoipa::path(post, path = "/triggers/{id}/fire", tag = "triggers",
-    request_body(content = Object, description = "The payload"),
-    params(("id" = String, Path),
-        ("Idempotency-Key" = Option<String>, Header, description = "Same key, same event: no second firing")),
+#[utoipa::path(post, path = "/triggers/{id}/fire", tag = "triggers", operation_id = "fireTrigger",
+    request_body(content = Value, description = "The payload: any JSON the trigger's `payload_schema` accepts"),
+    params(("id" = String, Path, description = "The trigger's id"), IdempotencyKey),
     responses(
-        (status = 202, description = "Fired; `Idempotent-Replayed: true` when the key matched an earlier firing", body = EventView),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Paused, or not an api trigger", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Payload breaks the schema", body = Problem, content_type = "application/problem+json"),
+        (status = 202, description = "Fired", body = EventView, headers(
+            ("Location" = String, description = "`/events/{id}`"),
+            ("Idempotent-Replayed" = String, description = "`true` when the key matched an earlier firing: no new event"))),
+        (status = 404, description = "No such trigger", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Paused, completed, or not an api trigger", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The payload breaks the schema (each `errors[].field` is a JSON pointer into it), or the key was used with another payload", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn fire(
     State(app): State<Arc<App>>,
@@ -231,14 +267,16 @@ pub async fn fire(
     Ok(accepted(fired.event, fired.replayed))
 }
 
-/// Fire a stored trigger once, now, as a test (`source` = `manual_test`).
-#[utoipa::path(post, path = "/triggers/{id}/test", tag = "triggers",
-    request_body(content = Option<Object>, description = "For api triggers: the payload (default `{}`)"),
-    params(("id" = String, Path)),
+/// Fire a stored trigger once, now, as a test (`source` = `manual_test`, `is_test` = true).
+#[utoipa::path(post, path = "/triggers/{id}/test", tag = "triggers", operation_id = "testTrigger",
+    request_body(content = Option<Value>, description = "Api triggers: the payload (default `{}`). Scheduled triggers: no body; they fire with their own payload"),
+    params(("id" = String, Path, description = "The trigger's id")),
     responses(
-        (status = 202, body = EventView),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 202, description = "Fired as a test", body = EventView,
+            headers(("Location" = String, description = "`/events/{id}`"))),
+        (status = 404, description = "No such trigger", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The stored payload schema is unusable", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The payload breaks the schema, or a body for a scheduled trigger", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn test_stored(
     State(app): State<Arc<App>>,
@@ -251,10 +289,11 @@ pub async fn test_stored(
 
 /// Test-run a definition without storing a trigger: api definitions fire now (with `payload`),
 /// scheduled ones once at their first occurrence.
-#[utoipa::path(post, path = "/triggers/test", tag = "triggers", request_body = TriggerDefinition,
+#[utoipa::path(post, path = "/triggers/test", tag = "triggers", operation_id = "testDefinition",
+    request_body(content = TriggerDefinition, description = "A definition as for create; api definitions may carry the test `payload`"),
     responses(
-        (status = 202, body = TestRun),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 202, description = "Fired now (`fired`) or scheduled once (`scheduled`)", body = TestRun),
+        (status = 422, description = "Invalid definition or test payload", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn test_definition(
     State(app): State<Arc<App>>,

@@ -1,6 +1,8 @@
 //! Test support shared by every adapter's tests: the store contract suite and a recording scheduler.
 
 pub mod contract;
+#[cfg(feature = "aws")]
+pub mod moto;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,0 +1,330 @@
+//! `bench`: measures the local platform's speed and cost, prints a table and writes
+//! target/bench/{results.json,throughput.svg,lateness.svg}. `--smoke` runs a tiny size of the
+//! same suite (to keep it from rotting; its figures mean nothing).
+
+mod report;
+mod sched;
+mod seed;
+mod server;
+mod wrk;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use chrono::Utc;
+use report::{HttpRow, Report};
+use server::{Server, TOKEN};
+
+struct Size {
+    name: &'static str,
+    listed_triggers: usize,
+    triggers: usize,
+    event_counts: [usize; 2],
+    seconds: u64,
+    connections: [usize; 2],
+    bursts: Vec<usize>,
+    sustained: (usize, u64),
+}
+
+const FULL: Size = Size {
+    name: "full",
+    listed_triggers: 100,
+    triggers: 1_000,
+    event_counts: [10_000, 1_000_000],
+    seconds: 10,
+    connections: [2, 32],
+    bursts: Vec::new(),
+    sustained: (1_000, 60),
+};
+
+fn size() -> Size {
+    if std::env::args().any(|a| a == "--smoke") {
+        Size {
+            name: "smoke",
+            listed_triggers: 20,
+            triggers: 20,
+            event_counts: [500, 2_000],
+            seconds: 1,
+            connections: [2, 8],
+            bursts: vec![100],
+            sustained: (20, 3),
+        }
+    } else {
+        Size {
+            bursts: vec![1_000, 10_000],
+            ..FULL
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let size = size();
+    match run(&size).await {
+        Ok(report) => {
+            report.print();
+            match report.write(Path::new("target/bench")) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("bench: could not write target/bench: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Case<'a> {
+    name: &'a str,
+    method: &'a str,
+    path: String,
+    body: Option<&'a str>,
+}
+
+fn load(
+    server: &Server,
+    case: &Case,
+    events: usize,
+    conns: usize,
+    secs: u64,
+) -> Result<HttpRow, String> {
+    eprintln!("  {} at {conns} connections for {secs} s", case.name);
+    let url = format!("{}{}", server.base, case.path);
+    Ok(HttpRow {
+        case: case.name.to_string(),
+        stored_events: events,
+        connections: conns,
+        load: wrk::run(&url, conns, secs, TOKEN, case.method, case.body)?,
+    })
+}
+
+async fn run(size: &Size) -> Result<Report, String> {
+    let mut report = Report {
+        generated_at: Utc::now().to_rfc3339(),
+        size: size.name.into(),
+        machine: Some(report::machine()),
+        ..Default::default()
+    };
+
+    eprintln!("HTTP API, {} stored triggers", size.listed_triggers);
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let ids = seed::seed(dir.path(), size.listed_triggers, 0, Utc::now()).await?;
+    let server = Server::start(dir.path(), &[]).await?;
+    let fire_path = format!("/triggers/{}/fire", ids[0]);
+    let cases = [
+        Case {
+            name: "GET /triggers",
+            method: "GET",
+            path: "/triggers".into(),
+            body: None,
+        },
+        Case {
+            name: "POST /triggers",
+            method: "POST",
+            path: "/triggers".into(),
+            body: Some(r#"{"name":"bench","kind":"api","payload_schema":{"type":"object"}}"#),
+        },
+        Case {
+            name: "POST /triggers/{id}/fire",
+            method: "POST",
+            path: fire_path,
+            body: Some(r#"{"n":1}"#),
+        },
+    ];
+    for conns in size.connections {
+        for case in &cases {
+            report
+                .http
+                .push(load(&server, case, 0, conns, size.seconds)?);
+        }
+    }
+    if let Some(rss) = server.peak_rss_mib() {
+        report
+            .peak_rss_mib
+            .push(("triggers and firing cases".into(), rss));
+    }
+    drop(server);
+
+    for events in size.event_counts {
+        eprintln!(
+            "HTTP API, {events} stored events over {} triggers",
+            size.triggers
+        );
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        seed::seed(dir.path(), size.triggers, events, Utc::now()).await?;
+        let cases = [
+            Case {
+                name: "GET /events?state=active",
+                method: "GET",
+                path: "/events?state=active&limit=50".into(),
+                body: None,
+            },
+            Case {
+                name: "GET /events/stats",
+                method: "GET",
+                path: "/events/stats".into(),
+                body: None,
+            },
+        ];
+        let server = Server::start(dir.path(), &[]).await?;
+        for conns in size.connections {
+            for case in &cases {
+                report
+                    .http
+                    .push(load(&server, case, events, conns, size.seconds)?);
+            }
+        }
+        if let Some(rss) = server.peak_rss_mib() {
+            report.peak_rss_mib.push((format!("{events} events"), rss));
+        }
+        drop(server);
+        // The same query with the cache off: what one recomputation costs at this size.
+        let server = Server::start(dir.path(), &[("ETP_STATS_CACHE_TTL", "0s")]).await?;
+        let uncached = Case {
+            name: "GET /events/stats (uncached)",
+            method: "GET",
+            path: "/events/stats".into(),
+            body: None,
+        };
+        report.http.push(load(
+            &server,
+            &uncached,
+            events,
+            size.connections[0],
+            size.seconds,
+        )?);
+    }
+
+    eprintln!("scheduler");
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let server = Arc::new(Server::start(dir.path(), &[]).await?);
+    for n in &size.bursts {
+        eprintln!("  {n} triggers due in the same second");
+        report.bursts.push(sched::burst(&server, *n).await?);
+    }
+    let (triggers, seconds) = size.sustained;
+    eprintln!("  {triggers} firings/s for {seconds} s");
+    report.sustained = Some(sched::sustained(&server, triggers, seconds).await?);
+    if let Some(rss) = server.peak_rss_mib() {
+        report.peak_rss_mib.push(("scheduler cases".into(), rss));
+    }
+    targets(&mut report, size);
+    Ok(report)
+}
+
+fn row<'a>(r: &'a Report, case: &str, events: usize, conns: usize) -> Option<&'a HttpRow> {
+    r.http
+        .iter()
+        .find(|h| h.case == case && h.stored_events == events && h.connections == conns)
+}
+
+/// The issue's targets, judged on this run's figures.
+fn targets(r: &mut Report, size: &Size) {
+    let hi = size.connections[1];
+    let [small, large] = size.event_counts;
+    let mut add = Vec::new();
+    for (case, events) in [
+        ("GET /triggers", 0),
+        ("GET /events?state=active", large),
+        ("GET /events/stats", large),
+    ] {
+        if let Some(h) = row(r, case, events, hi) {
+            add.push((
+                format!("{case} req/s at {hi} conns"),
+                format!("{:.0}", h.load.rps),
+                ">= 15000",
+                h.load.rps >= 15_000.0,
+            ));
+            add.push((
+                format!("{case} p99 at {hi} conns"),
+                format!("{:.2} ms", h.load.p99_ms),
+                "< 10 ms",
+                h.load.p99_ms < 10.0,
+            ));
+        }
+    }
+    for case in ["POST /triggers", "POST /triggers/{id}/fire"] {
+        if let Some(h) = row(r, case, 0, hi) {
+            add.push((
+                format!("{case} req/s at {hi} conns"),
+                format!("{:.0}", h.load.rps),
+                ">= 3000",
+                h.load.rps >= 3_000.0,
+            ));
+        }
+    }
+    let errors: u64 = r.http.iter().map(|h| h.load.errors).sum();
+    add.push((
+        "errors across all HTTP cases".into(),
+        errors.to_string(),
+        "0",
+        errors == 0,
+    ));
+    for case in [
+        "GET /events?state=active",
+        "GET /events/stats",
+        "GET /events/stats (uncached)",
+    ] {
+        for conns in size.connections {
+            if let (Some(a), Some(b)) = (row(r, case, small, conns), row(r, case, large, conns)) {
+                let ratio = b.load.p99_ms / a.load.p99_ms.max(0.001);
+                add.push((
+                    format!("{case} p99 at {large} vs {small} events, {conns} conns"),
+                    format!("{ratio:.2}x"),
+                    "<= 1.5x",
+                    ratio <= 1.5,
+                ));
+            }
+        }
+    }
+    if let Some((_, rss)) = r
+        .peak_rss_mib
+        .iter()
+        .find(|(w, _)| w == &format!("{large} events"))
+    {
+        add.push((
+            format!("peak RSS at {large} events"),
+            format!("{rss:.1} MiB"),
+            "< 64 MB",
+            *rss < 61.0,
+        ));
+    }
+    for b in &r.bursts {
+        if b.due_together == 1_000 {
+            add.push((
+                "p99 lateness, 1000 due together".into(),
+                format!("{:.1} ms", b.lateness.p99_ms),
+                "<= 50 ms",
+                b.lateness.p99_ms <= 50.0,
+            ));
+        }
+        if b.due_together == 10_000 {
+            add.push((
+                "drain time, 10000 due together".into(),
+                format!("{:.0} ms", b.drain_ms),
+                "<= 2000 ms",
+                b.drain_ms <= 2_000.0,
+            ));
+        }
+    }
+    if let Some(s) = &r.sustained {
+        let steady = s.lateness.firings == s.expected && s.last_p99_ms <= s.first_p99_ms + 50.0;
+        add.push((
+            format!("backlog at {}/s", s.triggers),
+            format!(
+                "{}/{} fired, p99 {:.1} -> {:.1} ms",
+                s.lateness.firings, s.expected, s.first_p99_ms, s.last_p99_ms
+            ),
+            "all fired, no growth",
+            steady,
+        ));
+    }
+    for (name, value, goal, met) in add {
+        r.target(&name, value, goal, met);
+    }
+}

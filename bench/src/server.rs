@@ -1,0 +1,142 @@
+//! Starts the release `etp-local` binary on a free port and talks to it.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const TOKEN: &str = "bench-token-0123456789abcdef";
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `etp-local` from the same build as this binary (`make bench` builds both).
+fn binary() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let path = exe
+        .parent()
+        .map(|d| d.join("etp-local"))
+        .ok_or("no directory for the bench binary")?;
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} is missing: build it with `cargo build --release -p local` (make bench does)",
+            path.display()
+        ))
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
+
+impl Server {
+    pub async fn start(data_dir: &Path, env: &[(&str, &str)]) -> Result<Self, String> {
+        let port = free_port()?;
+        let mut cmd = Command::new(binary()?);
+        cmd.env("ETP_LISTEN", format!("127.0.0.1:{port}"))
+            .env("ETP_DATA_DIR", data_dir)
+            .env("ETP_API_TOKEN", TOKEN)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().map_err(|e| format!("start etp-local: {e}"))?;
+        let server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = server
+                .http
+                .get(format!("{}/health", server.base))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return Ok(server);
+            }
+            if Instant::now() > deadline {
+                return Err("etp-local did not become healthy".into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Peak resident memory of the server process so far, in MiB.
+    pub fn peak_rss_mib(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kb / 1024.0)
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, String> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(TOKEN);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let res = req.send().await.map_err(|e| e.to_string())?;
+        let status = res.status();
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(format!("{path}: {status} {body}"))
+        }
+    }
+
+    /// Every event of a listing, following cursors.
+    pub async fn all_events(&self, query: &str) -> Result<Vec<Value>, String> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/events?limit=200&{query}&cursor={c}"),
+                None => format!("/events?limit=200&{query}"),
+            };
+            let page = self.call(reqwest::Method::GET, &path, None).await?;
+            if let Some(items) = page["items"].as_array() {
+                out.extend(items.iter().cloned());
+            }
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return Ok(out),
+            }
+        }
+    }
+}

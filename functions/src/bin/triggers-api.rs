@@ -1,0 +1,13 @@
+//! `triggers-api`: trigger routes, test runs and api firing, behind API Gateway.
+
+use std::sync::Arc;
+
+use functions::{Runtime, init_tracing};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    init_tracing();
+    let rt = Runtime::from_env().await?;
+    let app = rt.app(Arc::new(rt.scheduler()?));
+    lambda_http::run(etp::http::router(app, rt.token()?)).await
+}

@@ -1,0 +1,206 @@
+//! Cloud-emulated end to end: the real function binaries under `cargo lambda watch` (a Lambda
+//! runtime API emulator), DynamoDB and EventBridge Scheduler on moto. Create a trigger through
+//! `triggers-api`, find its schedule in moto, invoke `fire` with the schedule's input as
+//! EventBridge would (twice), and read the one event back through `events-api`.
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use etp::aws::dynamo::{DynamoStore, Tables};
+use etp::testing::moto;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "e2e-token-0123456789abcdef";
+const PLACEHOLDER: &str = "<aws.scheduler.scheduled-time>";
+
+/// The emulator and the functions it starts, stopped as one process group.
+struct Watch(Child);
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // `--` matters: without it `-<pgid>` can parse as an option, and `-1` means everyone.
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+fn cargo_lambda() -> PathBuf {
+    if let Some(p) = std::env::var_os("CARGO_LAMBDA") {
+        return PathBuf::from(p);
+    }
+    let venv = workspace().join(".venv/bin/cargo-lambda");
+    if venv.is_file() {
+        return venv;
+    }
+    PathBuf::from("cargo-lambda")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_to_schedule_to_fire_to_event() {
+    let suffix = ulid::Ulid::new().to_string().to_ascii_lowercase();
+    let tables = Tables {
+        triggers: format!("e2e-triggers-{suffix}"),
+        events: format!("e2e-events-{suffix}"),
+    };
+    let group = format!("e2e-{suffix}");
+    DynamoStore::create_tables(&moto::dynamo_client(), &tables)
+        .await
+        .expect("create tables");
+    let sdk = moto::sdk_config().await;
+    let scheduler = aws_sdk_scheduler::Client::new(&sdk);
+    scheduler
+        .create_schedule_group()
+        .name(&group)
+        .send()
+        .await
+        .expect("create schedule group");
+
+    let port = free_port();
+    let env = [
+        ("AWS_ENDPOINT_URL", moto::endpoint().to_string()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("TRIGGERS_TABLE", tables.triggers.clone()),
+        ("EVENTS_TABLE", tables.events.clone()),
+        ("SCHEDULE_GROUP", group.clone()),
+        (
+            "SCHEDULER_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/etp-scheduler".into(),
+        ),
+        (
+            "FIRE_FUNCTION_ARN",
+            "arn:aws:lambda:us-east-1:123456789012:function:etp-fire".into(),
+        ),
+        (
+            "FIRE_DLQ_ARN",
+            "arn:aws:sqs:us-east-1:123456789012:etp-fire-dlq".into(),
+        ),
+        ("ETP_API_TOKEN", TOKEN.into()),
+        ("RUST_LOG", "warn".into()),
+    ];
+    let mut cmd = Command::new(cargo_lambda());
+    cmd.args([
+        "lambda",
+        "watch",
+        "--ignore-changes",
+        "-A",
+        "127.0.0.1",
+        "-P",
+    ])
+    .arg(port.to_string())
+    .current_dir(workspace())
+    .stdout(Stdio::null())
+    .stderr(Stdio::inherit())
+    .process_group(0);
+    for (k, v) in &env {
+        cmd.env(k, v).arg("--env-var").arg(format!("{k}={v}"));
+    }
+    let watch = Watch(cmd.spawn().unwrap_or_else(|e| {
+        panic!("cannot start cargo-lambda ({e}); `make test` installs it into .venv")
+    }));
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "cargo lambda watch did not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The first call to each function compiles it: allow for that.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(900))
+        .build()
+        .expect("client");
+
+    let created = http
+        .post(format!("{base}/lambda-url/triggers-api/triggers"))
+        .bearer_auth(TOKEN)
+        .json(
+            &json!({"name": "e2e", "kind": "scheduled", "payload": {"from": "e2e"},
+            "schedule": {"type": "interval", "every_seconds": 120}}),
+        )
+        .send()
+        .await
+        .expect("create trigger");
+    assert_eq!(created.status().as_u16(), 201);
+    let trigger: Value = created.json().await.expect("trigger json");
+    let id = trigger["id"].as_str().expect("id").to_string();
+    let next = trigger["next_fire_at"]
+        .as_str()
+        .expect("next_fire_at")
+        .to_string();
+
+    let schedule = scheduler
+        .get_schedule()
+        .group_name(&group)
+        .name(&id)
+        .send()
+        .await
+        .expect("the schedule exists in moto");
+    assert_eq!(schedule.schedule_expression(), Some("rate(2 minutes)"));
+    let input = schedule
+        .target()
+        .and_then(|t| t.input())
+        .expect("schedule input")
+        .replace(PLACEHOLDER, &next);
+    let input: Value = serde_json::from_str(&input).expect("input is JSON");
+
+    let invoke = |payload: Value| {
+        let http = http.clone();
+        let url = format!("{base}/2015-03-31/functions/fire/invocations");
+        async move {
+            let res = http
+                .post(url)
+                .json(&payload)
+                .send()
+                .await
+                .expect("invoke fire");
+            assert!(res.status().is_success(), "fire failed: {}", res.status());
+            res.json::<Value>().await.expect("fire report")
+        }
+    };
+    let first = invoke(input.clone()).await;
+    assert_eq!(first["outcome"], "fired", "{first}");
+    let again = invoke(input).await;
+    assert_eq!(again["outcome"], "already_fired", "{again}");
+    assert_eq!(again["event_id"], first["event_id"]);
+
+    let listed: Value = http
+        .get(format!(
+            "{base}/lambda-url/events-api/events?trigger_id={id}"
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("list events")
+        .json()
+        .await
+        .expect("events json");
+    let items = listed["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "one event for one occurrence: {listed}");
+    assert_eq!(items[0]["scheduled_for"], next.as_str());
+    assert_eq!(items[0]["source"], "schedule");
+    assert_eq!(items[0]["payload"], json!({"from": "e2e"}));
+    drop(watch);
+}

@@ -1,0 +1,456 @@
+//! Events: the one-transaction write path, point reads, and listings through the two indexes.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
+};
+use chrono::{DateTime, Utc};
+
+use super::{
+    BY_TRIGGER, DynamoStore, HOUR_MS, Item, LIFECYCLE, SHARDS, all, counter_pk, decode,
+    decode_cursor, encode, encode_cursor, get_s, hour_of, lifecycle_pk, ms, n, pad_hour, pad_ms,
+    query_until, s, sdk_error, shard_of, time_key, trigger_key, unavailable,
+};
+use crate::domain::event::Event;
+use crate::domain::lifecycle::FiredWindow;
+use crate::ports::{EventQuery, EventStore, NewEvent, Page, Recorded, StoreError};
+
+/// Attempts at the write transaction when it loses a race for the hot counter item.
+const TX_ATTEMPTS: u32 = 4;
+/// Hours of buckets queried at most in one round of a listing: sparse windows widen the
+/// round instead of paying one round trip per empty hour.
+const MAX_ROUND_HOURS: i64 = 8;
+const CONDITION_FAILED: &str = "ConditionalCheckFailed";
+
+fn event_key(id: &str) -> Item {
+    Item::from([("pk".into(), s(format!("EV#{id}"))), ("sk".into(), s("EV"))])
+}
+
+fn marker_key(dedupe_key: &str) -> Item {
+    Item::from([
+        ("pk".into(), s(format!("DK#{dedupe_key}"))),
+        ("sk".into(), s("DK")),
+    ])
+}
+
+fn put_new(table: &str, item: Item) -> Result<TransactWriteItem, StoreError> {
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(pk)")
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .map_err(unavailable)?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+fn encode_event_cursor(fired_ms: i64, id: &str) -> String {
+    encode_cursor(&format!("{fired_ms}:{id}"))
+}
+
+fn decode_event_cursor(cursor: &str) -> Result<(i64, String), StoreError> {
+    let raw = decode_cursor(cursor)?;
+    raw.split_once(':')
+        .and_then(|(f, id)| Some((f.parse::<i64>().ok()?, id.to_string())))
+        .filter(|(f, id)| *f >= 0 && !id.is_empty())
+        .ok_or(StoreError::InvalidCursor)
+}
+
+/// The optional FilterExpression of a listing (never on key attributes: AWS rejects that).
+#[derive(Default)]
+struct Filter {
+    clauses: Vec<&'static str>,
+    names: Vec<(&'static str, &'static str)>,
+    values: Vec<(&'static str, AttributeValue)>,
+}
+
+impl Filter {
+    fn of(query: &EventQuery) -> Self {
+        let mut f = Filter::default();
+        if let Some(source) = query.source {
+            f.clauses.push("#source = :source");
+            f.names.push(("#source", "source"));
+            f.values.push((":source", s(source.as_str())));
+        }
+        if let Some(is_test) = query.is_test {
+            f.clauses.push("#is_test = :is_test");
+            f.names.push(("#is_test", "is_test"));
+            f.values.push((":is_test", AttributeValue::Bool(is_test)));
+        }
+        f
+    }
+}
+
+/// One key range of one index partition, newest first: `lc_sk` in `[lo, hi)`.
+struct Range<'a> {
+    index: &'static str,
+    hash_attr: &'static str,
+    hash: String,
+    lo: &'a str,
+    hi: &'a str,
+}
+
+fn sort_key(item: &Item) -> &str {
+    get_s(item, "lc_sk").unwrap_or("")
+}
+
+impl DynamoStore {
+    fn expires_at_s(&self, at_ms: i64) -> i64 {
+        // Rounded up, so TTL never removes an item before its exact expiry.
+        (at_ms + self.retention.num_milliseconds() + 999).div_euclid(1000)
+    }
+
+    /// The one transaction a firing costs: the event, its dedupe marker, its hour's counter.
+    fn firing_items(&self, new: &NewEvent) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let e = &new.event;
+        let body = encode(e)?;
+        let fired = ms(e.fired_at);
+        let shard = shard_of(&e.id);
+        let hour = hour_of(fired);
+        let key = trigger_key(e.trigger_id.as_deref());
+        let table = &self.tables.events;
+        let mut event = event_key(&e.id);
+        event.extend([
+            ("body".into(), s(&body)),
+            ("fired_ms".into(), n(fired)),
+            ("lc_pk".into(), s(lifecycle_pk(hour, shard))),
+            ("lc_sk".into(), s(time_key(fired, &e.id))),
+            ("trigger_key".into(), s(key)),
+            ("source".into(), s(e.source.as_str())),
+            ("is_test".into(), AttributeValue::Bool(e.is_test)),
+            ("expires_at".into(), n(self.expires_at_s(fired))),
+        ]);
+        let marker = new.dedupe_key.as_ref().map(|dedupe| {
+            // Kept on the event too, so the sweep can delete the marker with it.
+            event.insert("dedupe_key".into(), s(dedupe));
+            let mut marker = marker_key(dedupe);
+            marker.extend([
+                ("body".into(), s(&body)),
+                ("expires_at".into(), n(self.expires_at_s(fired))),
+            ]);
+            marker
+        });
+        let mut items = vec![put_new(table, event)?];
+        if let Some(marker) = marker {
+            items.push(put_new(table, marker)?);
+        }
+        // Condition-free so it can never cancel the event write. `last_fired_ms` is last-writer-
+        // wins: only firings of one trigger landing in the same shard and hour and committing
+        // out of `fired_at` order can leave it older than the newest (by their overlap).
+        let counter = Update::builder()
+            .table_name(table)
+            .key("pk", s(counter_pk(shard)))
+            .key("sk", s(format!("{}#{key}", pad_hour(hour))))
+            .update_expression("ADD #n :one SET #name = :name, #last = :fired, #exp = :exp")
+            .expression_attribute_names("#n", "n")
+            .expression_attribute_names("#name", "trigger_name")
+            .expression_attribute_names("#last", "last_fired_ms")
+            .expression_attribute_names("#exp", "expires_at")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":name", s(&e.trigger_name))
+            .expression_attribute_values(":fired", n(fired))
+            .expression_attribute_values(":exp", n(self.expires_at_s((hour + 1) * HOUR_MS)))
+            .build()
+            .map_err(unavailable)?;
+        items.push(TransactWriteItem::builder().update(counter).build());
+        Ok(items)
+    }
+
+    async fn record(&self, new: NewEvent) -> Result<Recorded, StoreError> {
+        let e = &new.event;
+        let tx = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(self.firing_items(&new)?));
+        let mut attempt = 1;
+        let recorded = loop {
+            let err = match tx.clone().send().await {
+                Ok(_) => break Recorded::Written(new.event.clone()),
+                Err(err) => err,
+            };
+            let reasons = match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                    c.cancellation_reasons().to_vec()
+                }
+                _ => return Err(sdk_error("TransactWriteItems", err)),
+            };
+            let failed = |i: usize| {
+                reasons
+                    .get(i)
+                    .filter(|r| r.code() == Some(CONDITION_FAILED))
+            };
+            if let Some(dedupe) = &new.dedupe_key
+                && let Some(reason) = failed(1)
+            {
+                break Recorded::Duplicate(self.earlier(reason, marker_key(dedupe)).await?);
+            }
+            if let Some(reason) = failed(0) {
+                // The same event id again: a retry of a write that did land.
+                break Recorded::Duplicate(self.earlier(reason, event_key(&e.id)).await?);
+            }
+            let contended = reasons
+                .iter()
+                .any(|r| matches!(r.code(), Some("TransactionConflict" | "ThrottlingError")));
+            if !contended || attempt >= TX_ATTEMPTS {
+                return Err(sdk_error("TransactWriteItems", err));
+            }
+            tracing::warn!(event_id = %e.id, attempt, "event write contended; retrying");
+            let backoff = 10 * 2u64.pow(attempt) + rand::random_range(0..10u64);
+            tokio::time::sleep(Duration::from_millis(backoff)).await;
+            attempt += 1;
+        };
+        // After the transaction, not in it: a failed condition there would cancel the event.
+        // Also on a duplicate, so a redelivery finishes a firing that stopped right here.
+        if let Some((id, version)) = &new.complete {
+            self.complete_trigger(id, *version, new.event.fired_at)
+                .await?;
+        }
+        Ok(recorded)
+    }
+
+    /// The event a failed `attribute_not_exists` collided with: from the cancellation reason
+    /// when the service returns it (ALL_OLD), else read back.
+    async fn earlier(&self, reason: &CancellationReason, key: Item) -> Result<Event, StoreError> {
+        if let Some(item) = reason.item().filter(|i| i.contains_key("body")) {
+            return decode(get_s(item, "body")?);
+        }
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.events)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        let item = out
+            .item
+            .ok_or_else(|| unavailable("write cancelled by an item that is now gone"))?;
+        decode(get_s(&item, "body")?)
+    }
+
+    /// Up to `need` items of one range that pass `filter`, newest first.
+    async fn range(
+        &self,
+        r: Range<'_>,
+        need: usize,
+        filter: &Filter,
+    ) -> Result<Vec<Item>, StoreError> {
+        if r.lo >= r.hi {
+            return Ok(Vec::new());
+        }
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.tables.events)
+            .index_name(r.index)
+            .key_condition_expression("#h = :h AND lc_sk BETWEEN :lo AND :hi")
+            .expression_attribute_names("#h", r.hash_attr)
+            .expression_attribute_values(":h", s(r.hash))
+            .expression_attribute_values(":lo", s(r.lo))
+            .expression_attribute_values(":hi", s(r.hi))
+            .scan_index_forward(false)
+            // One more than needed: BETWEEN includes `hi`, which may be the cursor's own item.
+            .limit(i32::try_from(need + 1).unwrap_or(i32::MAX));
+        if !filter.clauses.is_empty() {
+            q = q.filter_expression(filter.clauses.join(" AND "));
+            for (k, v) in &filter.names {
+                q = q.expression_attribute_names(*k, *v);
+            }
+            for (k, v) in &filter.values {
+                q = q.expression_attribute_values(*k, v.clone());
+            }
+        }
+        query_until(q, Some(need), |item| sort_key(item) < r.hi).await
+    }
+
+    /// The newest hour at or after `from_hour` holding any event, from the counters (written in
+    /// the same transaction as the events): bounds a listing with no upper time limit.
+    async fn newest_hour(&self, from_hour: i64) -> Result<Option<i64>, StoreError> {
+        let newest = all((0..SHARDS).map(|shard| async move {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.tables.events)
+                .key_condition_expression("pk = :pk AND sk >= :from")
+                .expression_attribute_values(":pk", s(counter_pk(shard)))
+                .expression_attribute_values(":from", s(pad_hour(from_hour)))
+                .scan_index_forward(false)
+                .limit(1)
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            Ok(out
+                .items()
+                .first()
+                .and_then(|i| get_s(i, "sk").ok())
+                .and_then(|sk| sk.get(..10))
+                .and_then(|h| h.parse::<i64>().ok()))
+        }))
+        .await?;
+        Ok(newest.into_iter().flatten().max())
+    }
+
+    async fn list(&self, query: &EventQuery) -> Result<Page<Event>, StoreError> {
+        let limit = query.limit.max(1);
+        let need = limit + 1;
+        let cursor = query
+            .cursor
+            .as_deref()
+            .map(decode_event_cursor)
+            .transpose()?;
+        let FiredWindow { after, until } = query.window;
+        let lo_ms = ms(after) + 1;
+        let lo = pad_ms(lo_ms);
+        // Exclusive upper key: below the cursor's item, and at or before `until`.
+        let mut hi: Option<String> = until.map(|u| pad_ms(ms(u) + 1));
+        if let Some((fired, id)) = &cursor {
+            let key = time_key(*fired, id);
+            hi = Some(hi.map_or(key.clone(), |h| h.min(key)));
+        }
+        let filter = Filter::of(query);
+        let mut items = match &query.trigger_id {
+            Some(trigger_id) => {
+                let hi = hi.unwrap_or_else(|| "~".into());
+                let range = Range {
+                    index: BY_TRIGGER,
+                    hash_attr: "trigger_key",
+                    hash: trigger_id.clone(),
+                    lo: &lo,
+                    hi: &hi,
+                };
+                self.range(range, need, &filter).await?
+            }
+            None => {
+                let top_ms = match (until, &cursor) {
+                    (Some(u), Some((c, _))) => Some(ms(u).min(*c)),
+                    (Some(u), None) => Some(ms(u)),
+                    (None, Some((c, _))) => Some(*c),
+                    (None, None) => None,
+                };
+                let top = match top_ms {
+                    Some(t) => Some(hour_of(t)),
+                    None => self.newest_hour(hour_of(lo_ms)).await?,
+                };
+                match top {
+                    Some(top) => {
+                        let hi = hi.unwrap_or_else(|| "~".into());
+                        self.by_lifecycle(hour_of(lo_ms), top, &lo, &hi, need, &filter)
+                            .await?
+                    }
+                    None => Vec::new(),
+                }
+            }
+        };
+        items.truncate(need);
+        let mut events = items
+            .iter()
+            .map(|i| decode::<Event>(get_s(i, "body")?))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if events.len() > limit {
+            events.truncate(limit);
+            events
+                .last()
+                .map(|e| encode_event_cursor(ms(e.fired_at), &e.id))
+        } else {
+            None
+        };
+        Ok(Page {
+            items: events,
+            next_cursor,
+        })
+    }
+
+    /// Walks the lifecycle index from hour `top` down to `bottom`, all shards of a round at
+    /// once, until `need` items are found. Each bucket yields its own newest `need`, so the
+    /// merged newest `need` of a round are exact; every round is older than the one before.
+    async fn by_lifecycle(
+        &self,
+        bottom: i64,
+        top: i64,
+        lo: &str,
+        hi: &str,
+        need: usize,
+        filter: &Filter,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut out: Vec<Item> = Vec::new();
+        let mut hour = top;
+        let mut span = 1;
+        while hour >= bottom && out.len() < need {
+            let first = (hour - span + 1).max(bottom);
+            let buckets = (first..=hour).flat_map(|h| (0..SHARDS).map(move |s| (h, s)));
+            let found = all(buckets.map(|(h, shard)| {
+                let bucket_lo = pad_ms(h * HOUR_MS).max(lo.to_string());
+                let bucket_hi = pad_ms((h + 1) * HOUR_MS).min(hi.to_string());
+                async move {
+                    let range = Range {
+                        index: LIFECYCLE,
+                        hash_attr: "lc_pk",
+                        hash: lifecycle_pk(h, shard),
+                        lo: &bucket_lo,
+                        hi: &bucket_hi,
+                    };
+                    self.range(range, need, filter).await
+                }
+            }))
+            .await?;
+            let mut round: Vec<Item> = found.into_iter().flatten().collect();
+            round.sort_by(|a, b| sort_key(b).cmp(sort_key(a)));
+            out.extend(round);
+            hour = first - 1;
+            span = (span * 2).min(MAX_ROUND_HOURS);
+        }
+        Ok(out)
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Event>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.events)
+            .set_key(Some(event_key(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        out.item
+            .as_ref()
+            .map(|i| decode(get_s(i, "body")?))
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl EventStore for DynamoStore {
+    async fn record_event(&self, new: NewEvent) -> Result<Recorded, StoreError> {
+        self.record(new).await
+    }
+
+    async fn get_event(&self, id: &str) -> Result<Option<Event>, StoreError> {
+        self.get(id).await
+    }
+
+    async fn list_events(&self, query: &EventQuery) -> Result<Page<Event>, StoreError> {
+        self.list(query).await
+    }
+
+    async fn event_stats(
+        &self,
+        active: FiredWindow,
+        archived: FiredWindow,
+    ) -> Result<Vec<crate::ports::TriggerStats>, StoreError> {
+        self.stats(active, archived).await
+    }
+
+    async fn purge_events(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.purge(cutoff).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.ping_table().await
+    }
+}

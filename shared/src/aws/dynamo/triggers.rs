@@ -1,0 +1,201 @@
+//! Triggers: one item each, versioned by a condition on `version`, listed through `by_id`.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::ReturnValue;
+use chrono::{DateTime, Utc};
+
+use super::{
+    BY_ID, DynamoStore, Item, TRIGGER_LIST, decode, decode_cursor, encode, encode_cursor, get_n,
+    get_s, n, query_until, s, sdk_error, unavailable,
+};
+use crate::domain::trigger::{Trigger, TriggerStatus};
+use crate::ports::{Page, StoreError, TriggerQuery, TriggerStore};
+
+/// `status`, `version` and `updated_at` live beside `body` and win over it: completing a one-time
+/// trigger must be a single UpdateItem on the hot path, which cannot rewrite the JSON inside.
+fn item(t: &Trigger) -> Result<Item, StoreError> {
+    Ok(Item::from([
+        ("pk".into(), s(&t.id)),
+        ("list_pk".into(), s(TRIGGER_LIST)),
+        ("body".into(), s(encode(t)?)),
+        ("kind".into(), s(t.kind.as_str())),
+        ("status".into(), s(t.status.as_str())),
+        ("version".into(), n(t.version)),
+        ("updated_at".into(), s(time_text(t.updated_at)?)),
+    ]))
+}
+
+/// The serde form of a time, so it decodes to exactly the value that was encoded.
+pub(super) fn time_text(t: DateTime<Utc>) -> Result<String, StoreError> {
+    match serde_json::to_value(t).map_err(unavailable)? {
+        serde_json::Value::String(text) => Ok(text),
+        other => Err(unavailable(format!("time encoded as {other}"))),
+    }
+}
+
+fn from_text<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_value(serde_json::Value::String(text.to_string()))
+        .map_err(|e| unavailable(format!("corrupt stored trigger attribute: {e}")))
+}
+
+fn from_item(item: &Item) -> Result<Trigger, StoreError> {
+    let mut t: Trigger = decode(get_s(item, "body")?)?;
+    t.status = from_text::<TriggerStatus>(get_s(item, "status")?)?;
+    t.version = get_n(item, "version")?;
+    t.updated_at = from_text(get_s(item, "updated_at")?)?;
+    Ok(t)
+}
+
+impl DynamoStore {
+    /// Marks a one-time trigger completed if it is still active at `version`. A failed condition
+    /// means it changed meanwhile (edited, paused, deleted): that change wins, quietly.
+    pub(super) async fn complete_trigger(
+        &self,
+        id: &str,
+        version: u64,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.triggers)
+            .key("pk", s(id))
+            .update_expression("SET #status = :done, #version = :next, updated_at = :at")
+            .condition_expression("#version = :v AND #status = :active")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":done", s(TriggerStatus::Completed.as_str()))
+            .expression_attribute_values(":active", s(TriggerStatus::Active.as_str()))
+            .expression_attribute_values(":v", n(version))
+            .expression_attribute_values(":next", n(version + 1))
+            .expression_attribute_values(":at", s(time_text(at)?))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                tracing::debug!(trigger_id = %id, version, "trigger changed before completion");
+                Ok(())
+            }
+            Err(e) => Err(sdk_error("UpdateItem", e)),
+        }
+    }
+
+    async fn put_trigger(
+        &self,
+        trigger: &Trigger,
+        expected: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.tables.triggers)
+            .set_item(Some(item(trigger)?));
+        let put = match expected {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some(v) => put
+                .condition_expression("#version = :expected")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(":expected", n(v)),
+        };
+        match put.send().await {
+            Ok(_) => Ok(()),
+            Err(e) => match (e.as_service_error(), expected) {
+                (Some(PutItemError::ConditionalCheckFailedException(_)), None) => {
+                    Err(StoreError::AlreadyExists)
+                }
+                (Some(PutItemError::ConditionalCheckFailedException(_)), Some(_)) => {
+                    Err(StoreError::VersionConflict)
+                }
+                _ => Err(sdk_error("PutItem", e)),
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl TriggerStore for DynamoStore {
+    async fn insert_trigger(&self, trigger: &Trigger) -> Result<(), StoreError> {
+        self.put_trigger(trigger, None).await
+    }
+
+    async fn get_trigger(&self, id: &str) -> Result<Option<Trigger>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.triggers)
+            .key("pk", s(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        out.item.as_ref().map(from_item).transpose()
+    }
+
+    async fn list_triggers(&self, query: &TriggerQuery) -> Result<Page<Trigger>, StoreError> {
+        let limit = query.limit.max(1);
+        let mut key = "list_pk = :list".to_string();
+        let mut filters = Vec::new();
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.tables.triggers)
+            .index_name(BY_ID)
+            .expression_attribute_values(":list", s(TRIGGER_LIST))
+            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX));
+        if let Some(cursor) = &query.cursor {
+            key.push_str(" AND pk > :after");
+            q = q.expression_attribute_values(":after", s(decode_cursor(cursor)?));
+        }
+        if let Some(kind) = query.kind {
+            filters.push("#kind = :kind");
+            q = q
+                .expression_attribute_names("#kind", "kind")
+                .expression_attribute_values(":kind", s(kind.as_str()));
+        }
+        if let Some(status) = query.status {
+            filters.push("#status = :status");
+            q = q
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":status", s(status.as_str()));
+        }
+        q = q.key_condition_expression(key);
+        if !filters.is_empty() {
+            q = q.filter_expression(filters.join(" AND "));
+        }
+        let rows = query_until(q, Some(limit + 1), |_| true).await?;
+        let mut items = rows.iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|t| encode_cursor(&t.id))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn replace_trigger(
+        &self,
+        trigger: &Trigger,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        self.put_trigger(trigger, Some(expected_version)).await
+    }
+
+    async fn delete_trigger(&self, id: &str) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.triggers)
+            .key("pk", s(id))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DeleteItem", e))?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+}

@@ -1,0 +1,165 @@
+//! One local moto server per test binary, and SDK clients pointed at it, for the AWS adapters.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+
+const INSTALL: &str = "install it with `make test` (creates .venv at the workspace root), or \
+     `python3 -m venv .venv && .venv/bin/pip install 'moto[server]'`, or set MOTO_SERVER to \
+     the moto_server executable";
+const REGION: &str = "us-east-1";
+/// Startup takes about 0.5 s; a busy 2-core machine compiling in parallel needs far more.
+const READY_WITHIN: Duration = Duration::from_secs(30);
+
+/// Runs moto in the background and stops it when fd 3 (our pipe) reaches end of file, which
+/// happens however this process ends, even on SIGKILL. Exits if moto exits, so a failed
+/// start is seen at once. Arguments: $0 moto_server, $1 port, $2 log file.
+const WRAPPER: &str = r#"exec 3<&0
+"$0" -H 127.0.0.1 -p "$1" >"$2" 2>&1 </dev/null 3<&- &
+moto=$!
+( read -r _ <&3; kill "$moto" 2>/dev/null ) &
+wait "$moto""#;
+
+struct Server {
+    endpoint: String,
+    _child: Child,
+    /// Never written; held until exit so the wrapper's read only ends when this process does.
+    _lifeline: ChildStdin,
+}
+
+static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
+
+/// The URL of this test binary's moto server, started on first use (which blocks until it
+/// answers). Panics, failing the test, when moto cannot be found or started.
+pub fn endpoint() -> &'static str {
+    match SERVER.get_or_init(start) {
+        Ok(server) => &server.endpoint,
+        Err(why) => panic!("{why}"),
+    }
+}
+
+/// A DynamoDB client for moto. Build one per test: SDK clients hold connections bound to the
+/// Tokio runtime that opened them, and every `#[tokio::test]` has its own runtime.
+pub fn dynamo_client() -> aws_sdk_dynamodb::Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(Region::new(REGION))
+        .credentials_provider(credentials())
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+/// Shared SDK configuration for moto, for clients of other services (e.g. the scheduler).
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(Region::new(REGION))
+        .credentials_provider(credentials())
+        .load()
+        .await
+}
+
+fn credentials() -> Credentials {
+    Credentials::new("testing", "testing", None, None, "moto")
+}
+
+fn locate() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("MOTO_SERVER") {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!(
+                "MOTO_SERVER={} is not a file; {INSTALL}",
+                path.display()
+            ))
+        };
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server");
+    if venv.is_file() {
+        return Ok(venv);
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("moto_server"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("moto_server not found (MOTO_SERVER, .venv/bin, PATH): {INSTALL}"))
+}
+
+fn free_port() -> Result<u16, String> {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+fn start() -> Result<Server, String> {
+    let moto = locate()?;
+    let mut failures = Vec::new();
+    // Another process may take the free port before moto binds it; a new port fixes that.
+    for _ in 0..3 {
+        let port = free_port()?;
+        let log = std::env::temp_dir().join(format!("etp-moto-{}-{port}.log", std::process::id()));
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(WRAPPER)
+            .arg(&moto)
+            .arg(port.to_string())
+            .arg(&log)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run sh to start {}: {e}", moto.display()))?;
+        let Some(lifeline) = child.stdin.take() else {
+            return Err("no pipe to the moto wrapper".into());
+        };
+        match wait_ready(port, &mut child) {
+            Ok(()) => {
+                // Moto keeps its open handle; the name is only needed to report a failed start.
+                let _ = std::fs::remove_file(&log);
+                return Ok(Server {
+                    endpoint: format!("http://127.0.0.1:{port}"),
+                    _child: child,
+                    _lifeline: lifeline,
+                });
+            }
+            Err(why) => {
+                drop(lifeline);
+                let _ = child.wait();
+                let output = std::fs::read_to_string(&log).unwrap_or_default();
+                let _ = std::fs::remove_file(&log);
+                let tail: String = output.lines().rev().take(15).collect::<Vec<_>>().join("\n");
+                failures.push(format!(
+                    "port {port}: {why}; its output (last lines first):\n{tail}"
+                ));
+            }
+        }
+    }
+    Err(format!(
+        "moto_server ({}) did not start: {}\n{INSTALL}",
+        moto.display(),
+        failures.join("\n")
+    ))
+}
+
+fn wait_ready(port: u16, child: &mut Child) -> Result<(), String> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let deadline = Instant::now() + READY_WITHIN;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("it exited ({status})"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("no answer within {READY_WITHIN:?}"))
+}

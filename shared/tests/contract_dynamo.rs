@@ -1,0 +1,436 @@
+//! The store contract suite on the DynamoDB adapter against moto, plus the adapter's own promises.
+
+#![cfg(feature = "aws")]
+
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::error::BoxError;
+use aws_sdk_dynamodb::types::{KeyType, ProjectionType, TimeToLiveStatus};
+use chrono::Duration;
+use etp::aws::dynamo::{DynamoStore, Tables};
+use etp::domain::event::EventSource;
+use etp::domain::trigger::{TriggerKind, TriggerStatus};
+use etp::ports::{EventStore, NewEvent, Recorded, TriggerStore};
+use etp::testing::contract::{event, t0, trigger};
+use etp::testing::moto;
+
+/// Fresh, uniquely named tables per test, so tests run in parallel on one moto server.
+fn unique_tables() -> Tables {
+    let suffix = etp::domain::new_id();
+    Tables {
+        triggers: format!("etp-triggers-{suffix}"),
+        events: format!("etp-events-{suffix}"),
+    }
+}
+
+async fn dynamo_with(client: aws_sdk_dynamodb::Client) -> (DynamoStore, Tables) {
+    let tables = unique_tables();
+    DynamoStore::create_tables(&client, &tables)
+        .await
+        .expect("create tables");
+    (DynamoStore::new(client, tables.clone()), tables)
+}
+
+async fn dynamo() -> (DynamoStore, Tables) {
+    dynamo_with(moto::dynamo_client()).await
+}
+
+etp::store_contract_tests!(dynamo());
+
+/// Records the DynamoDB operation of every request sent (retries included).
+#[derive(Debug, Default, Clone)]
+struct Calls(Arc<Mutex<Vec<String>>>);
+
+impl Calls {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().expect("calls lock"))
+    }
+}
+
+impl Intercept for Calls {
+    fn name(&self) -> &'static str {
+        "Calls"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let target = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .unwrap_or("?");
+        let op = target.rsplit('.').next().unwrap_or(target).to_string();
+        self.0.lock().expect("calls lock").push(op);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_firing_costs_at_most_two_writes() {
+    let calls = Calls::default();
+    let base = moto::dynamo_client();
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        base.config()
+            .to_builder()
+            .interceptor(calls.clone())
+            .build(),
+    );
+    let (store, _tables) = dynamo_with(client).await;
+    let t = trigger("once", TriggerKind::Scheduled);
+    store.insert_trigger(&t).await.expect("insert");
+    calls.take();
+
+    let first = event(Some(&t), EventSource::Schedule, t0());
+    let key = Some(format!("schedule:{}:1", t.id));
+    let written = store
+        .record_event(NewEvent {
+            event: first.clone(),
+            dedupe_key: key.clone(),
+            complete: Some((t.id.clone(), t.version)),
+        })
+        .await
+        .expect("record");
+    assert_eq!(written, Recorded::Written(first.clone()));
+    assert_eq!(calls.take(), ["TransactWriteItems", "UpdateItem"]);
+
+    let plain = event(Some(&t), EventSource::Api, t0());
+    store
+        .record_event(NewEvent {
+            event: plain,
+            dedupe_key: None,
+            complete: None,
+        })
+        .await
+        .expect("record");
+    assert_eq!(calls.take(), ["TransactWriteItems"]);
+
+    let again = event(Some(&t), EventSource::Schedule, t0() + Duration::seconds(1));
+    let dup = store
+        .record_event(NewEvent {
+            event: again,
+            dedupe_key: key,
+            complete: None,
+        })
+        .await
+        .expect("record again");
+    assert_eq!(dup, Recorded::Duplicate(first));
+    // Moto, like AWS, returns the marker in the cancellation reasons: no read back needed.
+    assert_eq!(calls.take(), ["TransactWriteItems"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivery_finishes_an_interrupted_completion() {
+    let (store, _tables) = dynamo().await;
+    let t = trigger("once", TriggerKind::Scheduled);
+    store.insert_trigger(&t).await.expect("insert");
+    let key = Some(format!("schedule:{}:1", t.id));
+    let first = event(Some(&t), EventSource::Schedule, t0());
+    // The first delivery wrote the event but stopped before completing the trigger.
+    store
+        .record_event(NewEvent {
+            event: first.clone(),
+            dedupe_key: key.clone(),
+            complete: None,
+        })
+        .await
+        .expect("record");
+    let redelivered = store
+        .record_event(NewEvent {
+            event: event(Some(&t), EventSource::Schedule, t0()),
+            dedupe_key: key,
+            complete: Some((t.id.clone(), t.version)),
+        })
+        .await
+        .expect("record again");
+    assert_eq!(redelivered, Recorded::Duplicate(first));
+    let done = store
+        .get_trigger(&t.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(done.status, TriggerStatus::Completed);
+    assert_eq!(done.version, t.version + 1);
+    assert_eq!(done.updated_at, t0());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_match_the_template() {
+    let client = moto::dynamo_client();
+    let (_store, tables) = dynamo_with(client.clone()).await;
+    let describe = |name: String| {
+        let client = client.clone();
+        async move {
+            client
+                .describe_table()
+                .table_name(name)
+                .send()
+                .await
+                .expect("describe")
+                .table
+                .expect("table")
+        }
+    };
+    let keys = |schema: &[aws_sdk_dynamodb::types::KeySchemaElement]| {
+        schema
+            .iter()
+            .map(|k| (k.attribute_name().to_string(), k.key_type().clone()))
+            .collect::<Vec<_>>()
+    };
+    let key = |name: &str, t: KeyType| (name.to_string(), t);
+
+    let triggers = describe(tables.triggers.clone()).await;
+    assert_eq!(keys(triggers.key_schema()), [key("pk", KeyType::Hash)]);
+    let by_id = &triggers.global_secondary_indexes()[0];
+    assert_eq!(by_id.index_name(), Some("by_id"));
+    assert_eq!(
+        keys(by_id.key_schema()),
+        [key("list_pk", KeyType::Hash), key("pk", KeyType::Range)]
+    );
+
+    let events = describe(tables.events.clone()).await;
+    assert_eq!(
+        keys(events.key_schema()),
+        [key("pk", KeyType::Hash), key("sk", KeyType::Range)]
+    );
+    let mut indexes: Vec<_> = events
+        .global_secondary_indexes()
+        .iter()
+        .map(|i| {
+            assert_eq!(
+                i.projection().and_then(|p| p.projection_type()),
+                Some(&ProjectionType::All)
+            );
+            (
+                i.index_name().unwrap_or_default().to_string(),
+                keys(i.key_schema()),
+            )
+        })
+        .collect();
+    indexes.sort();
+    assert_eq!(
+        indexes,
+        [
+            (
+                "by_trigger".to_string(),
+                vec![
+                    key("trigger_key", KeyType::Hash),
+                    key("lc_sk", KeyType::Range)
+                ]
+            ),
+            (
+                "lifecycle".to_string(),
+                vec![key("lc_pk", KeyType::Hash), key("lc_sk", KeyType::Range)]
+            ),
+        ]
+    );
+    let mut types: Vec<_> = events
+        .attribute_definitions()
+        .iter()
+        .map(|a| {
+            (
+                a.attribute_name().to_string(),
+                a.attribute_type().as_str().to_string(),
+            )
+        })
+        .collect();
+    types.sort();
+    assert!(types.iter().all(|(_, t)| t == "S"), "{types:?}");
+
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(&tables.events)
+        .send()
+        .await
+        .expect("describe ttl")
+        .time_to_live_description
+        .expect("ttl");
+    assert_eq!(ttl.attribute_name(), Some("expires_at"));
+    assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
+}
+
+/// Many events over every window edge, compared page by page (cursors included) and in stats
+/// with the SQLite adapter, which keeps everything in one indexed table: the reference.
+#[cfg(feature = "embedded")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_and_stats_match_the_sqlite_adapter() {
+    use etp::domain::event::Event;
+    use etp::domain::lifecycle::{EventState, Lifecycle};
+    use etp::ports::{EventQuery, Store};
+
+    let (dynamo, _tables) = dynamo().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = etp::embedded::SqliteStore::open(&dir.path().join("etp.sqlite3")).expect("open");
+    let a = trigger("a", TriggerKind::Api);
+    let b = trigger("b", TriggerKind::Scheduled);
+    let now = t0() + Duration::hours(60) + Duration::minutes(17) + Duration::milliseconds(2_345);
+    // A fixed linear congruential sequence: varied, but the same on every run.
+    let mut seed = 0x2545_f491_u64;
+    let mut next = |m: u64| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        (seed >> 33) % m
+    };
+    let mut events: Vec<Event> = Vec::new();
+    for i in 0..100 {
+        let age_ms = next(52 * 3_600_000) as i64;
+        let (tr, source) = match next(4) {
+            0 | 1 => (Some(&a), EventSource::Api),
+            2 => (Some(&b), EventSource::Schedule),
+            _ => (None, EventSource::ManualTest),
+        };
+        let mut e = event(tr, source, now - Duration::milliseconds(age_ms));
+        if i % 17 == 0
+            && let Some(prev) = events.last()
+        {
+            e.fired_at = prev.fired_at; // same millisecond as another event
+        }
+        events.push(e);
+    }
+    for store in [&dynamo as &dyn Store, &sqlite] {
+        for e in &events {
+            store
+                .record_event(NewEvent {
+                    event: e.clone(),
+                    dedupe_key: None,
+                    complete: None,
+                })
+                .await
+                .expect("record");
+        }
+    }
+    let l = Lifecycle::default();
+    let mut total_pages = 0;
+    // Filters: 0 none, 1 trigger a, 2 source, 3 tests only, 4 no tests. Small pages where the
+    // window is small; moto answers the fan-out of sparse pages one query at a time.
+    let cases = [
+        (EventState::Active, [(0, 2), (1, 3), (2, 1), (3, 2), (4, 3)]),
+        (
+            EventState::Archived,
+            [(0, 12), (1, 6), (2, 10), (3, 5), (4, 45)],
+        ),
+    ];
+    for (state, filters) in cases {
+        for (filter, limit) in filters {
+            let mut q = EventQuery {
+                window: l.window(state, now),
+                trigger_id: (filter == 1).then(|| a.id.clone()),
+                source: (filter == 2).then_some(EventSource::Schedule),
+                is_test: match filter {
+                    3 => Some(true),
+                    4 => Some(false),
+                    _ => None,
+                },
+                limit,
+                cursor: None,
+            };
+            let mut pages = 0;
+            loop {
+                let want = sqlite.list_events(&q).await.expect("sqlite list");
+                let got = dynamo.list_events(&q).await.expect("dynamo list");
+                assert_eq!(
+                    got, want,
+                    "{state:?}, filter {filter}, limit {limit}, page {pages}"
+                );
+                pages += 1;
+                match want.next_cursor {
+                    Some(c) => q.cursor = Some(c),
+                    None => break,
+                }
+            }
+            total_pages += pages;
+        }
+    }
+    assert!(
+        total_pages > 25,
+        "cursors were exercised: {total_pages} pages"
+    );
+    let (act, arch) = (
+        l.window(EventState::Active, now),
+        l.window(EventState::Archived, now),
+    );
+    same_stats(&dynamo, &sqlite, act, arch).await;
+    let cutoff = l.expired_at_or_before(now);
+    let purged = dynamo.purge_events(cutoff).await.expect("dynamo purge");
+    assert_eq!(
+        purged,
+        sqlite.purge_events(cutoff).await.expect("sqlite purge")
+    );
+    assert!(purged > 0, "some events were old enough to purge");
+    for e in &events {
+        assert_eq!(
+            dynamo.get_event(&e.id).await.expect("get").is_some(),
+            e.fired_at > cutoff,
+            "{e:?}"
+        );
+    }
+    same_stats(&dynamo, &sqlite, act, arch).await;
+}
+
+/// Equal stats, except that `last_fired_at` is last-writer-wins per counter item: with writes
+/// out of `fired_at` order (this test writes in random order; firings write at their own
+/// `fired_at`, so barely) it may be older than the newest event, never newer.
+#[cfg(feature = "embedded")]
+async fn same_stats(
+    dynamo: &DynamoStore,
+    sqlite: &etp::embedded::SqliteStore,
+    active: etp::domain::lifecycle::FiredWindow,
+    archived: etp::domain::lifecycle::FiredWindow,
+) {
+    let got = dynamo
+        .event_stats(active, archived)
+        .await
+        .expect("dynamo stats");
+    let want = sqlite
+        .event_stats(active, archived)
+        .await
+        .expect("sqlite stats");
+    assert_eq!(got.len(), want.len(), "{got:?}\n{want:?}");
+    for (g, w) in got.iter().zip(&want) {
+        assert!(g.last_fired_at <= w.last_fired_at, "{g:?}\n{w:?}");
+        let g = etp::ports::TriggerStats {
+            last_fired_at: w.last_fired_at,
+            ..g.clone()
+        };
+        assert_eq!(&g, w);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_table_lists_nothing() {
+    use etp::domain::lifecycle::{EventState, Lifecycle};
+    use etp::ports::EventQuery;
+
+    let (store, _tables) = dynamo().await;
+    let l = Lifecycle::default();
+    for state in [EventState::Active, EventState::Archived] {
+        let page = store
+            .list_events(&EventQuery {
+                window: l.window(state, t0()),
+                trigger_id: None,
+                source: None,
+                is_test: None,
+                limit: 10,
+                cursor: None,
+            })
+            .await
+            .expect("list");
+        assert!(page.items.is_empty() && page.next_cursor.is_none());
+    }
+    let (act, arch) = (
+        l.window(EventState::Active, t0()),
+        l.window(EventState::Archived, t0()),
+    );
+    assert!(
+        store
+            .event_stats(act, arch)
+            .await
+            .expect("stats")
+            .is_empty()
+    );
+    assert_eq!(store.purge_events(t0()).await.expect("purge"), 0);
+}

@@ -1,0 +1,282 @@
+// The dashboard and /docs in a real browser (Debian's chromium via playwright-core), against the
+// real etp-local binary on a free port. Screenshots go to target/browser-artifacts/.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, existsSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, "../..");
+const BIN = process.env.ETP_BIN || join(root, "target/debug/etp-local");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const ARTIFACTS = join(root, "target/browser-artifacts");
+const TOKEN = "browser-test-token-0123456789";
+const TIMEOUT = 20_000;
+
+let server;
+let serverLog = "";
+let base;
+let context;
+let page;
+let shot = 0;
+const dirs = [];
+const problems = [];
+const urls = [];
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.once("error", fail);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+  });
+}
+
+async function waitHealthy(url, deadline) {
+  while (Date.now() < deadline) {
+    try {
+      if ((await fetch(`${url}/health`)).ok) return;
+    } catch { /* not listening yet */ }
+    if (server.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`etp-local did not become healthy:\n${serverLog}`);
+}
+
+async function screenshot(name) {
+  shot += 1;
+  await page.screenshot({ path: join(ARTIFACTS, `${String(shot).padStart(2, "0")}-${name}.png`), fullPage: true });
+}
+
+const row = (table, text) => page.locator(`#${table} tbody tr`, { hasText: text });
+
+before(async () => {
+  assert.ok(existsSync(BIN), `build the server first (cargo build -p local): ${BIN} is missing`);
+  assert.ok(existsSync(CHROMIUM), `install chromium first: ${CHROMIUM} is missing`);
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const data = mkdtempSync(join(tmpdir(), "etp-browser-data-"));
+  const profile = mkdtempSync(join(tmpdir(), "etp-browser-profile-"));
+  dirs.push(data, profile);
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  server = spawn(BIN, [], {
+    env: { ...process.env, ETP_LISTEN: `127.0.0.1:${port}`, ETP_DATA_DIR: data, ETP_API_TOKEN: TOKEN, RUST_LOG: "warn" },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  server.stderr.on("data", (d) => { serverLog += d; });
+  await waitHealthy(base, Date.now() + 30_000);
+
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    viewport: { width: 1280, height: 900 },
+    timezoneId: "UTC",
+  });
+  context.setDefaultTimeout(TIMEOUT);
+  page = context.pages()[0] || await context.newPage();
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.on("console", (m) => {
+    // Error statuses the test provokes on purpose are logged by the browser as failed loads.
+    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) problems.push(m.text());
+  });
+  page.on("request", (r) => urls.push(r.url()));
+  // Everything must come from this server: no CDN, nothing from the internet.
+  await context.route((url) => !url.href.startsWith(base), (route) => {
+    problems.push(`request outside the server: ${route.request().url()}`);
+    return route.abort();
+  });
+});
+
+after(async () => {
+  await context?.close();
+  server?.kill("SIGKILL");
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+describe("dashboard", () => {
+  it("asks for the token once and keeps it in the session only", async () => {
+    await page.goto(base);
+    await page.getByLabel("API token").waitFor();
+    await screenshot("sign-in");
+    await page.getByLabel("API token").fill(TOKEN);
+    await page.getByRole("button", { name: "Use token" }).click();
+    await page.getByRole("heading", { name: "Triggers" }).waitFor();
+    assert.equal(await page.evaluate(() => sessionStorage.getItem("etp.token")), TOKEN);
+    assert.equal(await page.evaluate(() => localStorage.length), 0);
+    await page.reload();
+    await page.getByRole("heading", { name: "Triggers" }).waitFor();
+    assert.ok(await page.getByLabel("API token").isHidden(), "asked for the token again");
+  });
+
+  it("creates an interval trigger and shows its first event without reloading", async () => {
+    await page.getByRole("button", { name: "New trigger" }).click();
+    const dialog = page.locator("#trigger-dialog");
+    await dialog.getByLabel("Name", { exact: true }).fill("heartbeat");
+    await dialog.getByLabel("Schedule", { exact: true }).selectOption("interval");
+    await dialog.getByLabel("Every", { exact: true }).fill("2");
+    await dialog.getByLabel("Unit", { exact: true }).selectOption({ label: "seconds" });
+    await screenshot("create-interval");
+    await dialog.getByRole("button", { name: "Create" }).click();
+    await dialog.waitFor({ state: "hidden" });
+    const trigger = row("trigger-table", "heartbeat");
+    await trigger.getByText("every 2 s").waitFor();
+    await trigger.getByText("active").waitFor();
+    const navigations = urls.filter((u) => u === `${base}/`).length;
+    await row("event-table", "heartbeat").first().waitFor();
+    assert.equal(urls.filter((u) => u === `${base}/`).length, navigations, "the page reloaded");
+    await row("event-table", "heartbeat").first().getByText(/archived in/).waitFor();
+    await screenshot("interval-event");
+  });
+
+  it("pauses the trigger", async () => {
+    await page.getByRole("button", { name: "Pause heartbeat" }).click();
+    await row("trigger-table", "heartbeat").getByText("paused", { exact: true }).waitFor();
+    await page.getByRole("button", { name: "Resume heartbeat" }).waitFor();
+  });
+
+  it("edits the trigger and test-fires it", async () => {
+    await page.getByRole("button", { name: "Edit heartbeat" }).click();
+    const dialog = page.locator("#trigger-dialog");
+    assert.equal(await dialog.getByLabel("Every", { exact: true }).inputValue(), "2");
+    await dialog.getByLabel("Every", { exact: true }).fill("3");
+    await dialog.getByRole("button", { name: "Save" }).click();
+    await dialog.waitFor({ state: "hidden" });
+    await row("trigger-table", "heartbeat").getByText("every 3 s").waitFor();
+    await page.getByRole("button", { name: "Test heartbeat" }).click();
+    await row("event-table", "heartbeat").filter({ hasText: "manual_test" }).first().waitFor();
+  });
+
+  it("creates a cron trigger and shows its schedule in words", async () => {
+    await page.getByRole("button", { name: "New trigger" }).click();
+    const dialog = page.locator("#trigger-dialog");
+    await dialog.getByLabel("Name", { exact: true }).fill("standup");
+    await dialog.getByLabel("Schedule", { exact: true }).selectOption("cron");
+    await dialog.getByLabel("Cron expression").fill("0 9 * * MON-FRI");
+    await dialog.getByLabel("Time zone").fill("Europe/Berlin");
+    await dialog.getByRole("button", { name: "Create" }).click();
+    await dialog.waitFor({ state: "hidden" });
+    await row("trigger-table", "standup").getByText("cron 0 9 * * MON-FRI Europe/Berlin").waitFor();
+  });
+
+  it("creates an api trigger with a schema, with feedback while typing", async () => {
+    await page.getByRole("button", { name: "New trigger" }).click();
+    const dialog = page.locator("#trigger-dialog");
+    await dialog.getByLabel("Name", { exact: true }).fill("order placed");
+    await dialog.getByLabel("API (fired by clients)").check();
+    const schema = dialog.getByLabel("Payload schema (JSON Schema)");
+    await schema.fill('{"type": "object",');
+    await dialog.getByText(/Not valid JSON/).waitFor();
+    await schema.fill(JSON.stringify({ type: "nope" }));
+    await dialog.getByRole("button", { name: "Create" }).click();
+    // The API's verdict sits next to the field.
+    await dialog.locator('[data-field="payload_schema"] .field-error').getByText(/not a valid JSON Schema/).waitFor();
+    assert.equal(await schema.getAttribute("aria-invalid"), "true");
+    await screenshot("schema-error");
+    await schema.fill(JSON.stringify({ type: "object", required: ["order_id"],
+      properties: { order_id: { type: "integer" } } }, null, 2));
+    await dialog.getByText(/Valid JSON/).waitFor();
+    await dialog.getByRole("button", { name: "Create" }).click();
+    await dialog.waitFor({ state: "hidden" });
+    await row("trigger-table", "order placed").getByText("fired through the API").waitFor();
+  });
+
+  it("fires it with an invalid payload (error at the field), then a valid one (an event)", async () => {
+    await page.getByRole("button", { name: "Fire order placed" }).click();
+    const dialog = page.locator("#fire-dialog");
+    const payload = dialog.getByLabel("Payload (JSON)");
+    await payload.fill('{"order_id": "forty-two"}');
+    await dialog.getByRole("button", { name: "Fire", exact: true }).click();
+    const fieldError = dialog.locator('[data-field="payload"] .field-error');
+    await fieldError.getByText(/\/order_id/).waitFor();
+    await dialog.getByRole("alert").getByText(/does not match/).waitFor();
+    assert.equal(await payload.getAttribute("aria-invalid"), "true");
+    await screenshot("fire-invalid");
+    await payload.fill('{"order_id": 42}');
+    await dialog.getByRole("button", { name: "Fire", exact: true }).click();
+    await dialog.waitFor({ state: "hidden" });
+    await row("event-table", "order placed").first().getByText("api").waitFor();
+    await screenshot("fire-valid");
+  });
+
+  it("opens an event's detail with its payload and lifecycle", async () => {
+    await row("event-table", "order placed").first().getByRole("button", { name: /Details/ }).click();
+    const dialog = page.locator("#event-dialog");
+    await dialog.getByText('"order_id": 42').waitFor();
+    await dialog.getByText("Archived at").waitFor();
+    await screenshot("event-detail");
+    await dialog.getByRole("button", { name: "Close" }).click();
+    await dialog.waitFor({ state: "hidden" });
+  });
+
+  it("filters events and switches to the archived tab with the keyboard", async () => {
+    await page.getByLabel("Source").selectOption("api");
+    await page.waitForFunction(() => [...document.querySelectorAll("#event-rows tr")]
+      .every((r) => r.textContent.includes("order placed")));
+    await page.getByLabel("Source").selectOption("");
+    await page.getByRole("tab", { name: "Active" }).focus();
+    await page.keyboard.press("ArrowRight");
+    assert.equal(await page.getByRole("tab", { name: "Archived" }).getAttribute("aria-selected"), "true");
+    await page.getByText("No events here.").waitFor();
+    await page.getByRole("tab", { name: "Archived" }).press("ArrowLeft");
+    await row("event-table", "heartbeat").first().waitFor();
+  });
+
+  it("draws the stats chart", async () => {
+    // Stats are cached for a few seconds and polled, so the api event shows up shortly.
+    await page.waitForFunction(() => /order placed: 1 active/.test(
+      document.querySelector("#stats-chart svg[role=img]")?.getAttribute("aria-label") ?? ""));
+    assert.ok(await page.locator("#stats-chart rect.bar-active").count() >= 2);
+  });
+
+  it("fits a 375 px wide screen", async () => {
+    await page.setViewportSize({ width: 375, height: 800 });
+    await page.getByRole("heading", { name: "Triggers" }).waitFor();
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(overflow <= 375, `page is ${overflow}px wide`);
+    await screenshot("mobile");
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  it("deletes a trigger after confirmation", async () => {
+    await page.getByRole("button", { name: "Delete heartbeat" }).click();
+    const confirm = page.locator("#confirm-dialog");
+    await confirm.getByText(/past events stay/).waitFor();
+    await screenshot("confirm-delete");
+    await confirm.getByRole("button", { name: "Delete" }).click();
+    await row("trigger-table", "heartbeat").waitFor({ state: "detached" });
+  });
+
+  it("never puts the token in a URL and loads nothing from elsewhere", () => {
+    assert.deepEqual(urls.filter((u) => u.includes(TOKEN)), []);
+    assert.deepEqual(problems, []);
+  });
+});
+
+describe("/docs", () => {
+  it("runs a call from Swagger UI with the token", async () => {
+    await page.goto(`${base}/docs`);
+    await page.getByRole("button", { name: "Authorize" }).first().click();
+    const modal = page.locator(".modal-ux");
+    await modal.locator("#auth-bearer-value").fill(TOKEN);
+    await modal.getByRole("button", { name: "Apply credentials" }).click();
+    await modal.getByRole("button", { name: "Close" }).click();
+    const op = page.locator("#operations-triggers-listTriggers");
+    await op.locator(".opblock-summary-control").click();
+    await op.getByRole("button", { name: "Try it out" }).click();
+    await op.getByRole("button", { name: "Execute" }).click();
+    await op.locator(".live-responses-table .response-col_status").getByText("200").waitFor();
+    await op.getByText("order placed").first().waitFor();
+    await screenshot("docs-execute");
+    assert.deepEqual(urls.filter((u) => u.includes(TOKEN)), []);
+    assert.deepEqual(problems, []);
+  });
+});
