@@ -40,15 +40,17 @@ test-sam: $(VENV)/.installed
 	SAM_CLI_TELEMETRY=0 sam validate --lint --region us-east-1
 	SAM_CLI_TELEMETRY=0 sam build
 
-# The benchmark suite at a tiny size, so it cannot rot; its figures mean nothing.
-test-bench: $(WRK)
-	cargo build -p bench -p local
+# The benchmark suite at a tiny size, so it cannot rot; its figures mean nothing. Runs after
+# test-sam, whose `sam build` output gives the functions' zip sizes.
+test-bench: $(VENV)/.installed $(WRK)
+	cargo build -p bench -p local -p functions
 	target/debug/bench --smoke
 
-# The full benchmark suite (release build; several minutes): table on stdout, JSON and SVG
+# The full benchmark suite (release builds; about ten minutes): table on stdout, JSON and SVG
 # charts under target/bench/.
-bench: $(WRK)
-	cargo build --release -p bench -p local
+bench: $(VENV)/.installed $(WRK)
+	SAM_CLI_TELEMETRY=0 sam build
+	cargo build --release -p bench -p local -p functions
 	target/release/bench
 
 lint:

@@ -2,6 +2,8 @@
 //! target/bench/{results.json,throughput.svg,lateness.svg}. `--smoke` runs a tiny size of the
 //! same suite (to keep it from rotting; its figures mean nothing).
 
+mod dynamo;
+mod lambda;
 mod report;
 mod sched;
 mod seed;
@@ -25,6 +27,8 @@ struct Size {
     connections: [usize; 2],
     bursts: Vec<usize>,
     sustained: (usize, u64),
+    /// Cold starts per function, then warm invocations.
+    lambda: (usize, usize),
 }
 
 const FULL: Size = Size {
@@ -36,6 +40,7 @@ const FULL: Size = Size {
     connections: [2, 32],
     bursts: Vec::new(),
     sustained: (1_000, 60),
+    lambda: (10, 200),
 };
 
 fn size() -> Size {
@@ -49,6 +54,7 @@ fn size() -> Size {
             connections: [2, 8],
             bursts: vec![100],
             sustained: (20, 3),
+            lambda: (1, 3),
         }
     } else {
         Size {
@@ -213,6 +219,21 @@ async fn run(size: &Size) -> Result<Report, String> {
     if let Some(rss) = server.peak_rss_mib() {
         report.peak_rss_mib.push(("scheduler cases".into(), rss));
     }
+    drop(server);
+
+    eprintln!("Lambda functions");
+    let tables = etp::aws::dynamo::Tables {
+        triggers: format!("bench-triggers-{}", etp::domain::new_id()),
+        events: format!("bench-events-{}", etp::domain::new_id()),
+    };
+    etp::aws::dynamo::DynamoStore::create_tables(&etp::testing::moto::dynamo_client(), &tables)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (cold, warm) = size.lambda;
+    report.lambda = lambda::functions(etp::testing::moto::endpoint(), &tables, cold, warm).await?;
+
+    eprintln!("DynamoDB calls per operation (moto)");
+    report.store_costs = dynamo::costs(size.listed_triggers).await?;
     targets(&mut report, size);
     Ok(report)
 }
@@ -322,6 +343,71 @@ fn targets(r: &mut Report, size: &Size) {
             ),
             "all fired, no growth",
             steady,
+        ));
+    }
+    for l in &r.lambda {
+        add.push((
+            format!("{} init", l.function),
+            format!("{:.1} ms", l.init_ms),
+            "<= 30 ms",
+            l.init_ms <= 30.0,
+        ));
+        add.push((
+            format!("{} peak RSS", l.function),
+            format!("{:.1} MiB", l.peak_rss_mib),
+            "<= 32 MB",
+            l.peak_rss_mib <= 30.5,
+        ));
+        match l.zip_bytes {
+            Some(z) => add.push((
+                format!("{} arm64 zip", l.function),
+                format!("{:.2} MB", z as f64 / 1e6),
+                "<= 5 MB",
+                z <= 5_000_000,
+            )),
+            None => add.push((
+                format!("{} arm64 zip", l.function),
+                "not built (sam build)".into(),
+                "<= 5 MB",
+                false,
+            )),
+        }
+    }
+    let count = |op: &str, name: &str| {
+        r.store_costs.iter().find(|c| c.operation == op).map(|c| {
+            c.calls
+                .iter()
+                .filter(|x| name.is_empty() || x.as_str() == name)
+                .count()
+        })
+    };
+    for op in ["fire an api trigger", "scheduled firing, one-time trigger"] {
+        if let Some(n) = count(op, "") {
+            // The trigger read the caller makes is part of the firing.
+            add.push((
+                format!("DynamoDB calls: {op}"),
+                n.to_string(),
+                "<= 3",
+                n <= 3,
+            ));
+        }
+    }
+    for op in ["list page (active, 50)", "list page of one trigger (50)"] {
+        if let Some(n) = count(op, "Query") {
+            add.push((format!("Queries: {op}"), n.to_string(), "= 1", n == 1));
+        }
+    }
+    let scans: usize = r
+        .store_costs
+        .iter()
+        .map(|c| c.calls.iter().filter(|x| x.as_str() == "Scan").count())
+        .sum();
+    if !r.store_costs.is_empty() {
+        add.push((
+            "Scans across all operations".into(),
+            scans.to_string(),
+            "0",
+            scans == 0,
         ));
     }
     for (name, value, goal, met) in add {

@@ -40,6 +40,8 @@ pub struct Report {
     pub peak_rss_mib: Vec<(String, f64)>,
     pub bursts: Vec<Burst>,
     pub sustained: Option<Sustained>,
+    pub lambda: Vec<crate::lambda::LambdaRow>,
+    pub store_costs: Vec<crate::dynamo::StoreCost>,
     pub targets: Vec<Target>,
 }
 
@@ -112,6 +114,31 @@ impl Report {
                 "| {}/s for {} s ({} expected; p99 first/last tenth {:.1}/{:.1}) | {} | {:.1} | {:.1} | {:.1} | - |\n",
                 s.triggers, s.seconds, s.expected, s.first_p99_ms, s.last_p99_ms,
                 s.lateness.firings, s.lateness.p50_ms, s.lateness.p99_ms, s.lateness.max_ms
+            ));
+        }
+        out.push_str(
+            "\n| function | init ms | warm p50 ms | warm p99 ms | peak RSS MiB | arm64 zip MB | warm work |\n|---|---:|---:|---:|---:|---:|---|\n",
+        );
+        for l in &self.lambda {
+            out.push_str(&format!(
+                "| {} | {:.1} | {:.2} | {:.2} | {:.1} | {} | {} |\n",
+                l.function,
+                l.init_ms,
+                l.warm_p50_ms,
+                l.warm_p99_ms,
+                l.peak_rss_mib,
+                l.zip_bytes
+                    .map_or("-".into(), |z| format!("{:.2}", z as f64 / 1e6)),
+                l.warm_work
+            ));
+        }
+        out.push_str("\n| store operation (DynamoDB on moto) | calls |\n|---|---|\n");
+        for c in &self.store_costs {
+            out.push_str(&format!(
+                "| {} | {} ({}) |\n",
+                c.operation,
+                c.calls.len(),
+                c.calls.join(", ")
             ));
         }
         out.push_str("\n| target | measured | goal | met |\n|---|---|---|---|\n");

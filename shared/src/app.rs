@@ -114,14 +114,35 @@ pub struct Health {
     pub scheduler: bool,
 }
 
-type StatsEntry = (Instant, Arc<Vec<TriggerStats>>);
+/// Stats as computed at one moment, with their JSON rendered at most once however often served.
+#[derive(Debug)]
+pub struct StatsSnapshot {
+    computed_at: Instant,
+    pub items: Vec<TriggerStats>,
+    json: std::sync::OnceLock<axum::body::Bytes>,
+}
+
+impl StatsSnapshot {
+    /// `{"items":[...]}`, serialized on first use.
+    pub fn json(&self) -> axum::body::Bytes {
+        self.json
+            .get_or_init(|| {
+                serde_json::to_vec(&serde_json::json!({ "items": &self.items }))
+                    .map(axum::body::Bytes::from)
+                    .unwrap_or_default()
+            })
+            .clone()
+    }
+}
 
 pub struct App {
     pub store: Arc<dyn Store>,
     pub scheduler: Arc<dyn Scheduler>,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
-    stats_cache: Mutex<Option<StatsEntry>>,
+    stats_cache: Mutex<Option<Arc<StatsSnapshot>>>,
+    /// Held by the one request recomputing expired stats; the others serve the stale snapshot.
+    stats_refresh: tokio::sync::Mutex<()>,
     schemas: Mutex<HashMap<String, (u64, Arc<jsonschema::Validator>)>>,
 }
 
@@ -155,6 +176,7 @@ impl App {
             clock,
             settings,
             stats_cache: Mutex::new(None),
+            stats_refresh: tokio::sync::Mutex::new(()),
             schemas: Mutex::new(HashMap::new()),
         }
     }
@@ -504,27 +526,57 @@ impl App {
         })
     }
 
-    /// Per-trigger counts, from a cache that lives `ETP_STATS_CACHE_TTL`.
-    pub async fn stats(&self) -> AppResult<Arc<Vec<TriggerStats>>> {
-        let ttl = self.settings.stats_cache_ttl;
-        if let Some((at, stats)) = &*self.stats_cache.lock().unwrap_or_else(|e| e.into_inner())
-            && at.elapsed() < ttl
-        {
-            return Ok(stats.clone());
-        }
+    async fn compute_stats(&self) -> AppResult<Arc<StatsSnapshot>> {
         let now = self.now();
         let lifecycle = self.settings.lifecycle;
-        let stats = Arc::new(
-            self.store
-                .event_stats(
-                    lifecycle.window(EventState::Active, now),
-                    lifecycle.window(EventState::Archived, now),
-                )
-                .await?,
-        );
-        *self.stats_cache.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((Instant::now(), stats.clone()));
-        Ok(stats)
+        let items = self
+            .store
+            .event_stats(
+                lifecycle.window(EventState::Active, now),
+                lifecycle.window(EventState::Archived, now),
+            )
+            .await?;
+        Ok(Arc::new(StatsSnapshot {
+            computed_at: Instant::now(),
+            items,
+            json: std::sync::OnceLock::new(),
+        }))
+    }
+
+    /// Per-trigger counts, from a cache that lives `ETP_STATS_CACHE_TTL` (zero: no cache). When
+    /// it expires, one request recomputes while concurrent ones are served the previous
+    /// snapshot, so a burst never recomputes in parallel.
+    pub async fn stats(&self) -> AppResult<Arc<StatsSnapshot>> {
+        let ttl = self.settings.stats_cache_ttl;
+        if ttl.is_zero() {
+            return self.compute_stats().await;
+        }
+        let cached = || {
+            self.stats_cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        };
+        let current = cached();
+        if let Some(s) = &current
+            && s.computed_at.elapsed() < ttl
+        {
+            return Ok(s.clone());
+        }
+        let _refreshing = match (self.stats_refresh.try_lock(), current) {
+            (Ok(guard), _) => guard,
+            (Err(_), Some(stale)) => return Ok(stale),
+            (Err(_), None) => self.stats_refresh.lock().await,
+        };
+        // Someone may have refreshed while this request waited for the lock.
+        if let Some(s) = cached()
+            && s.computed_at.elapsed() < ttl
+        {
+            return Ok(s);
+        }
+        let fresh = self.compute_stats().await?;
+        *self.stats_cache.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh.clone());
+        Ok(fresh)
     }
 
     pub async fn health(&self) -> Health {

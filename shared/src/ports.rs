@@ -32,6 +32,39 @@ pub enum SchedulerError {
     Unavailable(String),
 }
 
+/// Opaque page cursors, shared by every store adapter so they page the same way.
+pub mod cursor {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    use super::StoreError;
+
+    pub fn encode(raw: &str) -> String {
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    pub fn decode(cursor: &str) -> Result<String, StoreError> {
+        URL_SAFE_NO_PAD
+            .decode(cursor)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or(StoreError::InvalidCursor)
+    }
+
+    /// An event listing's position: the last `(fired_at ms, id)` returned.
+    pub fn encode_event(fired_ms: i64, id: &str) -> String {
+        encode(&format!("{fired_ms}:{id}"))
+    }
+
+    pub fn decode_event(cursor: &str) -> Result<(i64, String), StoreError> {
+        decode(cursor)?
+            .split_once(':')
+            .and_then(|(f, id)| Some((f.parse::<i64>().ok()?, id.to_string())))
+            .filter(|(f, id)| *f >= 0 && !id.is_empty())
+            .ok_or(StoreError::InvalidCursor)
+    }
+}
+
 /// One page of results and the opaque cursor for the next, if there is one.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Page<T> {

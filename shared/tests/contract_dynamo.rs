@@ -2,11 +2,6 @@
 
 #![cfg(feature = "aws")]
 
-use std::sync::{Arc, Mutex};
-
-use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::types::{KeyType, ProjectionType, TimeToLiveStatus};
 use chrono::Duration;
 use etp::aws::dynamo::{DynamoStore, Tables};
@@ -39,48 +34,9 @@ async fn dynamo() -> (DynamoStore, Tables) {
 
 etp::store_contract_tests!(dynamo());
 
-/// Records the DynamoDB operation of every request sent (retries included).
-#[derive(Debug, Default, Clone)]
-struct Calls(Arc<Mutex<Vec<String>>>);
-
-impl Calls {
-    fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.0.lock().expect("calls lock"))
-    }
-}
-
-impl Intercept for Calls {
-    fn name(&self) -> &'static str {
-        "Calls"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        _: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let target = context
-            .request()
-            .headers()
-            .get("x-amz-target")
-            .unwrap_or("?");
-        let op = target.rsplit('.').next().unwrap_or(target).to_string();
-        self.0.lock().expect("calls lock").push(op);
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_firing_costs_at_most_two_writes() {
-    let calls = Calls::default();
-    let base = moto::dynamo_client();
-    let client = aws_sdk_dynamodb::Client::from_conf(
-        base.config()
-            .to_builder()
-            .interceptor(calls.clone())
-            .build(),
-    );
+    let (client, calls) = moto::counting_dynamo_client();
     let (store, _tables) = dynamo_with(client).await;
     let t = trigger("once", TriggerKind::Scheduled);
     store.insert_trigger(&t).await.expect("insert");

@@ -14,8 +14,6 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, TryStreamExt, stream};
 
@@ -173,18 +171,6 @@ fn decode<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, StoreError> {
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(unavailable)
-}
-
-fn encode_cursor(raw: &str) -> String {
-    URL_SAFE_NO_PAD.encode(raw)
-}
-
-fn decode_cursor(cursor: &str) -> Result<String, StoreError> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or(StoreError::InvalidCursor)
 }
 
 /// Runs `futures` with at most [`CONCURRENCY`] in flight; results in completion order.

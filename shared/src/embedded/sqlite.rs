@@ -5,8 +5,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use async_trait::async_trait;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -17,7 +15,7 @@ use crate::domain::lifecycle::FiredWindow;
 use crate::domain::trigger::{Trigger, TriggerStatus};
 use crate::ports::{
     EventQuery, EventStore, NewEvent, Page, Recorded, StoreError, TriggerQuery, TriggerStats,
-    TriggerStore,
+    TriggerStore, cursor,
 };
 
 const HOUR_MS: i64 = 3_600_000;
@@ -72,18 +70,6 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 /// Ad-hoc test runs have no trigger; they are counted and filtered under this key.
 fn trigger_key(trigger_id: Option<&str>) -> &str {
     trigger_id.unwrap_or("")
-}
-
-fn encode_cursor(raw: &str) -> String {
-    URL_SAFE_NO_PAD.encode(raw)
-}
-
-fn decode_cursor(cursor: &str) -> Result<String, StoreError> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or(StoreError::InvalidCursor)
 }
 
 /// A job the local timer keeps: when it is due and, for test runs, the definition to fire.
@@ -440,28 +426,13 @@ fn text(s: &str) -> SqlValue {
     SqlValue::Text(s.to_string())
 }
 
-/// Counts per trigger of events fired after `cut`: whole hours from the counters, the partial
-/// hour at the edge from the time index, so the cost is bounded by one hour of events.
-fn counts_after(
+/// Counts per trigger of the events fired after `cut` within its partial edge hour, from the
+/// time index: the whole hours come from the counters, so this reads at most one hour of events.
+fn edge_counts(
     c: &Connection,
     cut: i64,
 ) -> Result<std::collections::HashMap<String, u64>, StoreError> {
-    let edge_hour = cut.div_euclid(HOUR_MS);
-    let mut out = std::collections::HashMap::new();
-    let mut stmt = c
-        .prepare_cached(
-            "SELECT trigger_key, SUM(n) FROM event_counts WHERE hour > ?1 GROUP BY trigger_key",
-        )
-        .map_err(unavailable)?;
-    let rows = stmt
-        .query_map(params![edge_hour], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })
-        .map_err(unavailable)?;
-    for row in rows {
-        let (k, n) = row.map_err(unavailable)?;
-        *out.entry(k).or_insert(0) += n as u64;
-    }
+    let edge_end = (cut.div_euclid(HOUR_MS) + 1) * HOUR_MS;
     let mut stmt = c
         .prepare_cached(
             "SELECT trigger_key, COUNT(*) FROM events WHERE fired_ms > ?1 AND fired_ms < ?2
@@ -469,15 +440,12 @@ fn counts_after(
         )
         .map_err(unavailable)?;
     let rows = stmt
-        .query_map(params![cut, (edge_hour + 1) * HOUR_MS], |r| {
+        .query_map(params![cut, edge_end], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
         })
         .map_err(unavailable)?;
-    for row in rows {
-        let (k, n) = row.map_err(unavailable)?;
-        *out.entry(k).or_insert(0) += n as u64;
-    }
-    Ok(out)
+    rows.map(|row| row.map(|(k, n)| (k, n as u64)).map_err(unavailable))
+        .collect()
 }
 
 #[async_trait]
@@ -502,7 +470,7 @@ impl TriggerStore for SqliteStore {
     async fn list_triggers(&self, query: &TriggerQuery) -> Result<Page<Trigger>, StoreError> {
         let mut f = Filter::default();
         if let Some(cursor) = &query.cursor {
-            f.add("id > ?", [text(&decode_cursor(cursor)?)]);
+            f.add("id > ?", [text(&cursor::decode(cursor)?)]);
         }
         if let Some(kind) = query.kind {
             f.add("kind = ?", [text(kind.as_str())]);
@@ -527,7 +495,7 @@ impl TriggerStore for SqliteStore {
             .await?;
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
-            items.last().map(|t| encode_cursor(&t.id))
+            items.last().map(|t| cursor::encode(&t.id))
         } else {
             None
         };
@@ -584,11 +552,7 @@ impl EventStore for SqliteStore {
             f.add("fired_ms <= ?", [SqlValue::Integer(ms(until))]);
         }
         if let Some(cursor) = &query.cursor {
-            let raw = decode_cursor(cursor)?;
-            let (fired, id) = raw
-                .split_once(':')
-                .and_then(|(f, id)| Some((f.parse::<i64>().ok()?, id.to_string())))
-                .ok_or(StoreError::InvalidCursor)?;
+            let (fired, id) = cursor::decode_event(cursor)?;
             f.add(
                 "(fired_ms, id) < (?, ?)",
                 [SqlValue::Integer(fired), SqlValue::Text(id)],
@@ -619,7 +583,7 @@ impl EventStore for SqliteStore {
             items.truncate(limit);
             items
                 .last()
-                .map(|e| encode_cursor(&format!("{}:{}", ms(e.fired_at), e.id)))
+                .map(|e| cursor::encode_event(ms(e.fired_at), &e.id))
         } else {
             None
         };
@@ -633,30 +597,39 @@ impl EventStore for SqliteStore {
     ) -> Result<Vec<TriggerStats>, StoreError> {
         let active_cut = ms(active.after);
         let retain_cut = ms(archived.after);
+        let (active_hour, retain_hour) = (
+            active_cut.div_euclid(HOUR_MS),
+            retain_cut.div_euclid(HOUR_MS),
+        );
         self.read(move |c| {
-            let after_active = counts_after(c, active_cut)?;
-            let after_retain = counts_after(c, retain_cut)?;
-            // With a single MAX, SQLite takes trigger_name from that row: the newest name.
+            let edge_active = edge_counts(c, active_cut)?;
+            let edge_retain = edge_counts(c, retain_cut)?;
+            // One pass over the hour counters. With a single MAX, SQLite takes trigger_name from
+            // that row: the newest name.
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT trigger_key, trigger_name, MAX(last_fired_ms)
+                    "SELECT trigger_key, trigger_name, MAX(last_fired_ms),
+                            SUM(CASE WHEN hour > ?2 THEN n ELSE 0 END),
+                            SUM(CASE WHEN hour > ?1 THEN n ELSE 0 END)
                      FROM event_counts WHERE hour >= ?1 GROUP BY trigger_key ORDER BY trigger_key",
                 )
                 .map_err(unavailable)?;
             let rows = stmt
-                .query_map(params![retain_cut.div_euclid(HOUR_MS)], |r| {
+                .query_map(params![retain_hour, active_hour], |r| {
                     Ok((
                         r.get::<_, String>(0)?,
                         r.get::<_, String>(1)?,
                         r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, i64>(4)?,
                     ))
                 })
                 .map_err(unavailable)?;
             let mut out = Vec::new();
             for row in rows {
-                let (key, name, last) = row.map_err(unavailable)?;
-                let total = after_retain.get(&key).copied().unwrap_or(0);
-                let act = after_active.get(&key).copied().unwrap_or(0);
+                let (key, name, last, whole_active, whole_retained) = row.map_err(unavailable)?;
+                let act = whole_active as u64 + edge_active.get(&key).copied().unwrap_or(0);
+                let total = whole_retained as u64 + edge_retain.get(&key).copied().unwrap_or(0);
                 if total == 0 {
                     continue;
                 }

@@ -89,9 +89,15 @@ pub async fn get(
 /// Per trigger: active and archived event counts and the last firing (cached for a few seconds).
 #[utoipa::path(get, path = "/events/stats", tag = "events", operation_id = "eventStats",
     responses((status = 200, description = "One entry per trigger with events", body = StatsResponse)))]
-pub async fn stats(State(app): State<Arc<App>>) -> Result<Json<StatsResponse>, ApiError> {
+pub async fn stats(State(app): State<Arc<App>>) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
     let stats = app.stats().await?;
-    Ok(Json(StatsResponse {
-        items: stats.as_ref().clone(),
-    }))
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        stats.json(),
+    )
+        .into_response())
 }

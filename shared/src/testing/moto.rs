@@ -163,3 +163,50 @@ fn wait_ready(port: u16, child: &mut Child) -> Result<(), String> {
     }
     Err(format!("no answer within {READY_WITHIN:?}"))
 }
+
+/// The DynamoDB operation of every request a client sent (retries included), for tests and the
+/// benchmark that count store work per operation.
+#[derive(Debug, Default, Clone)]
+pub struct CallLog(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl CallLog {
+    /// The operations recorded since the last call, oldest first.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for CallLog {
+    fn name(&self) -> &'static str {
+        "CallLog"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let target = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .unwrap_or("?");
+        let op = target.rsplit('.').next().unwrap_or(target).to_string();
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(op);
+        Ok(())
+    }
+}
+
+/// A DynamoDB client for moto that records every operation it sends.
+pub fn counting_dynamo_client() -> (aws_sdk_dynamodb::Client, CallLog) {
+    let calls = CallLog::default();
+    let base = dynamo_client();
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        base.config()
+            .to_builder()
+            .interceptor(calls.clone())
+            .build(),
+    );
+    (client, calls)
+}

@@ -11,13 +11,13 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Utc};
 
 use super::{
-    BY_TRIGGER, DynamoStore, HOUR_MS, Item, LIFECYCLE, SHARDS, all, counter_pk, decode,
-    decode_cursor, encode, encode_cursor, get_s, hour_of, lifecycle_pk, ms, n, pad_hour, pad_ms,
-    query_until, s, sdk_error, shard_of, time_key, trigger_key, unavailable,
+    BY_TRIGGER, DynamoStore, HOUR_MS, Item, LIFECYCLE, SHARDS, all, counter_pk, decode, encode,
+    get_s, hour_of, lifecycle_pk, ms, n, pad_hour, pad_ms, query_until, s, sdk_error, shard_of,
+    time_key, trigger_key, unavailable,
 };
 use crate::domain::event::Event;
 use crate::domain::lifecycle::FiredWindow;
-use crate::ports::{EventQuery, EventStore, NewEvent, Page, Recorded, StoreError};
+use crate::ports::{EventQuery, EventStore, NewEvent, Page, Recorded, StoreError, cursor};
 
 /// Attempts at the write transaction when it loses a race for the hot counter item.
 const TX_ATTEMPTS: u32 = 4;
@@ -46,18 +46,6 @@ fn put_new(table: &str, item: Item) -> Result<TransactWriteItem, StoreError> {
         .build()
         .map_err(unavailable)?;
     Ok(TransactWriteItem::builder().put(put).build())
-}
-
-fn encode_event_cursor(fired_ms: i64, id: &str) -> String {
-    encode_cursor(&format!("{fired_ms}:{id}"))
-}
-
-fn decode_event_cursor(cursor: &str) -> Result<(i64, String), StoreError> {
-    let raw = decode_cursor(cursor)?;
-    raw.split_once(':')
-        .and_then(|(f, id)| Some((f.parse::<i64>().ok()?, id.to_string())))
-        .filter(|(f, id)| *f >= 0 && !id.is_empty())
-        .ok_or(StoreError::InvalidCursor)
 }
 
 /// The optional FilterExpression of a listing (never on key attributes: AWS rejects that).
@@ -301,7 +289,7 @@ impl DynamoStore {
         let cursor = query
             .cursor
             .as_deref()
-            .map(decode_event_cursor)
+            .map(cursor::decode_event)
             .transpose()?;
         let FiredWindow { after, until } = query.window;
         let lo_ms = ms(after) + 1;
@@ -355,7 +343,7 @@ impl DynamoStore {
             events.truncate(limit);
             events
                 .last()
-                .map(|e| encode_event_cursor(ms(e.fired_at), &e.id))
+                .map(|e| cursor::encode_event(ms(e.fired_at), &e.id))
         } else {
             None
         };

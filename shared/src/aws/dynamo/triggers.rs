@@ -6,11 +6,11 @@ use aws_sdk_dynamodb::types::ReturnValue;
 use chrono::{DateTime, Utc};
 
 use super::{
-    BY_ID, DynamoStore, Item, TRIGGER_LIST, decode, decode_cursor, encode, encode_cursor, get_n,
-    get_s, n, query_until, s, sdk_error, unavailable,
+    BY_ID, DynamoStore, Item, TRIGGER_LIST, decode, encode, get_n, get_s, n, query_until, s,
+    sdk_error, unavailable,
 };
 use crate::domain::trigger::{Trigger, TriggerStatus};
-use crate::ports::{Page, StoreError, TriggerQuery, TriggerStore};
+use crate::ports::{Page, StoreError, TriggerQuery, TriggerStore, cursor};
 
 /// `status`, `version` and `updated_at` live beside `body` and win over it: completing a one-time
 /// trigger must be a single UpdateItem on the hot path, which cannot rewrite the JSON inside.
@@ -149,7 +149,7 @@ impl TriggerStore for DynamoStore {
             .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX));
         if let Some(cursor) = &query.cursor {
             key.push_str(" AND pk > :after");
-            q = q.expression_attribute_values(":after", s(decode_cursor(cursor)?));
+            q = q.expression_attribute_values(":after", s(cursor::decode(cursor)?));
         }
         if let Some(kind) = query.kind {
             filters.push("#kind = :kind");
@@ -171,7 +171,7 @@ impl TriggerStore for DynamoStore {
         let mut items = rows.iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
-            items.last().map(|t| encode_cursor(&t.id))
+            items.last().map(|t| cursor::encode(&t.id))
         } else {
             None
         };
