@@ -39,12 +39,12 @@ pub async fn costs(events: usize) -> Result<Vec<StoreCost>, String> {
         .map_err(err)?;
     let store = Arc::new(DynamoStore::new(client, tables));
     let clock = Arc::new(SystemClock);
-    let app = App::new(
+    let app = Arc::new(App::new(
         store.clone(),
         Arc::new(RecordingScheduler::default()),
         clock.clone(),
         Settings::default(),
-    );
+    ));
     let mut out = Vec::new();
     let mut record = |operation: &str| {
         out.push(StoreCost {

@@ -176,7 +176,7 @@ async fn measure(
             event_tx.send(event.clone()).map_err(|e| e.to_string())?;
             let answered = tokio::time::timeout(Duration::from_secs(20), resp_rx.recv())
                 .await
-                .map_err(|_| format!("{name} did not answer"))?
+                .map_err(|_| format!("{name} did not answer invocation {i} of cold start {round}"))?
                 .ok_or("emulator closed")?;
             // The first invocation of a process is not warm.
             if i > 0 {

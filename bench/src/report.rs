@@ -43,6 +43,8 @@ pub struct Report {
     pub lambda: Vec<crate::lambda::LambdaRow>,
     pub store_costs: Vec<crate::dynamo::StoreCost>,
     pub targets: Vec<Target>,
+    /// Cases that could not be measured, and why.
+    pub failures: Vec<String>,
 }
 
 pub fn machine() -> Machine {
@@ -150,6 +152,9 @@ impl Report {
                 t.goal,
                 if t.met { "yes" } else { "NO" }
             ));
+        }
+        for f in &self.failures {
+            out.push_str(&format!("\nNOT MEASURED: {f}\n"));
         }
         // The table is this program's output, so it goes to stdout.
         use std::io::Write;

@@ -24,6 +24,9 @@ use crate::ports::{
     TriggerQuery, TriggerStats,
 };
 
+/// How many TTLs old a stats snapshot may be and still be served while it is refreshed.
+const STATS_MAX_STALENESS: u32 = 10;
+
 /// Compiled payload schemas kept at most; beyond this the cache starts afresh.
 const SCHEMA_CACHE_MAX: usize = 4096;
 
@@ -141,8 +144,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
     stats_cache: Mutex<Option<Arc<StatsSnapshot>>>,
-    /// Held by the one request recomputing expired stats; the others serve the stale snapshot.
-    stats_refresh: tokio::sync::Mutex<()>,
+    /// Held by whoever is recomputing the stats, so only one recomputation runs at a time.
+    stats_refresh: Arc<tokio::sync::Mutex<()>>,
     schemas: Mutex<HashMap<String, (u64, Arc<jsonschema::Validator>)>>,
 }
 
@@ -176,7 +179,7 @@ impl App {
             clock,
             settings,
             stats_cache: Mutex::new(None),
-            stats_refresh: tokio::sync::Mutex::new(()),
+            stats_refresh: Arc::new(tokio::sync::Mutex::new(())),
             schemas: Mutex::new(HashMap::new()),
         }
     }
@@ -543,10 +546,11 @@ impl App {
         }))
     }
 
-    /// Per-trigger counts, from a cache that lives `ETP_STATS_CACHE_TTL` (zero: no cache). When
-    /// it expires, one request recomputes while concurrent ones are served the previous
-    /// snapshot, so a burst never recomputes in parallel.
-    pub async fn stats(&self) -> AppResult<Arc<StatsSnapshot>> {
+    /// Per-trigger counts, from a cache that lives `ETP_STATS_CACHE_TTL` (zero: no cache).
+    /// An expired snapshot younger than [`STATS_MAX_STALENESS`] TTLs is served while one
+    /// background task recomputes it, so no request waits for a recomputation; an older or
+    /// missing one is recomputed by one request while concurrent ones wait for its result.
+    pub async fn stats(self: &Arc<Self>) -> AppResult<Arc<StatsSnapshot>> {
         let ttl = self.settings.stats_cache_ttl;
         if ttl.is_zero() {
             return self.compute_stats().await;
@@ -557,17 +561,17 @@ impl App {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone()
         };
-        let current = cached();
-        if let Some(s) = &current
-            && s.computed_at.elapsed() < ttl
-        {
-            return Ok(s.clone());
+        if let Some(s) = cached() {
+            let age = s.computed_at.elapsed();
+            if age < ttl {
+                return Ok(s);
+            }
+            if age < ttl * STATS_MAX_STALENESS {
+                self.refresh_stats_in_background();
+                return Ok(s);
+            }
         }
-        let _refreshing = match (self.stats_refresh.try_lock(), current) {
-            (Ok(guard), _) => guard,
-            (Err(_), Some(stale)) => return Ok(stale),
-            (Err(_), None) => self.stats_refresh.lock().await,
-        };
+        let _refreshing = self.stats_refresh.lock().await;
         // Someone may have refreshed while this request waited for the lock.
         if let Some(s) = cached()
             && s.computed_at.elapsed() < ttl
@@ -577,6 +581,22 @@ impl App {
         let fresh = self.compute_stats().await?;
         *self.stats_cache.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh.clone());
         Ok(fresh)
+    }
+
+    fn refresh_stats_in_background(self: &Arc<Self>) {
+        let Ok(refreshing) = self.stats_refresh.clone().try_lock_owned() else {
+            return; // a refresh is already running
+        };
+        let app = self.clone();
+        tokio::spawn(async move {
+            let _refreshing = refreshing;
+            match app.compute_stats().await {
+                Ok(fresh) => {
+                    *app.stats_cache.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
+                }
+                Err(e) => tracing::error!(error = %e, "stats refresh failed"),
+            }
+        });
     }
 
     pub async fn health(&self) -> Health {

@@ -217,6 +217,25 @@ impl SqliteStore {
         .map_err(unavailable)?
     }
 
+    /// A short read (one row, or one page of at most a few hundred rows) run on the calling
+    /// task: handing it to the blocking pool costs two thread switches, more than the query.
+    /// Long reads (stats, start-up loads) go through [`Self::read`].
+    fn read_now<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let inner = &self.inner;
+        let n = inner.readers.len();
+        let start = inner.next_reader.fetch_add(1, Ordering::Relaxed);
+        // Prefer a connection nobody holds, so a short read never waits behind a long one.
+        for i in 0..n {
+            if let Ok(conn) = inner.readers[(start + i) % n].try_lock() {
+                return f(&conn);
+            }
+        }
+        f(&lock(&inner.readers[start % n]))
+    }
+
     /// Every job the timer has to run, for loading at start-up.
     pub async fn timer_jobs(&self) -> Result<Vec<TimerJob>, StoreError> {
         self.read(|c| {
@@ -456,15 +475,12 @@ impl TriggerStore for SqliteStore {
     }
 
     async fn get_trigger(&self, id: &str) -> Result<Option<Trigger>, StoreError> {
-        let id = id.to_string();
-        self.read(move |c| {
-            let body: Option<String> = c
-                .prepare_cached("SELECT body FROM triggers WHERE id = ?1")
+        let body: Option<String> = self.read_now(|c| {
+            c.prepare_cached("SELECT body FROM triggers WHERE id = ?1")
                 .and_then(|mut s| s.query_row(params![id], |r| r.get(0)).optional())
-                .map_err(unavailable)?;
-            body.map(|b| decode(&b)).transpose()
-        })
-        .await
+                .map_err(unavailable)
+        })?;
+        body.map(|b| decode(&b)).transpose()
     }
 
     async fn list_triggers(&self, query: &TriggerQuery) -> Result<Page<Trigger>, StoreError> {
@@ -484,15 +500,15 @@ impl TriggerStore for SqliteStore {
             f.sql(),
             limit + 1
         );
-        let mut items: Vec<Trigger> = self
-            .read(move |c| {
-                let mut stmt = c.prepare_cached(&sql).map_err(unavailable)?;
-                let rows = stmt
-                    .query_map(params_from_iter(f.params), |r| r.get::<_, String>(0))
-                    .map_err(unavailable)?;
-                rows.map(|b| decode(&b.map_err(unavailable)?)).collect()
-            })
-            .await?;
+        let bodies: Vec<String> = self.read_now(|c| {
+            let mut stmt = c.prepare_cached(&sql).map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params_from_iter(f.params), |r| r.get::<_, String>(0))
+                .map_err(unavailable)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(unavailable)
+        })?;
+        // Decoded after the connection is released, so other reads can use it meanwhile.
+        let mut items: Vec<Trigger> = bodies.iter().map(|b| decode(b)).collect::<Result<_, _>>()?;
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
             items.last().map(|t| cursor::encode(&t.id))
@@ -531,15 +547,12 @@ impl EventStore for SqliteStore {
     }
 
     async fn get_event(&self, id: &str) -> Result<Option<Event>, StoreError> {
-        let id = id.to_string();
-        self.read(move |c| {
-            let body: Option<String> = c
-                .prepare_cached("SELECT body FROM events WHERE id = ?1")
+        let body: Option<String> = self.read_now(|c| {
+            c.prepare_cached("SELECT body FROM events WHERE id = ?1")
                 .and_then(|mut s| s.query_row(params![id], |r| r.get(0)).optional())
-                .map_err(unavailable)?;
-            body.map(|b| decode(&b)).transpose()
-        })
-        .await
+                .map_err(unavailable)
+        })?;
+        body.map(|b| decode(&b)).transpose()
     }
 
     async fn list_events(&self, query: &EventQuery) -> Result<Page<Event>, StoreError> {
@@ -570,15 +583,15 @@ impl EventStore for SqliteStore {
             f.sql(),
             limit + 1
         );
-        let mut items: Vec<Event> = self
-            .read(move |c| {
-                let mut stmt = c.prepare_cached(&sql).map_err(unavailable)?;
-                let rows = stmt
-                    .query_map(params_from_iter(f.params), |r| r.get::<_, String>(0))
-                    .map_err(unavailable)?;
-                rows.map(|b| decode(&b.map_err(unavailable)?)).collect()
-            })
-            .await?;
+        let bodies: Vec<String> = self.read_now(|c| {
+            let mut stmt = c.prepare_cached(&sql).map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params_from_iter(f.params), |r| r.get::<_, String>(0))
+                .map_err(unavailable)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(unavailable)
+        })?;
+        // Decoded after the connection is released, so other reads can use it meanwhile.
+        let mut items: Vec<Event> = bodies.iter().map(|b| decode(b)).collect::<Result<_, _>>()?;
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
             items
@@ -677,7 +690,6 @@ impl EventStore for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(unavailable))
-            .await
+        self.read_now(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(unavailable))
     }
 }
