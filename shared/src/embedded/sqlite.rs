@@ -236,6 +236,23 @@ impl SqliteStore {
         f(&lock(&inner.readers[start % n]))
     }
 
+    /// The JSON `body` column of every row `sql` selects, decoded after the connection is
+    /// released so other reads can use it meanwhile.
+    fn bodies<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        values: Vec<SqlValue>,
+    ) -> Result<Vec<T>, StoreError> {
+        let raw: Vec<String> = self.read_now(|c| {
+            let mut stmt = c.prepare_cached(sql).map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params_from_iter(values), |r| r.get::<_, String>(0))
+                .map_err(unavailable)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(unavailable)
+        })?;
+        raw.iter().map(|b| decode(b)).collect()
+    }
+
     /// Every job the timer has to run, for loading at start-up.
     pub async fn timer_jobs(&self) -> Result<Vec<TimerJob>, StoreError> {
         self.read(|c| {
@@ -500,22 +517,10 @@ impl TriggerStore for SqliteStore {
             f.sql(),
             limit + 1
         );
-        let bodies: Vec<String> = self.read_now(|c| {
-            let mut stmt = c.prepare_cached(&sql).map_err(unavailable)?;
-            let rows = stmt
-                .query_map(params_from_iter(f.params), |r| r.get::<_, String>(0))
-                .map_err(unavailable)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(unavailable)
-        })?;
-        // Decoded after the connection is released, so other reads can use it meanwhile.
-        let mut items: Vec<Trigger> = bodies.iter().map(|b| decode(b)).collect::<Result<_, _>>()?;
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|t| cursor::encode(&t.id))
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        let items: Vec<Trigger> = self.bodies(&sql, f.params)?;
+        Ok(Page::from_overfetch(items, limit, |t| {
+            cursor::encode(&t.id)
+        }))
     }
 
     async fn replace_trigger(
@@ -583,24 +588,10 @@ impl EventStore for SqliteStore {
             f.sql(),
             limit + 1
         );
-        let bodies: Vec<String> = self.read_now(|c| {
-            let mut stmt = c.prepare_cached(&sql).map_err(unavailable)?;
-            let rows = stmt
-                .query_map(params_from_iter(f.params), |r| r.get::<_, String>(0))
-                .map_err(unavailable)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(unavailable)
-        })?;
-        // Decoded after the connection is released, so other reads can use it meanwhile.
-        let mut items: Vec<Event> = bodies.iter().map(|b| decode(b)).collect::<Result<_, _>>()?;
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items
-                .last()
-                .map(|e| cursor::encode_event(ms(e.fired_at), &e.id))
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        let items: Vec<Event> = self.bodies(&sql, f.params)?;
+        Ok(Page::from_overfetch(items, limit, |e| {
+            cursor::encode_event(ms(e.fired_at), &e.id)
+        }))
     }
 
     async fn event_stats(

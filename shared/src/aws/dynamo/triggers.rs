@@ -168,14 +168,10 @@ impl TriggerStore for DynamoStore {
             q = q.filter_expression(filters.join(" AND "));
         }
         let rows = query_until(q, Some(limit + 1), |_| true).await?;
-        let mut items = rows.iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|t| cursor::encode(&t.id))
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        let items = rows.iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(items, limit, |t| {
+            cursor::encode(&t.id)
+        }))
     }
 
     async fn replace_trigger(
