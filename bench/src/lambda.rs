@@ -61,7 +61,9 @@ async fn next(State(emu): State<Arc<Emulator>>) -> (HeaderMap, Bytes) {
     (headers, Bytes::from(event.to_string()))
 }
 
-async fn done(State(emu): State<Arc<Emulator>>) -> &'static str {
+/// Reads the whole body: a response left unread makes the server close the connection, and the
+/// runtime's pooled client may already be reusing it for its next poll, which then fails.
+async fn done(State(emu): State<Arc<Emulator>>, _body: Bytes) -> &'static str {
     let _ = emu.responses.send(Instant::now());
     "{}"
 }
@@ -80,6 +82,13 @@ fn binary(name: &str) -> Result<PathBuf, String> {
             path.display()
         ))
     }
+}
+
+/// Where a function's own log goes, so a failed case can be explained.
+fn log_file(name: &str) -> Result<std::fs::File, String> {
+    let dir = Path::new("target/bench");
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    std::fs::File::create(dir.join(format!("{name}.log"))).map_err(|e| e.to_string())
 }
 
 /// Zip size of `sam build`'s bootstrap for `resource`, compressed as SAM packages it.
@@ -162,7 +171,7 @@ async fn measure(
             .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log_file(name)?)
             .spawn()
             .map_err(|e| format!("start {name}: {e}"))?;
         let first = tokio::time::timeout(Duration::from_secs(20), next_rx.recv())
@@ -176,7 +185,12 @@ async fn measure(
             event_tx.send(event.clone()).map_err(|e| e.to_string())?;
             let answered = tokio::time::timeout(Duration::from_secs(20), resp_rx.recv())
                 .await
-                .map_err(|_| format!("{name} did not answer invocation {i} of cold start {round}"))?
+                .map_err(|_| {
+                    format!(
+                        "{name} did not answer invocation {i} of cold start {round} \
+                         (its log: target/bench/{name}.log)"
+                    )
+                })?
                 .ok_or("emulator closed")?;
             // The first invocation of a process is not warm.
             if i > 0 {

@@ -109,6 +109,15 @@ fn load(
     })
 }
 
+/// `--only=<section>[,<section>]` (http, events, scheduler, lambda, dynamo) runs a part of the
+/// suite, for working on one case.
+fn wanted(section: &str) -> bool {
+    match std::env::args().find_map(|a| a.strip_prefix("--only=").map(str::to_owned)) {
+        Some(list) => list.split(',').any(|s| s == section),
+        None => true,
+    }
+}
+
 async fn run(size: &Size) -> Result<Report, String> {
     let mut report = Report {
         generated_at: Utc::now().to_rfc3339(),
@@ -117,6 +126,49 @@ async fn run(size: &Size) -> Result<Report, String> {
         ..Default::default()
     };
 
+    if wanted("http") {
+        http_cases(size, &mut report).await?;
+    }
+    if wanted("events") {
+        event_cases(size, &mut report).await?;
+    }
+    if wanted("scheduler") {
+        scheduler_cases(size, &mut report).await?;
+    }
+    if wanted("lambda") {
+        eprintln!("Lambda functions");
+        let tables = etp::aws::dynamo::Tables {
+            triggers: format!("bench-triggers-{}", etp::domain::new_id()),
+            events: format!("bench-events-{}", etp::domain::new_id()),
+        };
+        etp::aws::dynamo::DynamoStore::create_tables(
+            &etp::testing::moto::dynamo_client(),
+            &tables,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let (cold, warm) = size.lambda;
+        // A failed case is reported, not fatal: the figures already taken still get written.
+        match lambda::functions(etp::testing::moto::endpoint(), &tables, cold, warm).await {
+            Ok(rows) => report.lambda = rows,
+            Err(e) => report.failures.push(format!("Lambda cases: {e}")),
+        }
+    }
+    if wanted("dynamo") {
+        eprintln!("DynamoDB calls per operation (moto)");
+        match dynamo::costs(size.listed_triggers).await {
+            Ok(costs) => report.store_costs = costs,
+            Err(e) => report.failures.push(format!("DynamoDB cases: {e}")),
+        }
+    }
+    targets(&mut report, size);
+    if !report.failures.is_empty() && size.name == "smoke" {
+        return Err(report.failures.join("; "));
+    }
+    Ok(report)
+}
+
+async fn http_cases(size: &Size, report: &mut Report) -> Result<(), String> {
     eprintln!("HTTP API, {} stored triggers", size.listed_triggers);
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let ids = seed::seed(dir.path(), size.listed_triggers, 0, Utc::now()).await?;
@@ -155,7 +207,10 @@ async fn run(size: &Size) -> Result<Report, String> {
             .push(("triggers and firing cases".into(), rss));
     }
     drop(server);
+    Ok(())
+}
 
+async fn event_cases(size: &Size, report: &mut Report) -> Result<(), String> {
     for events in size.event_counts {
         eprintln!(
             "HTTP API, {events} stored events over {} triggers",
@@ -205,7 +260,10 @@ async fn run(size: &Size) -> Result<Report, String> {
             size.seconds,
         )?);
     }
+    Ok(())
+}
 
+async fn scheduler_cases(size: &Size, report: &mut Report) -> Result<(), String> {
     eprintln!("scheduler");
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let server = Arc::new(Server::start(dir.path(), &[]).await?);
@@ -220,32 +278,7 @@ async fn run(size: &Size) -> Result<Report, String> {
         report.peak_rss_mib.push(("scheduler cases".into(), rss));
     }
     drop(server);
-
-    eprintln!("Lambda functions");
-    let tables = etp::aws::dynamo::Tables {
-        triggers: format!("bench-triggers-{}", etp::domain::new_id()),
-        events: format!("bench-events-{}", etp::domain::new_id()),
-    };
-    etp::aws::dynamo::DynamoStore::create_tables(&etp::testing::moto::dynamo_client(), &tables)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (cold, warm) = size.lambda;
-    // A failed case is reported, not fatal: the figures already taken still get written.
-    match lambda::functions(etp::testing::moto::endpoint(), &tables, cold, warm).await {
-        Ok(rows) => report.lambda = rows,
-        Err(e) => report.failures.push(format!("Lambda cases: {e}")),
-    }
-
-    eprintln!("DynamoDB calls per operation (moto)");
-    match dynamo::costs(size.listed_triggers).await {
-        Ok(costs) => report.store_costs = costs,
-        Err(e) => report.failures.push(format!("DynamoDB cases: {e}")),
-    }
-    targets(&mut report, size);
-    if !report.failures.is_empty() && size.name == "smoke" {
-        return Err(report.failures.join("; "));
-    }
-    Ok(report)
+    Ok(())
 }
 
 fn row<'a>(r: &'a Report, case: &str, events: usize, conns: usize) -> Option<&'a HttpRow> {
