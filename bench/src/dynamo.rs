@@ -42,6 +42,7 @@ pub async fn costs(events: usize) -> Result<Vec<StoreCost>, String> {
     let app = Arc::new(App::new(
         store.clone(),
         Arc::new(RecordingScheduler::default()),
+        Arc::new(etp::testing::RecordingQueue::default()),
         clock.clone(),
         Settings::default(),
     ));
@@ -61,6 +62,7 @@ pub async fn costs(events: usize) -> Result<Vec<StoreCost>, String> {
             schedule: None,
             payload: None,
             payload_schema: Some(json!({"type": "object"})),
+            target: None,
         })
         .await
         .map_err(err)?;
@@ -75,6 +77,7 @@ pub async fn costs(events: usize) -> Result<Vec<StoreCost>, String> {
             }),
             payload: None,
             payload_schema: None,
+            target: None,
         })
         .await
         .map_err(err)?;

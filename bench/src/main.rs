@@ -141,12 +141,9 @@ async fn run(size: &Size) -> Result<Report, String> {
             triggers: format!("bench-triggers-{}", etp::domain::new_id()),
             events: format!("bench-events-{}", etp::domain::new_id()),
         };
-        etp::aws::dynamo::DynamoStore::create_tables(
-            &etp::testing::moto::dynamo_client(),
-            &tables,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        etp::aws::dynamo::DynamoStore::create_tables(&etp::testing::moto::dynamo_client(), &tables)
+            .await
+            .map_err(|e| e.to_string())?;
         let (cold, warm) = size.lambda;
         // A failed case is reported, not fatal: the figures already taken still get written.
         match lambda::functions(etp::testing::moto::endpoint(), &tables, cold, warm).await {

@@ -42,6 +42,7 @@ pub async fn seed(
             schedule: None,
             payload: None,
             payload_schema: Some(json!({"type": "object"})),
+            target: None,
         };
         let t = Trigger::create(def, new_id(), now);
         store.insert_trigger(&t).await.map_err(|e| e.to_string())?;
@@ -64,6 +65,8 @@ pub async fn seed(
             fired_at: now - age,
             payload: json!({"n": i}),
             status: EventStatus::Success,
+            attempts: Vec::new(),
+            next_attempt_at: None,
         };
         let store = store.clone();
         pending.spawn(async move {
@@ -72,6 +75,7 @@ pub async fn seed(
                     event,
                     dedupe_key: None,
                     complete: None,
+                    delivery: None,
                 })
                 .await
         });

@@ -9,9 +9,12 @@ use etp::aws::dynamo::{DynamoStore, Tables};
 use etp::aws::scheduler::{EventBridgeScheduler, ScheduleTarget};
 use etp::clock::{Clock, SystemClock};
 use etp::config::{ApiToken, ConfigError, Settings, env_var};
+use etp::delivery::{Deliverer, Delivery, DeliveryError, Sender};
+use etp::domain::event::{Event, EventStatus};
+use etp::domain::target::Secret;
 use etp::domain::trigger::{Trigger, TriggerDefinition};
 use etp::firing::{FireInput, Outcome, fire_scheduled, fire_test_run};
-use etp::ports::{Recorded, Scheduler, SchedulerError, Store, StoreError};
+use etp::ports::{DeliveryQueue, Recorded, Scheduler, SchedulerError, Store, StoreError};
 use serde::Serialize;
 
 /// A required variable the template injects.
@@ -80,12 +83,34 @@ impl Runtime {
         ))
     }
 
-    pub fn app(&self, scheduler: Arc<dyn Scheduler>) -> Arc<App> {
+    pub fn app(
+        &self,
+        scheduler: Arc<dyn Scheduler>,
+        deliveries: Arc<dyn DeliveryQueue>,
+    ) -> Arc<App> {
         Arc::new(App::new(
             self.store.clone(),
             scheduler,
+            deliveries,
             self.clock.clone(),
             self.settings.clone(),
+        ))
+    }
+
+    /// Delivers fired events to their targets; retries wait in `queue`.
+    pub fn deliverer(&self, queue: Arc<dyn DeliveryQueue>) -> Result<Deliverer, ConfigError> {
+        self.settings.warn_about_relaxed_egress();
+        let sender =
+            Sender::new(self.settings.egress.clone()).map_err(|e| ConfigError::Invalid {
+                name: "ETP_ALLOW_PRIVATE_TARGETS",
+                problem: e.to_string(),
+            })?;
+        Ok(Deliverer::new(
+            self.store.clone(),
+            self.clock.clone(),
+            queue,
+            sender,
+            self.settings.retry.clone(),
         ))
     }
 }
@@ -113,6 +138,7 @@ impl Scheduler for ReadOnlyScheduler {
         _: &str,
         _: &TriggerDefinition,
         _: DateTime<Utc>,
+        _: Option<&Secret>,
     ) -> Result<(), SchedulerError> {
         Err(SchedulerError::Unavailable(
             "schedules are managed by triggers-api".into(),
@@ -124,20 +150,65 @@ impl Scheduler for ReadOnlyScheduler {
     }
 }
 
+#[async_trait]
+impl DeliveryQueue for ReadOnlyScheduler {
+    async fn enqueue(&self, _: &str, _: DateTime<Utc>) -> Result<(), SchedulerError> {
+        Err(SchedulerError::Unavailable(
+            "deliveries are queued by triggers-api and fire".into(),
+        ))
+    }
+}
+
 /// What the fire function reports back (visible in logs and to `cargo lambda invoke`).
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct FireReport {
     pub outcome: &'static str,
     pub event_id: Option<String>,
+    /// What the delivery to the target did, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<&'static str>,
 }
 
-/// Handles one scheduler invocation. Only store failures are errors, since only they are worth
-/// Lambda's retry: a paused, completed or deleted trigger is a clean skip.
+/// Failures worth Lambda's retry: the store, or queueing the next delivery attempt.
+#[derive(Debug, thiserror::Error)]
+pub enum FireError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+}
+
+fn delivery_word(d: &Delivery) -> &'static str {
+    match d {
+        Delivery::Delivered => "delivered",
+        Delivery::Failed => "failed",
+        Delivery::RetryAt(_) => "retry_scheduled",
+        Delivery::NotDue(_) => "not_due",
+        Delivery::Nothing => "nothing_to_do",
+        Delivery::Raced => "attempted_elsewhere",
+    }
+}
+
+/// The first attempt happens here, inline: the function is already running.
+async fn deliver_if_pending(
+    deliverer: &Deliverer,
+    event: &Event,
+) -> Result<Option<&'static str>, FireError> {
+    if event.status != EventStatus::Pending {
+        return Ok(None);
+    }
+    let d = deliverer.deliver(&event.id).await?;
+    Ok(Some(delivery_word(&d)))
+}
+
+/// Handles one scheduler invocation. Only store and queue failures are errors, since only they
+/// are worth Lambda's retry: a paused, completed or deleted trigger is a clean skip.
 pub async fn handle_fire(
     store: &dyn Store,
     clock: &dyn Clock,
+    deliverer: &Deliverer,
     input: FireInput,
-) -> Result<FireReport, StoreError> {
+) -> Result<FireReport, FireError> {
     match input {
         FireInput::Occurrence {
             trigger_id,
@@ -147,10 +218,12 @@ pub async fn handle_fire(
             let report = match firing.outcome {
                 Outcome::Fired(e) => FireReport {
                     outcome: "fired",
+                    delivery: deliver_if_pending(deliverer, &e).await?,
                     event_id: Some(e.id),
                 },
                 Outcome::AlreadyFired(e) => FireReport {
                     outcome: "already_fired",
+                    delivery: deliver_if_pending(deliverer, &e).await?,
                     event_id: Some(e.id),
                 },
                 Outcome::Skipped(why) => {
@@ -158,6 +231,7 @@ pub async fn handle_fire(
                     FireReport {
                         outcome: "skipped",
                         event_id: None,
+                        delivery: None,
                     }
                 }
             };
@@ -168,6 +242,7 @@ pub async fn handle_fire(
             test_run_id,
             definition,
             scheduled_time,
+            secret,
         } => {
             let recorded = fire_test_run(
                 store,
@@ -175,6 +250,7 @@ pub async fn handle_fire(
                 &test_run_id,
                 &definition,
                 Some(scheduled_time),
+                secret.as_ref(),
             )
             .await?;
             let outcome = match recorded {
@@ -183,7 +259,17 @@ pub async fn handle_fire(
             };
             Ok(FireReport {
                 outcome,
+                delivery: deliver_if_pending(deliverer, recorded.event()).await?,
                 event_id: Some(recorded.event().id.clone()),
+            })
+        }
+        FireInput::Delivery { delivery_event_id } => {
+            let d = deliverer.deliver(&delivery_event_id).await?;
+            tracing::info!(event_id = %delivery_event_id, delivery = delivery_word(&d), "delivery handled");
+            Ok(FireReport {
+                outcome: "delivery",
+                event_id: Some(delivery_event_id),
+                delivery: Some(delivery_word(&d)),
             })
         }
     }

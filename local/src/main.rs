@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use etp::app::App;
 use etp::clock::{Clock, SystemClock};
-use etp::embedded::{LocalTimer, SqliteStore};
+use etp::delivery::{Deliverer, Sender};
+use etp::embedded::{DeliveryWorker, LocalDeliveryQueue, LocalTimer, SqliteStore};
 use tokio::net::TcpListener;
 
 fn main() -> std::process::ExitCode {
@@ -36,13 +37,26 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let db = SqliteStore::open(&cfg.data_dir.join("etp.sqlite3"))?;
     let timer = LocalTimer::open(db.clone(), clock.clone(), cfg.settings.catch_up_grace).await?;
+    let queue = LocalDeliveryQueue::default();
+    let worker = DeliveryWorker::new(db.clone(), clock.clone(), &queue);
+    timer.deliver_through(Arc::new(queue.clone()));
+    cfg.settings.warn_about_relaxed_egress();
+    worker.start_with(Arc::new(Deliverer::new(
+        Arc::new(db.clone()),
+        clock.clone(),
+        Arc::new(queue.clone()),
+        Sender::new(cfg.settings.egress.clone())?,
+        cfg.settings.retry.clone(),
+    )));
     let app = Arc::new(App::new(
         Arc::new(db),
         Arc::new(timer.clone()),
+        Arc::new(queue),
         clock,
         cfg.settings.clone(),
     ));
     tokio::spawn(timer.run());
+    tokio::spawn(worker.run());
     tokio::spawn(config::purge_periodically(app.clone()));
     let listener = TcpListener::bind(cfg.listen).await?;
     config::announce(&listener.local_addr()?, &cfg);

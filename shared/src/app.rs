@@ -11,17 +11,19 @@ use utoipa::ToSchema;
 
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::domain::event::EventStatus;
 use crate::domain::event::{EventSource, EventView};
 use crate::domain::lifecycle::EventState;
 use crate::domain::new_id;
+use crate::domain::target::Secret;
 use crate::domain::trigger::{
     Purpose, Trigger, TriggerDefinition, TriggerKind, TriggerStatus, compile_schema, payload_errors,
 };
 use crate::domain::validation::ValidationError;
-use crate::firing::{fire_test_run, idempotency_key, new_event};
+use crate::firing::{delivery_plan, fire_test_run, idempotency_key, new_event};
 use crate::ports::{
-    EventQuery, NewEvent, Page, Recorded, Scheduler, SchedulerError, Store, StoreError,
-    TriggerQuery, TriggerStats,
+    DeliveryQueue, EventQuery, NewEvent, Page, Recorded, Scheduler, SchedulerError, Store,
+    StoreError, TriggerQuery, TriggerStats,
 };
 
 /// How many TTLs old a stats snapshot may be and still be served while it is refreshed.
@@ -79,6 +81,10 @@ pub struct TriggerView {
     #[serde(flatten)]
     pub trigger: Trigger,
     pub next_fire_at: Option<DateTime<Utc>>,
+    /// The signing secret (`whsec_...`), only in the response that creates the trigger or
+    /// rotates the secret. It is never shown again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 /// What a test run of a definition did.
@@ -86,11 +92,19 @@ pub struct TriggerView {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum TestRun {
     /// An api definition fired at once.
-    Fired { event: EventView },
+    Fired {
+        event: EventView,
+        /// Signs this run's delivery, when the definition has a target; shown only here.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        secret: Option<String>,
+    },
     /// A scheduled definition will fire once, at its first occurrence.
     Scheduled {
         run_id: String,
         scheduled_for: DateTime<Utc>,
+        /// Signs this run's delivery, when the definition has a target; shown only here.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        secret: Option<String>,
     },
 }
 
@@ -141,6 +155,7 @@ impl StatsSnapshot {
 pub struct App {
     pub store: Arc<dyn Store>,
     pub scheduler: Arc<dyn Scheduler>,
+    pub deliveries: Arc<dyn DeliveryQueue>,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
     stats_cache: Mutex<Option<Arc<StatsSnapshot>>>,
@@ -170,12 +185,14 @@ impl App {
     pub fn new(
         store: Arc<dyn Store>,
         scheduler: Arc<dyn Scheduler>,
+        deliveries: Arc<dyn DeliveryQueue>,
         clock: Arc<dyn Clock>,
         settings: Settings,
     ) -> Self {
         Self {
             store,
             scheduler,
+            deliveries,
             clock,
             settings,
             stats_cache: Mutex::new(None),
@@ -192,6 +209,16 @@ impl App {
         TriggerView {
             next_fire_at: trigger.next_fire_after(self.now()),
             trigger,
+            secret: None,
+        }
+    }
+
+    /// The view of a trigger just created or given a new secret: the one that shows it.
+    pub fn view_with_secret(&self, trigger: Trigger) -> TriggerView {
+        let secret = trigger.secret.as_ref().map(|s| s.expose().to_string());
+        TriggerView {
+            secret,
+            ..self.view(trigger)
         }
     }
 
@@ -214,7 +241,7 @@ impl App {
 
     pub async fn create_trigger(&self, def: TriggerDefinition) -> AppResult<Trigger> {
         let now = self.now();
-        def.validate(now, Purpose::Store)?;
+        def.validate(now, Purpose::Store, &self.settings.egress)?;
         let trigger = Trigger::create(def, new_id(), now);
         self.store.insert_trigger(&trigger).await?;
         if let Err(e) = self.scheduler.schedule(&trigger).await {
@@ -267,7 +294,7 @@ impl App {
         let current = self.load(id).await?;
         self.check_version(if_match, &current)?;
         let now = self.now();
-        def.validate(now, Purpose::Store)?;
+        def.validate(now, Purpose::Store, &self.settings.egress)?;
         if def.kind != current.kind {
             return Err(ValidationError::field(
                 "kind",
@@ -304,6 +331,37 @@ impl App {
         };
         let next = current.with_status(target, self.now());
         self.commit(&current, next).await
+    }
+
+    /// Gives the trigger a new signing secret; deliveries from now on are signed with it.
+    pub async fn rotate_secret(&self, id: &str, if_match: Option<&str>) -> AppResult<Trigger> {
+        let current = self.load(id).await?;
+        self.check_version(if_match, &current)?;
+        let next = current.with_new_secret(self.now());
+        match self.store.replace_trigger(&next, current.version).await {
+            Err(StoreError::VersionConflict) => {
+                let latest = self.load(id).await?;
+                Err(AppError::PreconditionFailed {
+                    current: latest.etag(),
+                })
+            }
+            Err(e) => Err(e.into()),
+            Ok(()) => {
+                tracing::info!(trigger_id = %id, "signing secret rotated");
+                Ok(next)
+            }
+        }
+    }
+
+    /// Hands a freshly recorded event that awaits its first delivery to the delivery queue.
+    /// A replayed firing whose delivery never started is handed over again.
+    async fn start_delivery(&self, recorded: &Recorded) -> AppResult<()> {
+        let e = recorded.event();
+        if e.status == EventStatus::Pending && e.attempts.is_empty() {
+            let due = e.next_attempt_at.unwrap_or(e.fired_at);
+            self.deliveries.enqueue(&e.id, due).await?;
+        }
+        Ok(())
     }
 
     pub async fn delete_trigger(&self, id: &str, if_match: Option<&str>) -> AppResult<()> {
@@ -384,6 +442,7 @@ impl App {
             )));
         }
         self.check_payload(&trigger, &payload)?;
+        let delivery = delivery_plan(trigger.target.as_ref(), trigger.secret.as_ref());
         let event = new_event(
             Some(&trigger.id),
             &trigger.name,
@@ -392,6 +451,7 @@ impl App {
             None,
             payload.clone(),
             self.now(),
+            delivery.is_some(),
         );
         let recorded = self
             .store
@@ -399,6 +459,7 @@ impl App {
                 event,
                 dedupe_key: key.map(|k| idempotency_key(&trigger.id, k)),
                 complete: None,
+                delivery,
             })
             .await?;
         if let Recorded::Duplicate(earlier) = &recorded
@@ -410,6 +471,7 @@ impl App {
             )
             .into());
         }
+        self.start_delivery(&recorded).await?;
         Ok(Fired {
             event: self.event_view(&recorded),
             replayed: matches!(recorded, Recorded::Duplicate(_)),
@@ -436,6 +498,7 @@ impl App {
                 trigger.payload.clone().unwrap_or(Value::Null)
             }
         };
+        let delivery = delivery_plan(trigger.target.as_ref(), trigger.secret.as_ref());
         let event = new_event(
             Some(&trigger.id),
             &trigger.name,
@@ -444,6 +507,7 @@ impl App {
             None,
             payload,
             self.now(),
+            delivery.is_some(),
         );
         let recorded = self
             .store
@@ -451,16 +515,21 @@ impl App {
                 event,
                 dedupe_key: None,
                 complete: None,
+                delivery,
             })
             .await?;
+        self.start_delivery(&recorded).await?;
         Ok(self.event_view(&recorded))
     }
 
     /// Validates a definition like a create and fires it once without storing a trigger.
     pub async fn test_definition(&self, mut def: TriggerDefinition) -> AppResult<TestRun> {
         let now = self.now();
-        def.validate(now, Purpose::TestRun)?;
+        def.validate(now, Purpose::TestRun, &self.settings.egress)?;
         let run_id = new_id();
+        // A test run has no stored trigger to hold a secret: its delivery gets its own.
+        let secret = def.target.as_ref().map(|_| Secret::generate());
+        let shown = secret.as_ref().map(|s| s.expose().to_string());
         match def.kind {
             TriggerKind::Api => {
                 def.payload
@@ -471,10 +540,13 @@ impl App {
                     &run_id,
                     &def,
                     None,
+                    secret.as_ref(),
                 )
                 .await?;
+                self.start_delivery(&recorded).await?;
                 Ok(TestRun::Fired {
                     event: self.event_view(&recorded),
+                    secret: shown,
                 })
             }
             TriggerKind::Scheduled => {
@@ -485,11 +557,12 @@ impl App {
                     .and_then(|s| s.next_after(now))
                     .ok_or_else(|| ValidationError::field("schedule", "never fires"))?;
                 self.scheduler
-                    .schedule_test_run(&run_id, &def, first)
+                    .schedule_test_run(&run_id, &def, first, secret.as_ref())
                     .await?;
                 Ok(TestRun::Scheduled {
                     run_id,
                     scheduled_for: first,
+                    secret: shown,
                 })
             }
         }

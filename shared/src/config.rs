@@ -5,6 +5,8 @@ use std::time::Duration as StdDuration;
 use chrono::Duration;
 use subtle::ConstantTimeEq;
 
+use crate::domain::delivery::RetrySchedule;
+use crate::domain::egress::EgressPolicy;
 use crate::domain::lifecycle::Lifecycle;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +60,10 @@ pub struct Settings {
     pub stats_cache_ttl: StdDuration,
     pub max_body_bytes: usize,
     pub purge_every: StdDuration,
+    /// What delivery targets may reach beyond public addresses (off unless opted into).
+    pub egress: EgressPolicy,
+    /// Waits between delivery retries.
+    pub retry: RetrySchedule,
 }
 
 impl Default for Settings {
@@ -68,13 +74,17 @@ impl Default for Settings {
             stats_cache_ttl: StdDuration::from_secs(2),
             max_body_bytes: 256 * 1024,
             purge_every: StdDuration::from_secs(60),
+            egress: EgressPolicy::default(),
+            retry: RetrySchedule::default(),
         }
     }
 }
 
 impl Settings {
     /// Reads `ETP_ACTIVE_FOR`, `ETP_RETAIN_FOR`, `ETP_CATCH_UP_GRACE`, `ETP_STATS_CACHE_TTL`,
-    /// `ETP_MAX_BODY_BYTES` and `ETP_PURGE_EVERY`; unset means the default.
+    /// `ETP_MAX_BODY_BYTES`, `ETP_PURGE_EVERY`, `ETP_ALLOW_PRIVATE_TARGETS` (comma-separated
+    /// CIDRs and host names deliveries may reach although private; for development and tests)
+    /// and `ETP_RETRY_DELAYS` (e.g. `5s,30s,2m,10m,30m`); unset means the default.
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Self::default();
         let active_for = env_duration("ETP_ACTIVE_FOR")?.unwrap_or(d.lifecycle.active_for);
@@ -90,8 +100,48 @@ impl Settings {
             stats_cache_ttl: env_std_duration("ETP_STATS_CACHE_TTL")?.unwrap_or(d.stats_cache_ttl),
             max_body_bytes: env_parse("ETP_MAX_BODY_BYTES")?.unwrap_or(d.max_body_bytes),
             purge_every: env_std_duration("ETP_PURGE_EVERY")?.unwrap_or(d.purge_every),
+            egress: match env_var("ETP_ALLOW_PRIVATE_TARGETS") {
+                Some(list) => {
+                    EgressPolicy::with_allowed(&list).map_err(|problem| ConfigError::Invalid {
+                        name: "ETP_ALLOW_PRIVATE_TARGETS",
+                        problem,
+                    })?
+                }
+                None => d.egress,
+            },
+            retry: match env_var("ETP_RETRY_DELAYS") {
+                Some(list) => retry_schedule(&list)?,
+                None => d.retry,
+            },
         })
     }
+
+    /// Says loudly, once, that deliveries may reach private addresses.
+    pub fn warn_about_relaxed_egress(&self) {
+        if self.egress.is_relaxed() {
+            tracing::warn!(
+                allowed = %self.egress.describe(),
+                "ETP_ALLOW_PRIVATE_TARGETS is set: deliveries may reach these private addresses \
+                 and hosts. Use this for local development and tests only"
+            );
+        }
+    }
+}
+
+fn retry_schedule(list: &str) -> Result<RetrySchedule, ConfigError> {
+    let invalid = |problem: String| ConfigError::Invalid {
+        name: "ETP_RETRY_DELAYS",
+        problem,
+    };
+    let delays = list
+        .split(',')
+        .map(|d| {
+            humantime::parse_duration(d.trim())
+                .map_err(|e| invalid(format!("`{}`: {e}", d.trim())))
+                .and_then(|d| Duration::from_std(d).map_err(|e| invalid(e.to_string())))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RetrySchedule::new(delays).map_err(|p| invalid(p.into()))
 }
 
 /// The value of `name`, or `None` when unset or empty.

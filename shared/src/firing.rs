@@ -4,8 +4,10 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::clock::Clock;
+use crate::domain::delivery::DeliveryPlan;
 use crate::domain::event::{Event, EventSource, EventStatus};
 use crate::domain::new_id;
+use crate::domain::target::{Secret, Target};
 use crate::domain::trigger::{Trigger, TriggerDefinition, TriggerKind, TriggerStatus};
 use crate::ports::{NewEvent, Recorded, Store, StoreError};
 
@@ -24,7 +26,21 @@ pub enum FireInput {
         test_run_id: String,
         definition: TriggerDefinition,
         scheduled_time: DateTime<Utc>,
+        /// Signs the run's delivery when the definition has a target (shown once, in the
+        /// test-run response).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret: Option<Secret>,
     },
+    /// A delivery attempt (first or retry) of an event that is due.
+    Delivery { delivery_event_id: String },
+}
+
+/// The plan for delivering a firing, when there is a target to deliver to.
+pub fn delivery_plan(target: Option<&Target>, secret: Option<&Secret>) -> Option<DeliveryPlan> {
+    Some(DeliveryPlan {
+        target: target?.clone(),
+        secret: secret?.clone(),
+    })
 }
 
 /// Why an occurrence did not fire.
@@ -61,7 +77,8 @@ pub fn idempotency_key(trigger_id: &str, key: &str) -> String {
     format!("api:{trigger_id}:{key}")
 }
 
-/// A new event for `trigger`-like data, fired now.
+/// A new event for `trigger`-like data, fired now; `pending` until delivered when `delivering`.
+#[allow(clippy::too_many_arguments)]
 pub fn new_event(
     trigger_id: Option<&str>,
     name: &str,
@@ -70,6 +87,7 @@ pub fn new_event(
     scheduled_for: Option<DateTime<Utc>>,
     payload: Value,
     fired_at: DateTime<Utc>,
+    delivering: bool,
 ) -> Event {
     Event {
         id: new_id(),
@@ -81,8 +99,14 @@ pub fn new_event(
         scheduled_for,
         fired_at,
         payload,
-        // Delivery to a target comes later; recording without a target is a success.
-        status: EventStatus::Success,
+        // Recording without a target is a success.
+        status: if delivering {
+            EventStatus::Pending
+        } else {
+            EventStatus::Success
+        },
+        attempts: Vec::new(),
+        next_attempt_at: delivering.then_some(fired_at),
     }
 }
 
@@ -117,6 +141,7 @@ pub async fn fire_scheduled(
         .schedule
         .as_ref()
         .is_none_or(|s| s.next_after(scheduled_for).is_none());
+    let delivery = delivery_plan(trigger.target.as_ref(), trigger.secret.as_ref());
     let event = new_event(
         Some(&trigger.id),
         &trigger.name,
@@ -125,12 +150,14 @@ pub async fn fire_scheduled(
         Some(scheduled_for),
         trigger.payload.clone().unwrap_or(Value::Null),
         clock.now(),
+        delivery.is_some(),
     );
     let recorded = store
         .record_event(NewEvent {
             event,
             dedupe_key: Some(occurrence_key(&trigger.id, scheduled_for)),
             complete: exhausted.then(|| (trigger.id.clone(), trigger.version)),
+            delivery,
         })
         .await?;
     let outcome = match recorded {
@@ -151,7 +178,9 @@ pub async fn fire_test_run(
     run_id: &str,
     definition: &TriggerDefinition,
     scheduled_for: Option<DateTime<Utc>>,
+    secret: Option<&Secret>,
 ) -> Result<Recorded, StoreError> {
+    let delivery = delivery_plan(definition.target.as_ref(), secret);
     let event = new_event(
         None,
         definition.name.trim(),
@@ -160,12 +189,14 @@ pub async fn fire_test_run(
         scheduled_for,
         definition.payload.clone().unwrap_or(Value::Null),
         clock.now(),
+        delivery.is_some(),
     );
     store
         .record_event(NewEvent {
             event,
             dedupe_key: Some(format!("test:{run_id}")),
             complete: None,
+            delivery,
         })
         .await
 }

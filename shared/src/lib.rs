@@ -5,6 +5,7 @@ pub mod app;
 pub mod aws;
 pub mod clock;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 #[cfg(feature = "embedded")]
 pub mod embedded;

@@ -5,8 +5,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::domain::delivery::DeliveryPlan;
 use crate::domain::event::{Event, EventSource};
 use crate::domain::lifecycle::FiredWindow;
+use crate::domain::target::Secret;
 use crate::domain::trigger::{Trigger, TriggerDefinition, TriggerKind, TriggerStatus};
 
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +128,8 @@ pub struct NewEvent {
     pub dedupe_key: Option<String>,
     /// Mark this trigger completed in the same atomic write, if it is still at this version.
     pub complete: Option<(String, u64)>,
+    /// Deliver the event to this target; the event is `pending` until delivered or given up.
+    pub delivery: Option<DeliveryPlan>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -147,7 +151,7 @@ impl Recorded {
 pub trait TriggerStore: Send + Sync {
     async fn insert_trigger(&self, trigger: &Trigger) -> Result<(), StoreError>;
     async fn get_trigger(&self, id: &str) -> Result<Option<Trigger>, StoreError>;
-    /// Triggers in id (creation) order.
+    /// Triggers in id (creation) order, without their secrets (only single reads carry them).
     async fn list_triggers(&self, query: &TriggerQuery) -> Result<Page<Trigger>, StoreError>;
     /// Writes `trigger` only if the stored version is `expected_version`.
     async fn replace_trigger(
@@ -171,6 +175,15 @@ pub trait EventStore: Send + Sync {
         active: FiredWindow,
         archived: FiredWindow,
     ) -> Result<Vec<TriggerStats>, StoreError>;
+    /// The event and its delivery plan, if it was recorded with one.
+    async fn get_delivery(
+        &self,
+        event_id: &str,
+    ) -> Result<Option<(Event, DeliveryPlan)>, StoreError>;
+    /// Stores `event` after a delivery attempt, only if it still has `seen_attempts` attempts
+    /// (else `VersionConflict`: someone else attempted meanwhile). It is due again at
+    /// `event.next_attempt_at`; with none, its delivery is over.
+    async fn record_attempt(&self, event: &Event, seen_attempts: usize) -> Result<(), StoreError>;
     /// Physically deletes events fired at or before `cutoff`; returns how many.
     async fn purge_events(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
@@ -179,6 +192,15 @@ pub trait EventStore: Send + Sync {
 /// Everything the platform keeps.
 pub trait Store: TriggerStore + EventStore {}
 impl<T: TriggerStore + EventStore> Store for T {}
+
+/// Where deliveries wait for their turn: the local durable queue, or one-time EventBridge
+/// schedules on AWS.
+#[async_trait]
+pub trait DeliveryQueue: Send + Sync {
+    /// Deliver (or retry) `event_id` at `due`. The store already says it is due; this makes sure
+    /// something acts on it.
+    async fn enqueue(&self, event_id: &str, due: DateTime<Utc>) -> Result<(), SchedulerError>;
+}
 
 /// What fires triggers on time. The API never runs timers itself; it reports changes here.
 #[async_trait]
@@ -194,6 +216,7 @@ pub trait Scheduler: Send + Sync {
         run_id: &str,
         definition: &TriggerDefinition,
         at: DateTime<Utc>,
+        secret: Option<&Secret>,
     ) -> Result<(), SchedulerError>;
     /// Whether the scheduler is alive and able to fire.
     async fn healthy(&self) -> bool;

@@ -79,6 +79,7 @@ fn api_with(settings: Settings) -> Api {
     let app = App::new(
         Arc::new(store),
         scheduler.clone(),
+        Arc::new(etp::testing::RecordingQueue::default()),
         clock.clone() as Arc<dyn Clock>,
         settings,
     );

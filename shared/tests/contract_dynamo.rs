@@ -49,6 +49,7 @@ async fn a_firing_costs_at_most_two_writes() {
             event: first.clone(),
             dedupe_key: key.clone(),
             complete: Some((t.id.clone(), t.version)),
+            delivery: None,
         })
         .await
         .expect("record");
@@ -61,6 +62,7 @@ async fn a_firing_costs_at_most_two_writes() {
             event: plain,
             dedupe_key: None,
             complete: None,
+            delivery: None,
         })
         .await
         .expect("record");
@@ -72,6 +74,7 @@ async fn a_firing_costs_at_most_two_writes() {
             event: again,
             dedupe_key: key,
             complete: None,
+            delivery: None,
         })
         .await
         .expect("record again");
@@ -93,6 +96,7 @@ async fn a_redelivery_finishes_an_interrupted_completion() {
             event: first.clone(),
             dedupe_key: key.clone(),
             complete: None,
+            delivery: None,
         })
         .await
         .expect("record");
@@ -101,6 +105,7 @@ async fn a_redelivery_finishes_an_interrupted_completion() {
             event: event(Some(&t), EventSource::Schedule, t0()),
             dedupe_key: key,
             complete: Some((t.id.clone(), t.version)),
+            delivery: None,
         })
         .await
         .expect("record again");
@@ -254,6 +259,7 @@ async fn listings_and_stats_match_the_sqlite_adapter() {
                     event: e.clone(),
                     dedupe_key: None,
                     complete: None,
+                    delivery: None,
                 })
                 .await
                 .expect("record");

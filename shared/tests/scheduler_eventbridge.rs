@@ -118,6 +118,7 @@ fn scheduled(id: &str, schedule: Schedule) -> Trigger {
         schedule: Some(schedule),
         payload: Some(json!({"report": "sales"})),
         payload_schema: None,
+        target: None,
     };
     Trigger::create(def, id.into(), t(NOW))
 }
@@ -431,6 +432,7 @@ async fn api_triggers_have_no_schedule() {
         schedule: None,
         payload: None,
         payload_schema: Some(json!({"type": "object"})),
+        target: None,
     };
     let trigger = Trigger::create(def, ID_A.into(), t(NOW));
     f.scheduler.schedule(&trigger).await.unwrap();
@@ -452,9 +454,10 @@ async fn test_runs_are_one_time_schedules_carrying_the_definition() {
         }),
         payload: Some(json!({"n": 1, "text": "quotes \" and ünïcode"})),
         payload_schema: None,
+        target: None,
     };
     f.scheduler
-        .schedule_test_run(run_id, &def, t("2026-11-25T00:00:00Z"))
+        .schedule_test_run(run_id, &def, t("2026-11-25T00:00:00Z"), None)
         .await
         .unwrap();
 
@@ -488,6 +491,7 @@ async fn test_runs_are_one_time_schedules_carrying_the_definition() {
             "01kddddddddddddddddddddddd",
             &big,
             t("2026-11-25T00:00:00Z"),
+            None,
         )
         .await
     {

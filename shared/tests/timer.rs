@@ -36,6 +36,7 @@ async fn rig_at(dir: tempfile::TempDir, clock: Arc<ManualClock>) -> Rig {
     let app = App::new(
         Arc::new(store.clone()),
         Arc::new(timer.clone()),
+        Arc::new(etp::testing::RecordingQueue::default()),
         clock.clone() as Arc<dyn Clock>,
         Settings::default(),
     );
@@ -68,6 +69,7 @@ fn every(seconds: u64) -> TriggerDefinition {
         }),
         payload: Some(serde_json::json!({"hello": "world"})),
         payload_schema: None,
+        target: None,
     }
 }
 

@@ -8,6 +8,6 @@ use functions::{ReadOnlyScheduler, Runtime, init_tracing};
 async fn main() -> Result<(), lambda_http::Error> {
     init_tracing();
     let rt = Runtime::from_env().await?;
-    let app = rt.app(Arc::new(ReadOnlyScheduler));
+    let app = rt.app(Arc::new(ReadOnlyScheduler), Arc::new(ReadOnlyScheduler));
     lambda_http::run(etp::http::router(app, rt.token()?)).await
 }

@@ -8,6 +8,7 @@ use functions::{Runtime, init_tracing};
 async fn main() -> Result<(), lambda_http::Error> {
     init_tracing();
     let rt = Runtime::from_env().await?;
-    let app = rt.app(Arc::new(rt.scheduler()?));
+    let scheduler = Arc::new(rt.scheduler()?);
+    let app = rt.app(scheduler.clone(), scheduler);
     lambda_http::run(etp::http::router(app, rt.token()?)).await
 }

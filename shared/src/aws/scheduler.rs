@@ -17,8 +17,9 @@ use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
 use crate::domain::schedule::Schedule;
+use crate::domain::target::Secret;
 use crate::domain::trigger::{Trigger, TriggerDefinition, TriggerStatus};
-use crate::ports::{Scheduler, SchedulerError};
+use crate::ports::{DeliveryQueue, Scheduler, SchedulerError};
 
 /// Scheduler substitutes the occurrence's time for this text when it invokes the target.
 pub const SCHEDULED_TIME_PLACEHOLDER: &str = "<aws.scheduler.scheduled-time>";
@@ -647,8 +648,17 @@ impl Scheduler for EventBridgeScheduler {
         run_id: &str,
         definition: &TriggerDefinition,
         at: DateTime<Utc>,
+        secret: Option<&Secret>,
     ) -> Result<(), SchedulerError> {
-        let spec = test_run_spec(run_id, definition, at)?;
+        let mut spec = test_run_spec(run_id, definition, at)?;
+        if let Some(secret) = secret {
+            // The run's delivery secret rides in the input (FireInput::TestRun.secret).
+            spec.input = spec.input.replacen(
+                '{',
+                &format!("{{\"secret\":{},", json_string(secret.expose())),
+                1,
+            );
+        }
         let name = checked_name(format!("test-{run_id}"))?;
         self.put(&name, &spec, &name).await
     }
@@ -668,6 +678,34 @@ impl Scheduler for EventBridgeScheduler {
                 false
             }
         }
+    }
+}
+
+/// The input of a delivery schedule: the fire function's `FireInput::Delivery`.
+pub fn delivery_input(event_id: &str) -> String {
+    format!(r#"{{"delivery_event_id":{}}}"#, json_string(event_id))
+}
+
+/// Pending delivery attempts are one-time schedules (`at()`, deleted after they run) that invoke
+/// the fire function, one per event and due time.
+#[async_trait]
+impl DeliveryQueue for EventBridgeScheduler {
+    async fn enqueue(&self, event_id: &str, due: DateTime<Utc>) -> Result<(), SchedulerError> {
+        // `at()` has whole seconds; a time already past would not fire, so the earliest is the
+        // next second.
+        let earliest = self.clock.now() + chrono::Duration::seconds(1);
+        let at = due.max(earliest);
+        let spec = ScheduleSpec {
+            expression: at_expression(at),
+            timezone: "UTC".into(),
+            start_date: None,
+            end_date: None,
+            enabled: true,
+            delete_after_completion: true,
+            input: delivery_input(event_id),
+        };
+        let name = checked_name(format!("dlv-{event_id}-{}", at.timestamp()))?;
+        self.put(&name, &spec, &name).await
     }
 }
 
@@ -693,6 +731,7 @@ mod tests {
             schedule: Some(schedule),
             payload: Some(json!({"k": 1})),
             payload_schema: None,
+            target: None,
         };
         let mut trigger = Trigger::create(def, ID.into(), t("2026-11-24T10:00:00Z"));
         trigger.status = status;
@@ -877,6 +916,7 @@ mod tests {
             schedule: None,
             payload: None,
             payload_schema: Some(json!({"type": "object"})),
+            target: None,
         };
         let trigger = Trigger::create(def, ID.into(), t("2026-11-24T10:00:00Z"));
         assert_eq!(
@@ -1103,6 +1143,7 @@ mod tests {
             }),
             payload: Some(payload),
             payload_schema: None,
+            target: None,
         }
     }
 

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::delivery::Attempt;
 use super::lifecycle::{EventState, Lifecycle};
 use super::trigger::TriggerKind;
 
@@ -29,8 +30,12 @@ impl EventSource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventStatus {
+    /// Recorded, and delivered to the target if there is one.
     Success,
+    /// The target refused the event or could not be reached, and no retry is left.
     Failure,
+    /// The event is still being delivered: a first attempt or a retry is due.
+    Pending,
 }
 
 /// One firing, as stored.
@@ -49,6 +54,12 @@ pub struct Event {
     #[schema(value_type = Object)]
     pub payload: Value,
     pub status: EventStatus,
+    /// Deliveries to the trigger's target, oldest first; empty when it has none.
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+    /// When the next delivery attempt is due, while `status` is `pending`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
 /// An event as a reader sees it at a given moment.

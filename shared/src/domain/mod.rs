@@ -1,8 +1,11 @@
 //! Domain rules: triggers, schedules, events and their lifecycle. No I/O lives here.
 
+pub mod delivery;
+pub mod egress;
 pub mod event;
 pub mod lifecycle;
 pub mod schedule;
+pub mod target;
 pub mod trigger;
 pub mod validation;
 

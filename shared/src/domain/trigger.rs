@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::egress::EgressPolicy;
 use super::schedule::Schedule;
+use super::target::{Secret, Target};
 use super::validation::{Checks, FieldError, ValidationError};
 
 pub const MAX_NAME_CHARS: usize = 200;
@@ -66,6 +68,9 @@ pub struct TriggerDefinition {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub payload_schema: Option<Value>,
+    /// Where each firing is POSTed, signed with the trigger's secret; none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
 }
 
 /// Why a definition is being checked: a test run of an api definition carries its payload.
@@ -76,8 +81,16 @@ pub enum Purpose {
 }
 
 impl TriggerDefinition {
-    pub fn validate(&self, now: DateTime<Utc>, purpose: Purpose) -> Result<(), ValidationError> {
+    pub fn validate(
+        &self,
+        now: DateTime<Utc>,
+        purpose: Purpose,
+        egress: &EgressPolicy,
+    ) -> Result<(), ValidationError> {
         let mut checks = Checks::default();
+        if let Some(target) = &self.target {
+            target.validate("target", egress, &mut checks);
+        }
         let name_chars = self.name.trim().chars().count();
         checks.check((1..=MAX_NAME_CHARS).contains(&name_chars), "name", || {
             format!("must be 1 to {MAX_NAME_CHARS} characters (not counting surrounding spaces)")
@@ -174,10 +187,17 @@ pub struct Trigger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub payload_schema: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Increases on every change; the `ETag` of the trigger.
     pub version: u64,
+    /// Signs deliveries. Kept by the stores beside the trigger, never in its JSON: shown once,
+    /// when created or rotated.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub secret: Option<Secret>,
 }
 
 impl Trigger {
@@ -191,9 +211,11 @@ impl Trigger {
             schedule: def.schedule.map(|s| s.resolved(now)),
             payload: def.payload,
             payload_schema: def.payload_schema,
+            target: def.target,
             created_at: now,
             updated_at: now,
             version: 1,
+            secret: Some(Secret::generate()),
         }
     }
 
@@ -203,6 +225,7 @@ impl Trigger {
         let mut next = Trigger::create(def, self.id.clone(), now);
         next.created_at = self.created_at;
         next.version = self.version + 1;
+        next.secret = self.secret.clone();
         next.status = match self.status {
             TriggerStatus::Paused => TriggerStatus::Paused,
             _ => TriggerStatus::Active,
@@ -227,6 +250,7 @@ impl Trigger {
             schedule: self.schedule.clone(),
             payload: self.payload.clone(),
             payload_schema: self.payload_schema.clone(),
+            target: self.target.clone(),
         }
     }
 
@@ -235,6 +259,16 @@ impl Trigger {
         match (&self.status, &self.schedule) {
             (TriggerStatus::Active, Some(s)) => s.next_after(now),
             _ => None,
+        }
+    }
+
+    /// This trigger with a new signing secret.
+    pub fn with_new_secret(&self, now: DateTime<Utc>) -> Self {
+        Self {
+            secret: Some(Secret::generate()),
+            updated_at: now,
+            version: self.version + 1,
+            ..self.clone()
         }
     }
 
@@ -256,7 +290,7 @@ mod tests {
 
     fn fields(v: Value, purpose: Purpose) -> Vec<String> {
         let def: TriggerDefinition = serde_json::from_value(v).unwrap();
-        match def.validate(now(), purpose) {
+        match def.validate(now(), purpose, &EgressPolicy::default()) {
             Ok(()) => vec![],
             Err(e) => e.errors.into_iter().map(|f| f.field).collect(),
         }

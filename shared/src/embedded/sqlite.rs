@@ -10,8 +10,10 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use tokio::sync::oneshot;
 
+use crate::domain::delivery::DeliveryPlan;
 use crate::domain::event::Event;
 use crate::domain::lifecycle::FiredWindow;
+use crate::domain::target::Secret;
 use crate::domain::trigger::{Trigger, TriggerStatus};
 use crate::ports::{
     EventQuery, EventStore, NewEvent, Page, Recorded, StoreError, TriggerQuery, TriggerStats,
@@ -42,6 +44,13 @@ CREATE TABLE IF NOT EXISTS event_counts (
     last_fired_ms INTEGER NOT NULL, trigger_name TEXT NOT NULL,
     PRIMARY KEY (trigger_key, hour)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS trigger_secrets (
+    id TEXT PRIMARY KEY, secret TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS deliveries (
+    event_id TEXT PRIMARY KEY, due_ms INTEGER, plan TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(due_ms) WHERE due_ms IS NOT NULL;
 CREATE TABLE IF NOT EXISTS timer_jobs (
     key TEXT PRIMARY KEY, due_ms INTEGER NOT NULL, generation INTEGER NOT NULL, test_run TEXT
 ) WITHOUT ROWID;
@@ -254,6 +263,36 @@ impl SqliteStore {
     }
 
     /// Every job the timer has to run, for loading at start-up.
+    /// Events whose delivery is due at `now`, earliest first (the local delivery queue).
+    pub async fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let now = ms(now);
+        self.read_now(|c| {
+            c.prepare_cached(
+                "SELECT event_id FROM deliveries WHERE due_ms IS NOT NULL AND due_ms <= ?1
+                 ORDER BY due_ms LIMIT ?2",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![now, limit as i64], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .map_err(unavailable)
+        })
+    }
+
+    /// When the earliest pending delivery is due.
+    pub async fn next_delivery_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let due: Option<i64> = self.read_now(|c| {
+            c.prepare_cached("SELECT min(due_ms) FROM deliveries WHERE due_ms IS NOT NULL")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(unavailable)
+        })?;
+        Ok(due.and_then(from_ms))
+    }
+
     pub async fn timer_jobs(&self) -> Result<Vec<TimerJob>, StoreError> {
         self.read(|c| {
             let mut stmt = c
@@ -356,6 +395,12 @@ fn record(tx: &Connection, new: NewEvent) -> Result<Recorded, StoreError> {
         ])
     })
     .map_err(unavailable)?;
+    if let Some(plan) = &new.delivery {
+        let plan = encode(plan)?;
+        tx.prepare_cached("INSERT INTO deliveries (event_id, due_ms, plan) VALUES (?1, ?2, ?3)")
+            .and_then(|mut st| st.execute(params![e.id, fired, plan]))
+            .map_err(unavailable)?;
+    }
     tx.prepare_cached(
         "INSERT INTO event_counts (trigger_key, hour, n, last_fired_ms, trigger_name)
          VALUES (?1, ?2, 1, ?3, ?4)
@@ -419,6 +464,16 @@ fn write_trigger(c: &Connection, t: &Trigger, expected: Option<u64>) -> Result<(
         ),
     }
     .map_err(unavailable)?;
+    if changed == 1
+        && let Some(secret) = &t.secret
+    {
+        c.prepare_cached(
+            "INSERT INTO trigger_secrets (id, secret) VALUES (?1, ?2)
+             ON CONFLICT(id) DO UPDATE SET secret = ?2",
+        )
+        .and_then(|mut st| st.execute(params![t.id, secret.expose()]))
+        .map_err(unavailable)?;
+    }
     match (changed, expected) {
         (1, _) => Ok(()),
         (_, None) => Err(StoreError::AlreadyExists),
@@ -492,12 +547,23 @@ impl TriggerStore for SqliteStore {
     }
 
     async fn get_trigger(&self, id: &str) -> Result<Option<Trigger>, StoreError> {
-        let body: Option<String> = self.read_now(|c| {
-            c.prepare_cached("SELECT body FROM triggers WHERE id = ?1")
-                .and_then(|mut s| s.query_row(params![id], |r| r.get(0)).optional())
-                .map_err(unavailable)
+        let row: Option<(String, Option<String>)> = self.read_now(|c| {
+            c.prepare_cached(
+                "SELECT t.body, s.secret FROM triggers t
+                 LEFT JOIN trigger_secrets s ON s.id = t.id WHERE t.id = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(unavailable)
         })?;
-        body.map(|b| decode(&b)).transpose()
+        row.map(|(body, secret)| {
+            let mut t: Trigger = decode(&body)?;
+            t.secret = secret.map(Secret::from_stored);
+            Ok(t)
+        })
+        .transpose()
     }
 
     async fn list_triggers(&self, query: &TriggerQuery) -> Result<Page<Trigger>, StoreError> {
@@ -538,6 +604,8 @@ impl TriggerStore for SqliteStore {
         self.write(move |c| {
             let n = c
                 .execute("DELETE FROM triggers WHERE id = ?1", params![id])
+                .map_err(unavailable)?;
+            c.execute("DELETE FROM trigger_secrets WHERE id = ?1", params![id])
                 .map_err(unavailable)?;
             Ok(n == 1)
         })
@@ -650,12 +718,63 @@ impl EventStore for SqliteStore {
         .await
     }
 
+    async fn get_delivery(
+        &self,
+        event_id: &str,
+    ) -> Result<Option<(Event, DeliveryPlan)>, StoreError> {
+        let row: Option<(String, String)> = self.read_now(|c| {
+            c.prepare_cached(
+                "SELECT e.body, d.plan FROM deliveries d JOIN events e ON e.id = d.event_id
+                 WHERE d.event_id = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![event_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(unavailable)
+        })?;
+        row.map(|(event, plan)| Ok((decode(&event)?, decode(&plan)?)))
+            .transpose()
+    }
+
+    async fn record_attempt(&self, event: &Event, seen_attempts: usize) -> Result<(), StoreError> {
+        let event = event.clone();
+        self.write(move |c| {
+            let body: Option<String> = c
+                .prepare_cached("SELECT body FROM events WHERE id = ?1")
+                .and_then(|mut s| s.query_row(params![event.id], |r| r.get(0)).optional())
+                .map_err(unavailable)?;
+            let Some(body) = body else {
+                return Err(StoreError::VersionConflict);
+            };
+            let stored: Event = decode(&body)?;
+            if stored.attempts.len() != seen_attempts {
+                return Err(StoreError::VersionConflict);
+            }
+            let body = encode(&event)?;
+            c.prepare_cached("UPDATE events SET body = ?2 WHERE id = ?1")
+                .and_then(|mut s| s.execute(params![event.id, body]))
+                .map_err(unavailable)?;
+            c.prepare_cached("UPDATE deliveries SET due_ms = ?2 WHERE event_id = ?1")
+                .and_then(|mut s| s.execute(params![event.id, event.next_attempt_at.map(ms)]))
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn purge_events(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
         let cut = ms(cutoff);
         let mut total = 0u64;
         loop {
             let n = self
                 .write(move |c| {
+                    c.execute(
+                        "DELETE FROM deliveries WHERE event_id IN
+                         (SELECT id FROM events WHERE fired_ms <= ?1 LIMIT ?2)",
+                        params![cut, PURGE_BATCH],
+                    )
+                    .map_err(unavailable)?;
                     c.execute(
                         "DELETE FROM events WHERE id IN
                          (SELECT id FROM events WHERE fired_ms <= ?1 LIMIT ?2)",

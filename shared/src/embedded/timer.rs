@@ -12,9 +12,11 @@ use tokio::sync::{Notify, Semaphore};
 
 use super::sqlite::{SqliteStore, TimerJob};
 use crate::clock::Clock;
+use crate::domain::event::{Event, EventStatus};
+use crate::domain::target::Secret;
 use crate::domain::trigger::{Trigger, TriggerDefinition, TriggerStatus};
 use crate::firing::{Outcome, fire_scheduled, fire_test_run};
-use crate::ports::{Scheduler, SchedulerError, Store, StoreError, TriggerQuery};
+use crate::ports::{DeliveryQueue, Scheduler, SchedulerError, Store, StoreError, TriggerQuery};
 
 /// Firings in flight at once; more wait for a slot.
 const MAX_IN_FLIGHT: usize = 256;
@@ -36,7 +38,7 @@ fn unavailable(e: StoreError) -> SchedulerError {
 struct Live {
     generation: i64,
     due_ms: i64,
-    test_run: Option<Arc<TriggerDefinition>>,
+    test_run: Option<Arc<TestRunJob>>,
 }
 
 #[derive(Default)]
@@ -89,6 +91,27 @@ struct Inner {
     started: Instant,
     heartbeat_ms: AtomicU64,
     permits: Arc<Semaphore>,
+    deliveries: std::sync::OnceLock<Arc<dyn DeliveryQueue>>,
+}
+
+/// A test run waiting for its time: the definition and the secret its delivery is signed with.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TestRunJob {
+    definition: TriggerDefinition,
+    #[serde(default)]
+    secret: Option<Secret>,
+}
+
+impl TestRunJob {
+    /// Reads a stored job; rows written before test runs had secrets hold the bare definition.
+    fn parse(raw: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(raw).or_else(|_| {
+            serde_json::from_str(raw).map(|definition| Self {
+                definition,
+                secret: None,
+            })
+        })
+    }
 }
 
 /// Fires due triggers on time; survives restarts because every job is written before it counts.
@@ -115,7 +138,7 @@ impl LocalTimer {
         for job in jobs {
             max_generation = max_generation.max(job.generation);
             let test_run = match &job.test_run {
-                Some(raw) => match serde_json::from_str::<TriggerDefinition>(raw) {
+                Some(raw) => match TestRunJob::parse(raw) {
                     Ok(def) => Some(Arc::new(def)),
                     Err(e) => {
                         tracing::error!(key = %job.key, error = %e, "dropping unreadable test run");
@@ -145,6 +168,7 @@ impl LocalTimer {
                 started: Instant::now(),
                 heartbeat_ms: AtomicU64::new(0),
                 permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+                deliveries: std::sync::OnceLock::new(),
             }),
         };
         timer.reconcile().await?;
@@ -186,6 +210,23 @@ impl LocalTimer {
 
     fn next_gen(&self) -> i64 {
         self.inner.gens.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Where fired events with a target go to be delivered.
+    pub fn deliver_through(&self, queue: Arc<dyn DeliveryQueue>) {
+        let _ = self.inner.deliveries.set(queue);
+    }
+
+    async fn hand_over(&self, event: &Event) {
+        if event.status != EventStatus::Pending {
+            return;
+        }
+        if let Some(queue) = self.inner.deliveries.get() {
+            let due = event.next_attempt_at.unwrap_or(event.fired_at);
+            if let Err(e) = queue.enqueue(&event.id, due).await {
+                tracing::error!(event_id = %event.id, error = %e, "could not queue a delivery");
+            }
+        }
     }
 
     /// Runs the timer until the task is dropped.
@@ -240,7 +281,7 @@ impl LocalTimer {
 
     async fn process(&self, key: String, live: Live) {
         let result = match (&live.test_run, key.strip_prefix(TRIGGER_PREFIX)) {
-            (Some(def), _) => self.process_test_run(&key, &live, def).await,
+            (Some(job), _) => self.process_test_run(&key, &live, job).await,
             (None, Some(id)) => self.process_trigger(&key, id, &live).await,
             (None, None) => self.advance(&key, live.generation, None).await,
         };
@@ -262,18 +303,20 @@ impl LocalTimer {
         &self,
         key: &str,
         live: &Live,
-        def: &TriggerDefinition,
+        job: &TestRunJob,
     ) -> Result<(), StoreError> {
         let run_id = key.trim_start_matches(TEST_PREFIX);
         let store = self.inner.store.as_ref();
-        fire_test_run(
+        let recorded = fire_test_run(
             store,
             self.inner.clock.as_ref(),
             run_id,
-            def,
+            &job.definition,
             ms_to_time(live.due_ms),
+            job.secret.as_ref(),
         )
         .await?;
+        self.hand_over(recorded.event()).await;
         self.advance(key, live.generation, None).await
     }
 
@@ -317,6 +360,7 @@ impl LocalTimer {
             Outcome::Fired(e) => {
                 tracing::info!(trigger_id = %id, event_id = %e.id, scheduled_for = %scheduled_for,
                     lateness_ms = (e.fired_at - scheduled_for).num_milliseconds(), "fired");
+                self.hand_over(e).await;
             }
             Outcome::AlreadyFired(e) => {
                 tracing::info!(trigger_id = %id, event_id = %e.id, "occurrence had already fired");
@@ -381,7 +425,7 @@ impl LocalTimer {
         &self,
         key: String,
         due: DateTime<Utc>,
-        test_run: Option<TriggerDefinition>,
+        test_run: Option<TestRunJob>,
     ) -> Result<(), SchedulerError> {
         let generation = self.next_gen();
         let raw = test_run
@@ -446,13 +490,14 @@ impl Scheduler for LocalTimer {
         run_id: &str,
         definition: &TriggerDefinition,
         at: DateTime<Utc>,
+        secret: Option<&Secret>,
     ) -> Result<(), SchedulerError> {
-        self.put_job(
-            format!("{TEST_PREFIX}{run_id}"),
-            at,
-            Some(definition.clone()),
-        )
-        .await
+        let job = TestRunJob {
+            definition: definition.clone(),
+            secret: secret.cloned(),
+        };
+        self.put_job(format!("{TEST_PREFIX}{run_id}"), at, Some(job))
+            .await
     }
 
     async fn healthy(&self) -> bool {

@@ -53,6 +53,10 @@ fn protected(app: Arc<App>) -> Router {
         .route("/triggers/{id}/resume", post(triggers::resume))
         .route("/triggers/{id}/fire", post(triggers::fire))
         .route("/triggers/{id}/test", post(triggers::test_stored))
+        .route(
+            "/triggers/{id}/rotate-secret",
+            post(triggers::rotate_secret),
+        )
         .route("/events", get(events::list))
         .route("/events/stats", get(events::stats))
         .route("/events/{id}", get(events::get))

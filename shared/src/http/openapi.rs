@@ -11,9 +11,11 @@ use utoipa::OpenApi;
 
 use super::{docs, events, problem, system, triggers, ui};
 use crate::app::{TestRun, TriggerView};
+use crate::domain::delivery::{Attempt, AttemptError};
 use crate::domain::event::{Event, EventSource, EventStatus, EventView};
 use crate::domain::lifecycle::EventState;
 use crate::domain::schedule::{MAX_EVERY_SECONDS, Schedule};
+use crate::domain::target::Target;
 use crate::domain::trigger::{
     MAX_NAME_CHARS, Trigger, TriggerDefinition, TriggerKind, TriggerStatus,
 };
@@ -29,13 +31,15 @@ use crate::ports::TriggerStats;
     paths(
         triggers::create, triggers::list, triggers::get, triggers::replace, triggers::delete,
         triggers::pause, triggers::resume, triggers::fire, triggers::test_stored,
+        triggers::rotate_secret,
         triggers::test_definition, events::list, events::get, events::stats,
         system::health, system::openapi, ui::index, docs::page,
     ),
     components(schemas(
         Trigger, TriggerView, TriggerDefinition, TriggerKind, TriggerStatus, Schedule, Event,
         EventView, EventSource, EventStatus, EventState, TriggerStats, TestRun, FieldError,
-        problem::Problem, events::StatsResponse, system::HealthReport,
+        problem::Problem, events::StatsResponse, system::HealthReport, Target, Attempt,
+        AttemptError,
     )),
     security(("bearer" = [])),
     tags(

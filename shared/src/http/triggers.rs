@@ -95,11 +95,46 @@ pub async fn create(
 ) -> Result<Response> {
     let trigger = app.create_trigger(def).await?;
     let location = HeaderValue::from_str(&format!("/triggers/{}", trigger.id)).ok();
-    let mut response = with_etag(StatusCode::CREATED, app.view(trigger));
+    let mut response = showing_secret(with_etag(
+        StatusCode::CREATED,
+        app.view_with_secret(trigger),
+    ));
     if let Some(location) = location {
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+/// A response that carries a signing secret must not be kept by any cache.
+fn showing_secret(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Give the trigger a new signing secret, shown in this response only. Deliveries from now on
+/// (retries of earlier firings included) are signed with it.
+#[utoipa::path(post, path = "/triggers/{id}/rotate-secret", tag = "triggers", operation_id = "rotateTriggerSecret",
+    params(("id" = String, Path, description = "The trigger's id"), IfMatch),
+    responses(
+        (status = 200, description = "The trigger with its new `secret`", body = TriggerView,
+            headers(("ETag" = String, description = "The new version"))),
+        (status = 404, description = "No such trigger", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Changed since it was read", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn rotate_secret(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let t = app
+        .rotate_secret(&id, header_str(&headers, "if-match")?)
+        .await?;
+    Ok(showing_secret(with_etag(
+        StatusCode::OK,
+        app.view_with_secret(t),
+    )))
 }
 
 /// List triggers in creation order.

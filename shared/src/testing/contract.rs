@@ -21,7 +21,8 @@ macro_rules! store_contract_tests {
             replace_checks_the_version, delete_keeps_events, triggers_page_and_filter,
             recording_is_idempotent_per_key, recording_completes_one_time_triggers,
             events_list_by_window_newest_first, events_page_and_filter,
-            stats_count_per_trigger_exactly, purge_deletes_only_expired, ping_answers);
+            stats_count_per_trigger_exactly, purge_deletes_only_expired, ping_answers,
+            secrets_are_kept_with_the_trigger, deliveries_record_attempts_once);
     };
     (@cases $make:expr; $($name:ident),*) => {
         $(
@@ -52,6 +53,7 @@ pub fn trigger(name: &str, kind: TriggerKind) -> Trigger {
         }),
         payload: (kind == TriggerKind::Scheduled).then(|| json!({"k": name})),
         payload_schema: (kind == TriggerKind::Api).then(|| json!({"type": "object"})),
+        target: None,
     };
     Trigger::create(def, new_id(), t0())
 }
@@ -68,6 +70,8 @@ pub fn event(trigger: Option<&Trigger>, source: EventSource, fired_at: DateTime<
         fired_at,
         payload: json!({"at": fired_at.timestamp_millis()}),
         status: EventStatus::Success,
+        attempts: Vec::new(),
+        next_attempt_at: None,
     }
 }
 
@@ -77,6 +81,7 @@ async fn put(store: &dyn Store, e: &Event) {
             event: e.clone(),
             dedupe_key: None,
             complete: None,
+            delivery: None,
         })
         .await
         .expect("record event");
@@ -203,7 +208,15 @@ pub async fn triggers_page_and_filter(store: &dyn Store) {
         })
         .await
         .expect("list paused");
-    assert_eq!(paused.items, vec![made[0].clone()]);
+    let without_secret = Trigger {
+        secret: None,
+        ..made[0].clone()
+    };
+    assert_eq!(
+        paused.items,
+        vec![without_secret],
+        "listings carry no secrets"
+    );
     let bad = store
         .list_triggers(&TriggerQuery {
             limit: 2,
@@ -225,6 +238,7 @@ pub async fn recording_is_idempotent_per_key(store: &dyn Store) {
             event: first.clone(),
             dedupe_key: key.clone(),
             complete: None,
+            delivery: None,
         })
         .await
         .expect("first");
@@ -234,6 +248,7 @@ pub async fn recording_is_idempotent_per_key(store: &dyn Store) {
             event: second.clone(),
             dedupe_key: key,
             complete: None,
+            delivery: None,
         })
         .await
         .expect("second");
@@ -252,6 +267,7 @@ pub async fn recording_completes_one_time_triggers(store: &dyn Store) {
             event: e,
             dedupe_key: None,
             complete: Some((t.id.clone(), t.version)),
+            delivery: None,
         })
         .await
         .expect("record");
@@ -272,6 +288,7 @@ pub async fn recording_completes_one_time_triggers(store: &dyn Store) {
             event: event(Some(&u), EventSource::Schedule, t0()),
             dedupe_key: None,
             complete: Some((u.id.clone(), 1)),
+            delivery: None,
         })
         .await
         .expect("record");
@@ -482,4 +499,93 @@ pub async fn purge_deletes_only_expired(store: &dyn Store) {
 
 pub async fn ping_answers(store: &dyn Store) {
     store.ping().await.expect("ping");
+}
+
+pub async fn secrets_are_kept_with_the_trigger(store: &dyn Store) {
+    let t = trigger("secret", TriggerKind::Api);
+    assert!(t.secret.is_some());
+    store.insert_trigger(&t).await.expect("insert");
+    let got = store.get_trigger(&t.id).await.expect("get").expect("found");
+    assert_eq!(got.secret, t.secret, "the secret survives a round trip");
+    let rotated = got.with_new_secret(t0());
+    store
+        .replace_trigger(&rotated, got.version)
+        .await
+        .expect("rotate");
+    let got = store.get_trigger(&t.id).await.expect("get").expect("found");
+    assert_eq!(got.secret, rotated.secret);
+    assert_ne!(got.secret, t.secret);
+}
+
+pub async fn deliveries_record_attempts_once(store: &dyn Store) {
+    use crate::domain::delivery::{Attempt, DeliveryPlan};
+    use crate::domain::target::{Secret, Target};
+    let t = trigger("deliver", TriggerKind::Api);
+    let mut e = event(Some(&t), EventSource::Api, t0());
+    e.status = EventStatus::Pending;
+    e.next_attempt_at = Some(t0());
+    let plan = DeliveryPlan {
+        target: Target {
+            url: "https://example.com/hook".into(),
+            headers: Default::default(),
+            timeout_ms: Some(1000),
+            max_attempts: Some(2),
+        },
+        secret: Secret::generate(),
+    };
+    store
+        .record_event(NewEvent {
+            event: e.clone(),
+            dedupe_key: None,
+            complete: None,
+            delivery: Some(plan.clone()),
+        })
+        .await
+        .expect("record");
+    let plain = event(Some(&t), EventSource::Api, t0());
+    put(store, &plain).await;
+    assert_eq!(
+        store.get_delivery(&plain.id).await.expect("get"),
+        None,
+        "no target, no delivery"
+    );
+    let (stored, got_plan) = store
+        .get_delivery(&e.id)
+        .await
+        .expect("get")
+        .expect("has a delivery");
+    assert_eq!((stored.clone(), got_plan), (e.clone(), plan));
+    let mut after = stored.clone();
+    after.attempts.push(Attempt {
+        number: 1,
+        at: t0(),
+        status_code: Some(503),
+        error: None,
+        detail: None,
+        duration_ms: 12,
+        response_body: Some("busy".into()),
+    });
+    after.next_attempt_at = Some(t0() + Duration::seconds(5));
+    store
+        .record_attempt(&after, 0)
+        .await
+        .expect("first attempt");
+    assert!(
+        matches!(
+            store.record_attempt(&after, 0).await,
+            Err(StoreError::VersionConflict)
+        ),
+        "a second writer of the same attempt loses"
+    );
+    let (now, _) = store
+        .get_delivery(&e.id)
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(now, after);
+    assert_eq!(
+        store.get_event(&e.id).await.expect("get event"),
+        Some(after),
+        "readers see the attempts"
+    );
 }

@@ -68,6 +68,7 @@ impl Scheduler for RecordingScheduler {
         run_id: &str,
         definition: &TriggerDefinition,
         at: DateTime<Utc>,
+        _secret: Option<&crate::domain::target::Secret>,
     ) -> Result<(), SchedulerError> {
         self.record(SchedulerCall::TestRun {
             run_id: run_id.to_string(),
@@ -78,5 +79,22 @@ impl Scheduler for RecordingScheduler {
 
     async fn healthy(&self) -> bool {
         !self.failing.load(Ordering::SeqCst)
+    }
+}
+
+/// A delivery queue that remembers what it was handed: `(event id, due)`.
+#[derive(Default)]
+pub struct RecordingQueue {
+    pub enqueued: std::sync::Mutex<Vec<(String, DateTime<Utc>)>>,
+}
+
+#[async_trait]
+impl crate::ports::DeliveryQueue for RecordingQueue {
+    async fn enqueue(&self, event_id: &str, due: DateTime<Utc>) -> Result<(), SchedulerError> {
+        self.enqueued
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((event_id.to_string(), due));
+        Ok(())
     }
 }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, Put, ReturnValuesOnConditionCheckFailure,
     TransactWriteItem, Update,
@@ -15,6 +16,7 @@ use super::{
     get_s, hour_of, lifecycle_pk, ms, n, pad_hour, pad_ms, query_until, s, sdk_error, shard_of,
     time_key, trigger_key, unavailable,
 };
+use crate::domain::delivery::DeliveryPlan;
 use crate::domain::event::Event;
 use crate::domain::lifecycle::FiredWindow;
 use crate::ports::{EventQuery, EventStore, NewEvent, Page, Recorded, StoreError, cursor};
@@ -112,6 +114,11 @@ impl DynamoStore {
             ("is_test".into(), AttributeValue::Bool(e.is_test)),
             ("expires_at".into(), n(self.expires_at_s(fired))),
         ]);
+        if let Some(plan) = &new.delivery {
+            // Never in `body`, so never shown; `attempts_n` makes each attempt's write conditional.
+            event.insert("delivery_plan".into(), s(encode(plan)?));
+            event.insert("attempts_n".into(), n(0));
+        }
         let marker = new.dedupe_key.as_ref().map(|dedupe| {
             // Kept on the event too, so the sweep can delete the marker with it.
             event.insert("dedupe_key".into(), s(dedupe));
@@ -412,8 +419,67 @@ impl DynamoStore {
     }
 }
 
+impl DynamoStore {
+    async fn delivery(&self, id: &str) -> Result<Option<(Event, DeliveryPlan)>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.events)
+            .set_key(Some(event_key(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let Ok(plan) = get_s(&item, "delivery_plan") else {
+            return Ok(None);
+        };
+        Ok(Some((decode(get_s(&item, "body")?)?, decode(plan)?)))
+    }
+
+    async fn attempted(&self, event: &Event, seen: usize) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.events)
+            .set_key(Some(event_key(&event.id)))
+            .update_expression("SET body = :body, attempts_n = :next")
+            .condition_expression("attempts_n = :seen")
+            .expression_attribute_values(":body", s(encode(event)?))
+            .expression_attribute_values(":next", n(event.attempts.len()))
+            .expression_attribute_values(":seen", n(seen))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Err(StoreError::VersionConflict)
+            }
+            Err(e) => Err(sdk_error("UpdateItem", e)),
+        }
+    }
+}
+
 #[async_trait]
 impl EventStore for DynamoStore {
+    async fn get_delivery(
+        &self,
+        event_id: &str,
+    ) -> Result<Option<(Event, DeliveryPlan)>, StoreError> {
+        self.delivery(event_id).await
+    }
+
+    async fn record_attempt(&self, event: &Event, seen_attempts: usize) -> Result<(), StoreError> {
+        self.attempted(event, seen_attempts).await
+    }
+
     async fn record_event(&self, new: NewEvent) -> Result<Recorded, StoreError> {
         self.record(new).await
     }

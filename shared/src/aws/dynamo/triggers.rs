@@ -9,13 +9,14 @@ use super::{
     BY_ID, DynamoStore, Item, TRIGGER_LIST, decode, encode, get_n, get_s, n, query_until, s,
     sdk_error, unavailable,
 };
+use crate::domain::target::Secret;
 use crate::domain::trigger::{Trigger, TriggerStatus};
 use crate::ports::{Page, StoreError, TriggerQuery, TriggerStore, cursor};
 
 /// `status`, `version` and `updated_at` live beside `body` and win over it: completing a one-time
 /// trigger must be a single UpdateItem on the hot path, which cannot rewrite the JSON inside.
 fn item(t: &Trigger) -> Result<Item, StoreError> {
-    Ok(Item::from([
+    let mut item = Item::from([
         ("pk".into(), s(&t.id)),
         ("list_pk".into(), s(TRIGGER_LIST)),
         ("body".into(), s(encode(t)?)),
@@ -23,7 +24,12 @@ fn item(t: &Trigger) -> Result<Item, StoreError> {
         ("status".into(), s(t.status.as_str())),
         ("version".into(), n(t.version)),
         ("updated_at".into(), s(time_text(t.updated_at)?)),
-    ]))
+    ]);
+    // The signing secret is never part of the trigger's JSON.
+    if let Some(secret) = &t.secret {
+        item.insert("secret".into(), s(secret.expose()));
+    }
+    Ok(item)
 }
 
 /// The serde form of a time, so it decodes to exactly the value that was encoded.
@@ -44,6 +50,9 @@ fn from_item(item: &Item) -> Result<Trigger, StoreError> {
     t.status = from_text::<TriggerStatus>(get_s(item, "status")?)?;
     t.version = get_n(item, "version")?;
     t.updated_at = from_text(get_s(item, "updated_at")?)?;
+    t.secret = get_s(item, "secret")
+        .ok()
+        .map(|v| Secret::from_stored(v.to_string()));
     Ok(t)
 }
 
@@ -168,7 +177,10 @@ impl TriggerStore for DynamoStore {
             q = q.filter_expression(filters.join(" AND "));
         }
         let rows = query_until(q, Some(limit + 1), |_| true).await?;
-        let items = rows.iter().map(from_item).collect::<Result<Vec<_>, _>>()?;
+        let items = rows
+            .iter()
+            .map(|i| from_item(i).map(|t| Trigger { secret: None, ..t }))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(items, limit, |t| {
             cursor::encode(&t.id)
         }))

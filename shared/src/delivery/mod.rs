@@ -1,0 +1,124 @@
+//! Delivering fired events to their targets: one attempt at a time, retried per the schedule,
+//! the same routine in the local server and in the fire function.
+
+pub mod sender;
+pub mod signing;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::clock::Clock;
+use crate::domain::delivery::{RetrySchedule, Verdict};
+use crate::domain::event::EventStatus;
+use crate::ports::{DeliveryQueue, SchedulerError, Store, StoreError};
+pub use sender::{Sender, SenderError};
+
+/// An attempt may run this early and still count as due (timers are not exact).
+const EARLY_SLACK_MS: i64 = 1_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The next attempt could not be queued; the event stays due, so a re-run picks it up.
+    #[error("could not queue the retry: {0}")]
+    Queue(#[from] SchedulerError),
+}
+
+/// What one call to [`Deliverer::deliver`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    Delivered,
+    /// Final failure: no retry left, or one the target's answer rules out.
+    Failed,
+    /// This attempt failed; the next is queued for then.
+    RetryAt(DateTime<Utc>),
+    /// Not due yet (queued again for then).
+    NotDue(DateTime<Utc>),
+    /// Nothing to do: no target, already delivered or given up, or the event is gone.
+    Nothing,
+    /// Someone else attempted this delivery meanwhile; their outcome stands.
+    Raced,
+}
+
+pub struct Deliverer {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    queue: Arc<dyn DeliveryQueue>,
+    sender: Sender,
+    retry: RetrySchedule,
+}
+
+impl Deliverer {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        queue: Arc<dyn DeliveryQueue>,
+        sender: Sender,
+        retry: RetrySchedule,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            queue,
+            sender,
+            retry,
+        }
+    }
+
+    /// Makes the due attempt of `event_id`'s delivery, records it, and queues the next one. An
+    /// event that is delivered (or given up) is never sent again.
+    pub async fn deliver(&self, event_id: &str) -> Result<Delivery, DeliveryError> {
+        let Some((mut event, plan)) = self.store.get_delivery(event_id).await? else {
+            return Ok(Delivery::Nothing);
+        };
+        if event.status != EventStatus::Pending {
+            return Ok(Delivery::Nothing);
+        }
+        let now = self.clock.now();
+        let due = event.next_attempt_at.unwrap_or(event.fired_at);
+        if due > now + Duration::milliseconds(EARLY_SLACK_MS) {
+            self.queue.enqueue(event_id, due).await?;
+            return Ok(Delivery::NotDue(due));
+        }
+        let seen = event.attempts.len();
+        let number = seen as u32 + 1;
+        let sent = self.sender.send(&plan, &event, number, now).await;
+        let verdict = sent.attempt.verdict(sent.retry_after);
+        tracing::info!(
+            event_id,
+            attempt = number,
+            status_code = sent.attempt.status_code,
+            error = ?sent.attempt.error,
+            duration_ms = sent.attempt.duration_ms,
+            "delivery attempt"
+        );
+        let retries_left = u32::from(plan.target.max_retries()) >= number;
+        let after = self.clock.now();
+        let (status, next) = match verdict {
+            Verdict::Delivered => (EventStatus::Success, None),
+            Verdict::Retry { not_before } if retries_left => {
+                let jitter: f64 = rand::random();
+                let at = self.retry.next_at(number, after, jitter, not_before);
+                (EventStatus::Pending, Some(at))
+            }
+            Verdict::Retry { .. } | Verdict::Failed => (EventStatus::Failure, None),
+        };
+        event.attempts.push(sent.attempt);
+        event.status = status;
+        event.next_attempt_at = next;
+        match self.store.record_attempt(&event, seen).await {
+            Err(StoreError::VersionConflict) => return Ok(Delivery::Raced),
+            other => other?,
+        }
+        Ok(match (status, next) {
+            (EventStatus::Success, _) => Delivery::Delivered,
+            (_, Some(at)) => {
+                self.queue.enqueue(event_id, at).await?;
+                Delivery::RetryAt(at)
+            }
+            _ => Delivery::Failed,
+        })
+    }
+}
