@@ -63,7 +63,10 @@ impl Server {
         let server = Server {
             child,
             base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
+            http: {
+                etp::delivery::install_crypto_provider();
+                reqwest::Client::new()
+            },
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {

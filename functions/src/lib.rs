@@ -70,10 +70,19 @@ impl Runtime {
 
     /// The EventBridge Scheduler adapter, for the function that manages schedules.
     pub fn scheduler(&self) -> Result<EventBridgeScheduler, ConfigError> {
+        self.scheduler_for(required("FIRE_FUNCTION_ARN")?)
+    }
+
+    /// The adapter with schedules that invoke `fire_function_arn` (the fire function learns its
+    /// own ARN from its invocations: the template cannot hand a function its own ARN).
+    pub fn scheduler_for(
+        &self,
+        fire_function_arn: String,
+    ) -> Result<EventBridgeScheduler, ConfigError> {
         let target = ScheduleTarget {
             group: required("SCHEDULE_GROUP")?,
             role_arn: required("SCHEDULER_ROLE_ARN")?,
-            fire_function_arn: required("FIRE_FUNCTION_ARN")?,
+            fire_function_arn,
             dead_letter_arn: required("FIRE_DLQ_ARN")?,
         };
         Ok(EventBridgeScheduler::new(
@@ -97,21 +106,26 @@ impl Runtime {
         ))
     }
 
-    /// Delivers fired events to their targets; retries wait in `queue`.
-    pub fn deliverer(&self, queue: Arc<dyn DeliveryQueue>) -> Result<Deliverer, ConfigError> {
+    /// The delivery HTTP client: built once per cold start, it holds the connection pool.
+    pub fn sender(&self) -> Result<Arc<Sender>, ConfigError> {
         self.settings.warn_about_relaxed_egress();
-        let sender =
-            Sender::new(self.settings.egress.clone()).map_err(|e| ConfigError::Invalid {
+        Sender::new(self.settings.egress.clone())
+            .map(Arc::new)
+            .map_err(|e| ConfigError::Invalid {
                 name: "ETP_ALLOW_PRIVATE_TARGETS",
                 problem: e.to_string(),
-            })?;
-        Ok(Deliverer::new(
+            })
+    }
+
+    /// Delivers fired events to their targets; retries wait in `queue`.
+    pub fn deliverer(&self, queue: Arc<dyn DeliveryQueue>, sender: Arc<Sender>) -> Deliverer {
+        Deliverer::new(
             self.store.clone(),
             self.clock.clone(),
             queue,
             sender,
             self.settings.retry.clone(),
-        ))
+        )
     }
 }
 

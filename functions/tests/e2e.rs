@@ -128,6 +128,7 @@ async fn trigger_to_schedule_to_fire_to_event() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The first call to each function compiles it: allow for that.
+    etp::delivery::install_crypto_provider();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(900))
         .build()

@@ -45,7 +45,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         Arc::new(db.clone()),
         clock.clone(),
         Arc::new(queue.clone()),
-        Sender::new(cfg.settings.egress.clone())?,
+        Arc::new(Sender::new(cfg.settings.egress.clone())?),
         cfg.settings.retry.clone(),
     )));
     let app = Arc::new(App::new(

@@ -31,8 +31,13 @@ fn free_port() -> u16 {
 }
 
 async fn start(data_dir: &Path) -> Server {
+    start_with(data_dir, &[]).await
+}
+
+async fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Server {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_etp-local"))
+        .envs(env.iter().copied())
         .env("ETP_LISTEN", format!("127.0.0.1:{port}"))
         .env("ETP_DATA_DIR", data_dir)
         .env("ETP_API_TOKEN", TOKEN)
@@ -44,7 +49,10 @@ async fn start(data_dir: &Path) -> Server {
     let server = Server {
         child,
         base: format!("http://127.0.0.1:{port}"),
-        http: reqwest::Client::new(),
+        http: {
+            etp::delivery::install_crypto_provider();
+            reqwest::Client::new()
+        },
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -320,4 +328,112 @@ where
         out.push(h.await.expect("task"));
     }
     out
+}
+
+/// A webhook receiver on loopback that answers 503 until switched up, then 200, and counts the
+/// successful deliveries per `webhook-id`.
+#[derive(Default)]
+struct Receiver {
+    up: std::sync::atomic::AtomicBool,
+    requests: std::sync::atomic::AtomicUsize,
+    delivered: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+async fn receive(
+    axum::extract::State(rx): axum::extract::State<std::sync::Arc<Receiver>>,
+    headers: axum::http::HeaderMap,
+) -> axum::http::StatusCode {
+    use std::sync::atomic::Ordering;
+    rx.requests.fetch_add(1, Ordering::SeqCst);
+    if !rx.up.load(Ordering::SeqCst) {
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    *rx.delivered.lock().unwrap().entry(id).or_default() += 1;
+    axum::http::StatusCode::OK
+}
+
+#[tokio::test]
+async fn kill_9_keeps_pending_retries_and_delivers_each_once() {
+    use std::sync::atomic::Ordering;
+    let rx = std::sync::Arc::new(Receiver::default());
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(rx.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let env = [
+        ("ETP_ALLOW_PRIVATE_TARGETS", "127.0.0.1/32"),
+        ("ETP_RETRY_DELAYS", "2s"),
+    ];
+
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_with(dir.path(), &env).await;
+    let t = s
+        .post(
+            "/triggers",
+            json!({"name": "hooked", "kind": "api", "payload_schema": {"type": "object"},
+                   "target": {"url": hook, "timeout_ms": 2000}}),
+        )
+        .await;
+    assert!(t["secret"].as_str().unwrap().starts_with("whsec_"));
+    let id = t["id"].as_str().unwrap().to_string();
+    let mut events = Vec::new();
+    for n in 0..3 {
+        let e = s
+            .post(&format!("/triggers/{id}/fire"), json!({"n": n}))
+            .await;
+        events.push(e["id"].as_str().unwrap().to_string());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rx.requests.load(Ordering::SeqCst) < 3 {
+        assert!(Instant::now() < deadline, "first attempts never arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(s); // SIGKILL with three retries pending.
+    rx.up.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let s = start_with(dir.path(), &env).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let done = rx.delivered.lock().unwrap().len();
+        if done == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "retries did not complete after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Time for any duplicate to show up.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let delivered = rx.delivered.lock().unwrap().clone();
+    for e in &events {
+        assert_eq!(
+            delivered.get(e),
+            Some(&1),
+            "event {e} delivered once: {delivered:?}"
+        );
+        let (status, body) = s
+            .call(reqwest::Method::GET, &format!("/events/{e}"), None)
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(body["status"], "success", "{body}");
+        let attempts = body["attempts"].as_array().unwrap();
+        assert!(attempts.len() >= 2, "{body}");
+        assert_eq!(attempts[0]["status_code"], 503);
+        assert_eq!(attempts.last().unwrap()["status_code"], 200);
+        assert!(body.get("secret").is_none());
+    }
+    let (_, got) = s
+        .call(reqwest::Method::GET, &format!("/triggers/{id}"), None)
+        .await;
+    assert!(got.get("secret").is_none(), "the secret is shown only once");
 }

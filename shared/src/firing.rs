@@ -15,6 +15,8 @@ use crate::ports::{NewEvent, Recorded, Store, StoreError};
 /// the shape of the local timer's jobs. `scheduled_time` is the occurrence being fired.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
+// One value per invocation, deserialized and consumed at once: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum FireInput {
     /// An occurrence of a stored trigger.
     Occurrence {

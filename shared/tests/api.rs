@@ -781,3 +781,132 @@ async fn openapi_documents_every_route() {
     assert!(doc.body["components"]["securitySchemes"]["bearer"].is_object());
     assert!(doc.body["components"]["schemas"]["Problem"].is_object());
 }
+
+#[tokio::test]
+async fn the_secret_is_shown_at_creation_and_rotation_only() {
+    let a = api();
+    let r = a
+        .post(
+            "/triggers",
+            json!({"name": "hooked", "kind": "api", "payload_schema": true,
+                   "target": {"url": "https://example.com/hook", "max_attempts": 3}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let first = r.body["secret"].as_str().unwrap().to_string();
+    assert!(first.starts_with("whsec_"));
+    assert_eq!(r.body["target"]["url"], "https://example.com/hook");
+    let id = r.body["id"].as_str().unwrap().to_string();
+
+    let got = a.get(&format!("/triggers/{id}")).await;
+    assert!(got.body.get("secret").is_none(), "{}", got.body);
+    let listed = a.get("/triggers").await;
+    assert!(listed.body["items"][0].get("secret").is_none());
+
+    let stale = a
+        .send(
+            Method::POST,
+            &format!("/triggers/{id}/rotate-secret"),
+            None,
+            &[("if-match", "\"7\"")],
+        )
+        .await;
+    stale.problem(412, None);
+    let rotated = a
+        .send(
+            Method::POST,
+            &format!("/triggers/{id}/rotate-secret"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+    let second = rotated.body["secret"].as_str().unwrap();
+    assert!(second.starts_with("whsec_") && second != first);
+    assert_eq!(rotated.header("etag"), Some("\"2\""));
+    a.send(Method::POST, "/triggers/nope/rotate-secret", None, &[])
+        .await
+        .problem(404, None);
+}
+
+#[tokio::test]
+async fn targets_that_reach_private_addresses_are_refused_by_rule() {
+    let a = api();
+    for (url, words) in [
+        ("http://127.0.0.1:8080/", "loopback"),
+        ("http://2130706433/", "loopback"),
+        ("http://0177.0.0.1/", "loopback"),
+        ("http://[::ffff:127.0.0.1]/", "loopback"),
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://10.1.2.3/", "private"),
+        ("http://[fd00::1]/", "unique local"),
+        ("http://localhost/", "this machine"),
+        ("ftp://example.com/", "https or http"),
+        ("https://user:pw@example.com/", "user name"),
+    ] {
+        let r = a
+            .post(
+                "/triggers",
+                json!({"name": "x", "kind": "api", "payload_schema": true, "target": {"url": url}}),
+            )
+            .await;
+        r.problem(422, Some("target.url"));
+        assert!(
+            r.body["detail"].as_str().unwrap().contains(words),
+            "{url}: {}",
+            r.body
+        );
+    }
+    let r = a
+        .post(
+            "/triggers",
+            json!({"name": "x", "kind": "api", "payload_schema": true,
+                   "target": {"url": "https://example.com", "timeout_ms": 60000, "max_attempts": 11,
+                              "headers": {"webhook-signature": "forged"}}}),
+        )
+        .await;
+    r.problem(422, Some("target.timeout_ms"));
+    r.problem(422, Some("target.max_attempts"));
+    r.problem(422, Some("target.headers.webhook-signature"));
+    let r = a
+        .post(
+            "/triggers",
+            json!({"name": "x", "kind": "api", "payload_schema": true,
+                   "target": {"url": "https://example.com", "retries": 3}}),
+        )
+        .await;
+    assert_eq!(
+        r.status.as_u16(),
+        422,
+        "unknown target fields are named: {}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn firing_a_trigger_with_a_target_records_a_pending_delivery() {
+    let a = api();
+    let t = a
+        .create(
+            json!({"name": "hooked", "kind": "api", "payload_schema": true,
+                       "target": {"url": "https://example.com/hook"}}),
+        )
+        .await;
+    let id = t["id"].as_str().unwrap();
+    let r = a
+        .post(&format!("/triggers/{id}/fire"), json!({"n": 1}))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(r.body["status"], "pending");
+    assert_eq!(r.body["attempts"], json!([]));
+    assert_eq!(r.body["next_attempt_at"], r.body["fired_at"]);
+    let plain = a.api_trigger().await;
+    let r = a
+        .post(&format!("/triggers/{plain}/fire"), json!({"order_id": 1}))
+        .await;
+    assert_eq!(
+        r.body["status"], "success",
+        "no target: recorded is success"
+    );
+}

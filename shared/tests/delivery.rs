@@ -120,7 +120,7 @@ async fn rig() -> Rig {
         Arc::new(db.clone()),
         clock.clone(),
         Arc::new(queue.clone()),
-        Sender::new(settings.egress.clone()).unwrap(),
+        Arc::new(Sender::new(settings.egress.clone()).unwrap()),
         settings.retry.clone(),
     )));
     let app = Arc::new(App::new(

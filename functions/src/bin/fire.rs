@@ -10,13 +10,16 @@ use lambda_runtime::{LambdaEvent, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
-    let rt = Runtime::from_env().await?;
-    let deliverer = Arc::new(rt.deliverer(Arc::new(rt.scheduler()?))?);
-    let (store, clock) = (rt.store.clone(), rt.clock.clone());
+    let rt = Arc::new(Runtime::from_env().await?);
+    let sender = rt.sender()?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<FireInput>| {
-        let (store, clock, deliverer) = (store.clone(), clock.clone(), deliverer.clone());
+        let (rt, sender) = (rt.clone(), sender.clone());
         async move {
-            handle_fire(store.as_ref(), clock.as_ref(), &deliverer, event.payload)
+            // Retries are schedules that invoke this very function, named by the invocation.
+            let queue = rt.scheduler_for(event.context.invoked_function_arn.clone())?;
+            let deliverer = rt.deliverer(Arc::new(queue), sender);
+            let (store, clock) = (rt.store.as_ref(), rt.clock.as_ref());
+            handle_fire(store, clock, &deliverer, event.payload)
                 .await
                 .map_err(lambda_runtime::Error::from)
         }

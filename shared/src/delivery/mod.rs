@@ -12,7 +12,7 @@ use crate::clock::Clock;
 use crate::domain::delivery::{RetrySchedule, Verdict};
 use crate::domain::event::EventStatus;
 use crate::ports::{DeliveryQueue, SchedulerError, Store, StoreError};
-pub use sender::{Sender, SenderError};
+pub use sender::{Sender, SenderError, install_crypto_provider};
 
 /// An attempt may run this early and still count as due (timers are not exact).
 const EARLY_SLACK_MS: i64 = 1_000;
@@ -46,7 +46,7 @@ pub struct Deliverer {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     queue: Arc<dyn DeliveryQueue>,
-    sender: Sender,
+    sender: Arc<Sender>,
     retry: RetrySchedule,
 }
 
@@ -55,7 +55,7 @@ impl Deliverer {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         queue: Arc<dyn DeliveryQueue>,
-        sender: Sender,
+        sender: Arc<Sender>,
         retry: RetrySchedule,
     ) -> Self {
         Self {

@@ -96,10 +96,15 @@ pub fn body(event: &Event) -> Vec<u8> {
     serde_json::to_vec(&envelope).unwrap_or_default()
 }
 
+/// Installs the process-wide TLS crypto provider (aws-lc-rs, the one the AWS SDK uses) that
+/// reqwest's rustls needs; every reqwest client in a process using this crate is built after it.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 impl Sender {
     pub fn new(policy: EgressPolicy) -> Result<Self, SenderError> {
-        // reqwest's rustls needs a process-wide crypto provider; the AWS SDK uses the same one.
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        install_crypto_provider();
         let policy = Arc::new(policy);
         let client = reqwest::Client::builder()
             .use_rustls_tls()

@@ -247,7 +247,7 @@ impl EgressPolicy {
 
     fn host_allowed(&self, host: &str) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
-        self.allowed_hosts.iter().any(|h| *h == host)
+        self.allowed_hosts.contains(&host)
     }
 
     /// `Err(rule)` when `ip`, reached through `host`, is refused.

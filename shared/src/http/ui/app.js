@@ -615,12 +615,20 @@
     ];
     $("event-fields").replaceChildren(...rows.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
     $("event-payload").textContent = JSON.stringify(e.payload, null, 2);
-    const attempts = e.attempts || e.delivery_attempts || e.deliveries;
+    const attempts = e.attempts || [];
     const box = $("event-attempts");
     box.replaceChildren();
-    if (Array.isArray(attempts) && attempts.length) {
+    if (attempts.length || e.next_attempt_at) {
+      const describe = (a) => {
+        const outcome = a.status_code ? `HTTP ${a.status_code}` : (a.error || "error").replace(/_/g, " ");
+        const detail = a.detail ? ` (${a.detail})` : "";
+        return `#${a.number} at ${new Date(a.at).toLocaleString()}: ${outcome}${detail}, ${a.duration_ms} ms`;
+      };
       box.append(el("h3", { text: "Delivery attempts" }),
-        el("ol", {}, ...attempts.map((a) => el("li", { text: typeof a === "string" ? a : JSON.stringify(a) }))));
+        el("ol", {}, ...attempts.map((a) => el("li", { text: describe(a) }))));
+      if (e.next_attempt_at) {
+        box.append(el("p", { class: "muted", text: `Next attempt at ${new Date(e.next_attempt_at).toLocaleString()}` }));
+      }
     }
     $("event-dialog").showModal();
   }

@@ -1,0 +1,199 @@
+//! The AWS delivery path: the fire function's handler on DynamoDB and EventBridge Scheduler (both
+//! moto's server) with a receiver on loopback. The first attempt is made inline; the retry is a
+//! one-time schedule whose input, handed back to the handler, completes the delivery.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use etp::aws::dynamo::{DynamoStore, Tables};
+use etp::aws::scheduler::{EventBridgeScheduler, ScheduleTarget};
+use etp::clock::ManualClock;
+use etp::delivery::{Deliverer, Sender};
+use etp::domain::delivery::RetrySchedule;
+use etp::domain::egress::EgressPolicy;
+use etp::domain::event::EventStatus;
+use etp::domain::schedule::Schedule;
+use etp::domain::target::Target;
+use etp::domain::trigger::{Trigger, TriggerDefinition, TriggerKind};
+use etp::firing::FireInput;
+use etp::ports::{EventStore, TriggerStore};
+use etp::testing::moto;
+use functions::handle_fire;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0)
+        .single()
+        .unwrap()
+}
+
+#[derive(Default)]
+struct Receiver {
+    hits: AtomicUsize,
+    ids: Mutex<Vec<String>>,
+}
+
+/// 503 on the first request, 200 after.
+async fn receive(State(rx): State<Arc<Receiver>>, headers: HeaderMap) -> StatusCode {
+    let id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    rx.ids.lock().unwrap().push(id.to_string());
+    match rx.hits.fetch_add(1, Ordering::SeqCst) {
+        0 => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::OK,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fire_function_delivers_and_schedules_its_retry_on_eventbridge() {
+    let rx = Arc::new(Receiver::default());
+    let router = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(rx.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let suffix = etp::domain::new_id();
+    let tables = Tables {
+        triggers: format!("etp-triggers-{suffix}"),
+        events: format!("etp-events-{suffix}"),
+    };
+    let dynamo = moto::dynamo_client();
+    DynamoStore::create_tables(&dynamo, &tables).await.unwrap();
+    let store = Arc::new(DynamoStore::new(dynamo, tables));
+    let scheduler_client = aws_sdk_scheduler::Client::new(&moto::sdk_config().await);
+    let group = format!("etp-{suffix}");
+    scheduler_client
+        .create_schedule_group()
+        .name(&group)
+        .send()
+        .await
+        .unwrap();
+    let clock = Arc::new(ManualClock::new(t0()));
+    let queue = Arc::new(EventBridgeScheduler::new(
+        scheduler_client.clone(),
+        ScheduleTarget {
+            group: group.clone(),
+            role_arn: "arn:aws:iam::123456789012:role/etp-scheduler".into(),
+            fire_function_arn: "arn:aws:lambda:us-east-1:123456789012:function:etp-fire".into(),
+            dead_letter_arn: "arn:aws:sqs:us-east-1:123456789012:etp-fire-dlq".into(),
+        },
+        clock.clone(),
+    ));
+    let sender = Sender::new(EgressPolicy::with_allowed("127.0.0.1/32").unwrap()).unwrap();
+    let deliverer = Deliverer::new(
+        store.clone(),
+        clock.clone(),
+        queue,
+        Arc::new(sender),
+        RetrySchedule::default(),
+    );
+
+    let trigger = Trigger::create(
+        TriggerDefinition {
+            name: "hooked".into(),
+            kind: TriggerKind::Scheduled,
+            schedule: Some(Schedule::Interval {
+                every_seconds: 60,
+                recurring: true,
+                start_at: None,
+                end_at: None,
+            }),
+            payload: None,
+            payload_schema: None,
+            target: Some(Target {
+                url: hook,
+                headers: Default::default(),
+                timeout_ms: Some(2000),
+                max_attempts: None,
+            }),
+        },
+        etp::domain::new_id(),
+        t0(),
+    );
+    store.insert_trigger(&trigger).await.unwrap();
+    let occurrence = FireInput::Occurrence {
+        trigger_id: trigger.id.clone(),
+        scheduled_time: t0() + Duration::seconds(60),
+    };
+    clock.set(t0() + Duration::seconds(60));
+
+    // The scheduled firing: recorded, first attempt inline (503), retry scheduled.
+    let report = handle_fire(
+        store.as_ref(),
+        clock.as_ref(),
+        &deliverer,
+        occurrence.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.outcome, "fired");
+    assert_eq!(report.delivery, Some("retry_scheduled"));
+    let event_id = report.event_id.clone().unwrap();
+    let event = store.get_event(&event_id).await.unwrap().unwrap();
+    assert_eq!(event.status, EventStatus::Pending);
+    assert_eq!(event.attempts[0].status_code, Some(503));
+    let due = event.next_attempt_at.unwrap();
+
+    // The retry is a one-time schedule that hands the event id back to the fire function.
+    let listed = scheduler_client
+        .list_schedules()
+        .group_name(&group)
+        .send()
+        .await
+        .unwrap();
+    let names: Vec<String> = listed
+        .schedules()
+        .iter()
+        .filter_map(|s| s.name().map(str::to_string))
+        .collect();
+    let expected = format!("dlv-{event_id}-{}", due.timestamp());
+    assert_eq!(names, std::slice::from_ref(&expected));
+    let schedule = scheduler_client
+        .get_schedule()
+        .group_name(&group)
+        .name(&expected)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        schedule.schedule_expression(),
+        Some(format!("at({})", due.format("%Y-%m-%dT%H:%M:%S")).as_str())
+    );
+    let input = schedule.target().and_then(|t| t.input()).unwrap();
+    let retry: FireInput = serde_json::from_str(input).unwrap();
+    assert_eq!(
+        retry,
+        FireInput::Delivery {
+            delivery_event_id: event_id.clone()
+        }
+    );
+
+    // The schedule fires: the delivery completes.
+    clock.set(due);
+    let report = handle_fire(store.as_ref(), clock.as_ref(), &deliverer, retry.clone())
+        .await
+        .unwrap();
+    assert_eq!(report.delivery, Some("delivered"));
+    let event = store.get_event(&event_id).await.unwrap().unwrap();
+    assert_eq!(event.status, EventStatus::Success);
+    assert_eq!(event.attempts.len(), 2);
+
+    // Lambda may deliver either invocation twice: nothing is sent again.
+    let again = handle_fire(store.as_ref(), clock.as_ref(), &deliverer, retry)
+        .await
+        .unwrap();
+    assert_eq!(again.delivery, Some("nothing_to_do"));
+    let replay = handle_fire(store.as_ref(), clock.as_ref(), &deliverer, occurrence)
+        .await
+        .unwrap();
+    assert_eq!(replay.outcome, "already_fired");
+    assert_eq!(rx.hits.load(Ordering::SeqCst), 2);
+    let ids = rx.ids.lock().unwrap().clone();
+    assert_eq!(ids, [event_id.clone(), event_id]);
+}
