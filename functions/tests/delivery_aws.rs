@@ -152,7 +152,7 @@ async fn the_fire_function_delivers_and_schedules_its_retry_on_eventbridge() {
         .iter()
         .filter_map(|s| s.name().map(str::to_string))
         .collect();
-    let expected = format!("dlv-{event_id}-{}", due.timestamp());
+    let expected = format!("dlv-{event_id}-{}", due.timestamp_millis());
     assert_eq!(names, std::slice::from_ref(&expected));
     let schedule = scheduler_client
         .get_schedule()

@@ -1,7 +1,9 @@
 //! Cloud-emulated end to end: the real function binaries under `cargo lambda watch` (a Lambda
 //! runtime API emulator), DynamoDB and EventBridge Scheduler on moto. Create a trigger through
 //! `triggers-api`, find its schedule in moto, invoke `fire` with the schedule's input as
-//! EventBridge would (twice), and read the one event back through `events-api`.
+//! EventBridge would (twice), and read the one event back through `events-api`. Then deliver:
+//! fire an api trigger whose target is a receiver on loopback, and run the delivery schedules
+//! `triggers-api` and `fire` leave in moto until the receiver has the event.
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -96,6 +98,8 @@ async fn trigger_to_schedule_to_fire_to_event() {
             "arn:aws:sqs:us-east-1:123456789012:etp-fire-dlq".into(),
         ),
         ("ETP_API_TOKEN", TOKEN.into()),
+        ("ETP_ALLOW_PRIVATE_TARGETS", "127.0.0.1/32".into()),
+        ("ETP_RETRY_DELAYS", "1s".into()),
         ("RUST_LOG", "warn".into()),
     ];
     let mut cmd = Command::new(cargo_lambda());
@@ -203,5 +207,120 @@ async fn trigger_to_schedule_to_fire_to_event() {
     assert_eq!(items[0]["scheduled_for"], next.as_str());
     assert_eq!(items[0]["source"], "schedule");
     assert_eq!(items[0]["payload"], json!({"from": "e2e"}));
+
+    // Delivery: a receiver that answers 503 once, then 200.
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    axum::http::StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("receiver");
+    let hook = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let created: Value = http
+        .post(format!("{base}/lambda-url/triggers-api/triggers"))
+        .bearer_auth(TOKEN)
+        .json(
+            &json!({"name": "hooked", "kind": "api", "payload_schema": {"type": "object"},
+                      "target": {"url": hook, "timeout_ms": 2000}}),
+        )
+        .send()
+        .await
+        .expect("create api trigger")
+        .json()
+        .await
+        .expect("trigger json");
+    assert!(
+        created["secret"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("whsec_"))
+    );
+    let fired: Value = http
+        .post(format!(
+            "{base}/lambda-url/triggers-api/triggers/{}/fire",
+            created["id"].as_str().expect("id")
+        ))
+        .bearer_auth(TOKEN)
+        .json(&json!({"order": 7}))
+        .send()
+        .await
+        .expect("fire")
+        .json()
+        .await
+        .expect("event json");
+    assert_eq!(fired["status"], "pending", "{fired}");
+    let event_id = fired["id"].as_str().expect("event id").to_string();
+    // Each delivery schedule runs once, as EventBridge would run it, until the event is final.
+    let mut ran = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let event = loop {
+        let event: Value = http
+            .get(format!("{base}/lambda-url/events-api/events/{event_id}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("get event")
+            .json()
+            .await
+            .expect("event json");
+        if event["status"] != "pending" {
+            break event;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "delivery did not finish: {event}"
+        );
+        let listed = scheduler
+            .list_schedules()
+            .group_name(&group)
+            .name_prefix(format!("dlv-{event_id}"))
+            .send()
+            .await
+            .expect("list delivery schedules");
+        for name in listed.schedules().iter().filter_map(|s| s.name()) {
+            if !ran.insert(name.to_string()) {
+                continue;
+            }
+            let schedule = scheduler
+                .get_schedule()
+                .group_name(&group)
+                .name(name)
+                .send()
+                .await
+                .expect("get delivery schedule");
+            let input: Value =
+                serde_json::from_str(schedule.target().and_then(|t| t.input()).expect("input"))
+                    .expect("input is JSON");
+            assert_eq!(input, json!({"delivery_event_id": event_id}));
+            // `at()` runs at its time, not before.
+            let at = event["next_attempt_at"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+            if let Some(at) = at {
+                let wait = at.timestamp_millis() - chrono::Utc::now().timestamp_millis();
+                tokio::time::sleep(Duration::from_millis(wait.max(0) as u64)).await;
+            }
+            invoke(input).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(event["status"], "success", "{event}");
+    let attempts = event["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 2, "{event}");
+    assert_eq!(attempts[0]["status_code"], 503);
+    assert_eq!(attempts[1]["status_code"], 200);
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 2);
     drop(watch);
 }

@@ -335,7 +335,8 @@ where
 #[derive(Default)]
 struct Receiver {
     up: std::sync::atomic::AtomicBool,
-    requests: std::sync::atomic::AtomicUsize,
+    /// Every request's `webhook-id`, in arrival order.
+    requests: std::sync::Mutex<Vec<String>>,
     delivered: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
 
@@ -344,15 +345,15 @@ async fn receive(
     headers: axum::http::HeaderMap,
 ) -> axum::http::StatusCode {
     use std::sync::atomic::Ordering;
-    rx.requests.fetch_add(1, Ordering::SeqCst);
-    if !rx.up.load(Ordering::SeqCst) {
-        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
-    }
     let id = headers
         .get("webhook-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    rx.requests.lock().unwrap().push(id.clone());
+    if !rx.up.load(Ordering::SeqCst) {
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+    }
     *rx.delivered.lock().unwrap().entry(id).or_default() += 1;
     axum::http::StatusCode::OK
 }
@@ -390,10 +391,24 @@ async fn kill_9_keeps_pending_retries_and_delivers_each_once() {
             .await;
         events.push(e["id"].as_str().unwrap().to_string());
     }
+    // Each event's failed first attempt is recorded, so each has a retry pending.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while rx.requests.load(Ordering::SeqCst) < 3 {
-        assert!(Instant::now() < deadline, "first attempts never arrived");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    for e in &events {
+        loop {
+            let (_, body) = s
+                .call(reqwest::Method::GET, &format!("/events/{e}"), None)
+                .await;
+            if body["attempts"].as_array().is_some_and(|a| !a.is_empty()) {
+                assert_eq!(body["status"], "pending", "{body}");
+                break;
+            }
+            let seen = rx.requests.lock().unwrap().clone();
+            assert!(
+                Instant::now() < deadline,
+                "first attempts never recorded: {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     drop(s); // SIGKILL with three retries pending.
     rx.up.store(true, Ordering::SeqCst);

@@ -704,7 +704,9 @@ impl DeliveryQueue for EventBridgeScheduler {
             delete_after_completion: true,
             input: delivery_input(event_id),
         };
-        let name = checked_name(format!("dlv-{event_id}-{}", at.timestamp()))?;
+        // Named by the due time asked for (not the clamped one): each attempt gets its own
+        // schedule, and queueing the same attempt twice is the same schedule.
+        let name = checked_name(format!("dlv-{event_id}-{}", due.timestamp_millis()))?;
         self.put(&name, &spec, &name).await
     }
 }

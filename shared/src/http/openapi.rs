@@ -337,6 +337,12 @@ fn definition_examples(with_test_payload: bool) -> Value {
                     "timezone": "Europe/Berlin"}}},
         "api": {"summary": "Api: fired by clients with a payload matching the schema",
             "value": api},
+        "webhook": {"summary": "Scheduled hourly, each firing POSTed (signed) to a URL",
+            "value": {"name": "hourly sync", "kind": "scheduled",
+                "schedule": {"type": "cron", "expression": "0 * * * *", "timezone": "UTC"},
+                "target": {"url": "https://example.com/hooks/etp",
+                    "headers": {"authorization": "Bearer receiver-token"},
+                    "timeout_ms": 10000, "max_attempts": 5}}},
     })
 }
 
@@ -367,7 +373,12 @@ fn examples(doc: &mut Value) {
         "is_test": false, "scheduled_for": "2026-11-24T10:05:00Z",
         "fired_at": "2026-11-24T10:05:00.004Z", "payload": {"service": "billing"},
         "status": "success", "state": "active", "archives_at": "2026-11-24T12:05:00.004Z",
-        "expires_at": "2026-11-26T10:05:00.004Z"});
+        "expires_at": "2026-11-26T10:05:00.004Z",
+        "attempts": [
+            {"number": 1, "at": "2026-11-24T10:05:00.010Z", "status_code": 503,
+             "duration_ms": 41, "response_body": "busy"},
+            {"number": 2, "at": "2026-11-24T10:05:05.120Z", "status_code": 200,
+             "duration_ms": 38}]});
     merge(
         doc,
         "/components/schemas/TriggerView",

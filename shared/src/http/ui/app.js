@@ -411,6 +411,7 @@
     $("f-end").value = localInput(s.end_at);
     $("f-payload").value = t.payload ? JSON.stringify(t.payload, null, 2) : "";
     $("f-schema").value = t.payload_schema !== undefined ? JSON.stringify(t.payload_schema, null, 2) : "";
+    $("f-target").value = t.target ? t.target.url : "";
     syncForm();
     $("trigger-dialog").showModal();
     $("f-name").focus();
@@ -450,7 +451,20 @@
       const payload = json("f-payload", "payload");
       if (payload !== undefined) def.payload = payload;
     }
+    const url = $("f-target").value.trim();
+    if (url) {
+      // Editing keeps the target's other settings (headers, timeout, retries).
+      const kept = (state.editing && state.editing.target) || {};
+      def.target = { ...kept, url };
+    }
     return { def, errors };
+  }
+
+  function showSecret(name, secret) {
+    if (!secret) return;
+    $("secret-for").textContent = name;
+    $("secret-value").textContent = secret;
+    $("secret-notice").hidden = false;
   }
 
   async function submitTrigger(event) {
@@ -469,8 +483,9 @@
           { body: def, headers: { "If-Match": `"${editing.version}"` } });
         toast(`${def.name} saved.`);
       } else {
-        await api("POST", "/triggers", { body: def });
+        const { data } = await api("POST", "/triggers", { body: def });
         toast(`${def.name} created.`);
+        if (def.target) showSecret(data.name, data.secret);
       }
       $("trigger-dialog").close();
       await refreshTriggers();
@@ -701,6 +716,10 @@
     });
     $("sign-out").addEventListener("click", () => signOut("Token forgotten."));
     $("new-trigger").addEventListener("click", openCreate);
+    $("secret-dismiss").addEventListener("click", () => {
+      $("secret-value").textContent = "";
+      $("secret-notice").hidden = true;
+    });
     form.addEventListener("submit", submitTrigger);
     form.addEventListener("change", (e) => { if (e.target.name === "kind" || e.target.id === "f-type") syncForm(); });
     $("f-schema").addEventListener("input", checkSchema);
