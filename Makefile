@@ -14,7 +14,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # The whole platform locally on http://127.0.0.1:3000 (only Rust needed).
 run:
-	cargo run --release -p local
+	cargo run --profile local -p local
 
 # Every test: unit, contract (SQLite and DynamoDB on moto), API, timer, black-box, SAM checks,
 # then the dashboard and /docs in a real browser, then OpenAPI fuzzing.
@@ -46,12 +46,14 @@ test-bench: $(VENV)/.installed $(WRK)
 	cargo build -p bench -p local -p functions
 	target/debug/bench --smoke
 
-# The full benchmark suite (release builds; about ten minutes): table on stdout, JSON and SVG
-# charts under target/bench/.
+# The full benchmark suite (about ten minutes): table on stdout, JSON and SVG charts under
+# target/bench/. The server runs as `make run` builds it (profile `local`), the functions as
+# Lambda gets them (profile `release`).
 bench: $(VENV)/.installed $(WRK)
 	SAM_CLI_TELEMETRY=0 sam build
-	cargo build --release -p bench -p local -p functions
-	target/release/bench
+	cargo build --profile local -p bench -p local
+	cargo build --release -p functions
+	target/local/bench
 
 lint:
 	cargo fmt --all -- --check

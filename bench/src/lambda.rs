@@ -68,12 +68,17 @@ async fn done(State(emu): State<Arc<Emulator>>, _body: Bytes) -> &'static str {
     "{}"
 }
 
+/// A function binary: built with the Lambda profile (`release`) beside a bench built with the
+/// `local` profile, else beside the bench itself (the debug smoke run).
 fn binary(name: &str) -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let path = exe
-        .parent()
-        .map(|d| d.join(name))
-        .ok_or("no bench directory")?;
+    let dir = exe.parent().ok_or("no bench directory")?;
+    let dir = if dir.file_name().is_some_and(|n| n == "local") {
+        dir.with_file_name("release")
+    } else {
+        dir.to_path_buf()
+    };
+    let path = dir.join(name);
     if path.exists() {
         Ok(path)
     } else {

@@ -1,4 +1,4 @@
-//! Starts the release `etp-local` binary on a free port and talks to it.
+//! Starts the `etp-local` binary built beside this one on a free port and talks to it.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -33,7 +33,7 @@ fn binary() -> Result<PathBuf, String> {
         Ok(path)
     } else {
         Err(format!(
-            "{} is missing: build it with `cargo build --release -p local` (make bench does)",
+            "{} is missing: build it with `cargo build --profile local -p local` (make bench does)",
             path.display()
         ))
     }

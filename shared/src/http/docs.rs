@@ -1,13 +1,12 @@
 //! `/docs`: Swagger UI over `/openapi.json`, its assets vendored into the binary at build time.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use axum::Router;
 use axum::extract::Path;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use utoipa_swagger_ui::Config;
 
 use super::problem::ApiError;
 use super::ui::{NO_CACHE, content_hash, static_response};
@@ -25,17 +24,52 @@ const SWAGGER_ASSET_CACHE: &str = "public, max-age=86400";
 static DOCS_ETAG: LazyLock<String> =
     LazyLock::new(|| format!("\"{}\"", content_hash(DOCS_HTML.as_bytes())));
 
-/// Relative to `/docs`, so the page also works behind a path prefix such as an API stage.
-/// The token lives in the page only (`persistAuthorization` off), and the validator badge,
-/// which would call a public service, is off.
-static CONFIG: LazyLock<Arc<Config<'static>>> = LazyLock::new(|| {
-    Arc::new(
-        Config::new(["openapi.json"])
-            .validator_url("none")
-            .persist_authorization(false)
-            .display_request_duration(true),
-    )
-});
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+/// The files the page loads: Swagger UI's own (extracted by `build.rs` from the vendored
+/// release), and the start-up script, ours.
+static ASSETS: LazyLock<Vec<(&'static str, &'static [u8], &'static str, String)>> =
+    LazyLock::new(|| {
+        [
+            (
+                "swagger-ui.css",
+                include_bytes!(concat!(env!("OUT_DIR"), "/swagger-ui.css")).as_slice(),
+                CSS,
+            ),
+            (
+                "index.css",
+                include_bytes!(concat!(env!("OUT_DIR"), "/index.css")).as_slice(),
+                CSS,
+            ),
+            (
+                "swagger-ui-bundle.js",
+                include_bytes!(concat!(env!("OUT_DIR"), "/swagger-ui-bundle.js")).as_slice(),
+                JS,
+            ),
+            (
+                "swagger-ui-standalone-preset.js",
+                include_bytes!(concat!(env!("OUT_DIR"), "/swagger-ui-standalone-preset.js"))
+                    .as_slice(),
+                JS,
+            ),
+            (
+                "swagger-initializer.js",
+                include_bytes!("ui/swagger-initializer.js").as_slice(),
+                JS,
+            ),
+        ]
+        .into_iter()
+        .map(|(name, body, content_type)| {
+            (
+                name,
+                body,
+                content_type,
+                format!("\"{}\"", content_hash(body)),
+            )
+        })
+        .collect()
+    });
 
 /// Swagger UI; "Authorize" takes the bearer token, "Try it out" calls this server.
 #[utoipa::path(get, path = "/docs", tag = "system", operation_id = "docs", security(()),
@@ -51,39 +85,17 @@ pub async fn page(headers: HeaderMap) -> Response {
     )
 }
 
-async fn asset(Path(file): Path<String>) -> Response {
-    // The dist's own index.html would resolve `openapi.json` against `/docs/`; `/docs` is the page.
-    if file == "index.html" {
-        return ApiError::NoRoute.into_response();
-    }
-    match utoipa_swagger_ui::serve(&file, CONFIG.clone()) {
-        Ok(Some(found)) => {
-            let cache = if file == "swagger-initializer.js" {
+async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
+    match ASSETS.iter().find(|(name, ..)| *name == file) {
+        Some((name, body, content_type, etag)) => {
+            let cache = if *name == "swagger-initializer.js" {
                 NO_CACHE
             } else {
                 SWAGGER_ASSET_CACHE
             };
-            let content_type = HeaderValue::from_str(&found.content_type)
-                .unwrap_or(HeaderValue::from_static("application/octet-stream"));
-            (
-                StatusCode::OK,
-                [
-                    (header::CONTENT_TYPE, content_type),
-                    (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
-                    (
-                        header::X_CONTENT_TYPE_OPTIONS,
-                        HeaderValue::from_static("nosniff"),
-                    ),
-                ],
-                found.bytes,
-            )
-                .into_response()
+            static_response(&headers, body, content_type, etag, cache, None)
         }
-        Ok(None) => ApiError::NoRoute.into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, file, "swagger ui asset failed");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
+        None => ApiError::NoRoute.into_response(),
     }
 }
 
@@ -98,7 +110,7 @@ pub fn routes() -> Router {
 #[cfg(test)]
 mod tests {
     use axum::body::Body;
-    use axum::http::Request;
+    use axum::http::{Request, StatusCode, header};
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
