@@ -115,7 +115,12 @@ pub fn test_run_spec(
             ),
         ));
     }
-    Ok(ScheduleSpec {
+    Ok(one_time_spec(at, input))
+}
+
+/// A schedule that invokes the fire function once, at `at`, and then deletes itself.
+fn one_time_spec(at: DateTime<Utc>, input: String) -> ScheduleSpec {
+    ScheduleSpec {
         expression: at_expression(at),
         timezone: "UTC".into(),
         start_date: None,
@@ -123,7 +128,7 @@ pub fn test_run_spec(
         enabled: true,
         delete_after_completion: true,
         input,
-    })
+    }
 }
 
 /// The schedule-dependent part of a spec.
@@ -695,15 +700,7 @@ impl DeliveryQueue for EventBridgeScheduler {
         // next second.
         let earliest = self.clock.now() + chrono::Duration::seconds(1);
         let at = due.max(earliest);
-        let spec = ScheduleSpec {
-            expression: at_expression(at),
-            timezone: "UTC".into(),
-            start_date: None,
-            end_date: None,
-            enabled: true,
-            delete_after_completion: true,
-            input: delivery_input(event_id),
-        };
+        let spec = one_time_spec(at, delivery_input(event_id));
         // Named by the due time asked for (not the clamped one): each attempt gets its own
         // schedule, and queueing the same attempt twice is the same schedule.
         let name = checked_name(format!("dlv-{event_id}-{}", due.timestamp_millis()))?;

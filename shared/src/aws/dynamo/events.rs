@@ -402,7 +402,8 @@ impl DynamoStore {
         Ok(out)
     }
 
-    async fn get(&self, id: &str) -> Result<Option<Event>, StoreError> {
+    /// The event's item, read consistently.
+    async fn event_item(&self, id: &str) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -412,25 +413,19 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| sdk_error("GetItem", e))?;
-        out.item
+        Ok(out.item)
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Event>, StoreError> {
+        self.event_item(id)
+            .await?
             .as_ref()
             .map(|i| decode(get_s(i, "body")?))
             .transpose()
     }
-}
 
-impl DynamoStore {
     async fn delivery(&self, id: &str) -> Result<Option<(Event, DeliveryPlan)>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.tables.events)
-            .set_key(Some(event_key(id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("GetItem", e))?;
-        let Some(item) = out.item else {
+        let Some(item) = self.event_item(id).await? else {
             return Ok(None);
         };
         let Ok(plan) = get_s(&item, "delivery_plan") else {
