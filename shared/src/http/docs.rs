@@ -29,47 +29,50 @@ const CSS: &str = "text/css; charset=utf-8";
 
 /// The files the page loads: Swagger UI's own (extracted by `build.rs` from the vendored
 /// release), and the start-up script, ours.
-static ASSETS: LazyLock<Vec<(&'static str, &'static [u8], &'static str, String)>> =
-    LazyLock::new(|| {
-        [
-            (
-                "swagger-ui.css",
-                include_bytes!(concat!(env!("OUT_DIR"), "/swagger-ui.css")).as_slice(),
-                CSS,
-            ),
-            (
-                "index.css",
-                include_bytes!(concat!(env!("OUT_DIR"), "/index.css")).as_slice(),
-                CSS,
-            ),
-            (
-                "swagger-ui-bundle.js",
-                include_bytes!(concat!(env!("OUT_DIR"), "/swagger-ui-bundle.js")).as_slice(),
-                JS,
-            ),
-            (
-                "swagger-ui-standalone-preset.js",
-                include_bytes!(concat!(env!("OUT_DIR"), "/swagger-ui-standalone-preset.js"))
-                    .as_slice(),
-                JS,
-            ),
-            (
-                "swagger-initializer.js",
-                include_bytes!("ui/swagger-initializer.js").as_slice(),
-                JS,
-            ),
-        ]
-        .into_iter()
-        .map(|(name, body, content_type)| {
-            (
-                name,
-                body,
-                content_type,
-                format!("\"{}\"", content_hash(body)),
-            )
-        })
-        .collect()
-    });
+static ASSETS: LazyLock<Vec<DocsAsset>> = LazyLock::new(|| {
+    [
+        (
+            "swagger-ui.css",
+            include_bytes!(concat!(env!("OUT_DIR"), "/swagger-ui.css")).as_slice(),
+            CSS,
+        ),
+        (
+            "index.css",
+            include_bytes!(concat!(env!("OUT_DIR"), "/index.css")).as_slice(),
+            CSS,
+        ),
+        (
+            "swagger-ui-bundle.js",
+            include_bytes!(concat!(env!("OUT_DIR"), "/swagger-ui-bundle.js")).as_slice(),
+            JS,
+        ),
+        (
+            "swagger-ui-standalone-preset.js",
+            include_bytes!(concat!(env!("OUT_DIR"), "/swagger-ui-standalone-preset.js")).as_slice(),
+            JS,
+        ),
+        (
+            "swagger-initializer.js",
+            include_bytes!("ui/swagger-initializer.js").as_slice(),
+            JS,
+        ),
+    ]
+    .into_iter()
+    .map(|(name, body, content_type)| DocsAsset {
+        name,
+        body,
+        content_type,
+        etag: format!("\"{}\"", content_hash(body)),
+    })
+    .collect()
+});
+
+struct DocsAsset {
+    name: &'static str,
+    body: &'static [u8],
+    content_type: &'static str,
+    etag: String,
+}
 
 /// Swagger UI; "Authorize" takes the bearer token, "Try it out" calls this server.
 #[utoipa::path(get, path = "/docs", tag = "system", operation_id = "docs", security(()),
@@ -86,14 +89,14 @@ pub async fn page(headers: HeaderMap) -> Response {
 }
 
 async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
-    match ASSETS.iter().find(|(name, ..)| *name == file) {
-        Some((name, body, content_type, etag)) => {
-            let cache = if *name == "swagger-initializer.js" {
+    match ASSETS.iter().find(|a| a.name == file) {
+        Some(a) => {
+            let cache = if a.name == "swagger-initializer.js" {
                 NO_CACHE
             } else {
                 SWAGGER_ASSET_CACHE
             };
-            static_response(&headers, body, content_type, etag, cache, None)
+            static_response(&headers, a.body, a.content_type, &a.etag, cache, None)
         }
         None => ApiError::NoRoute.into_response(),
     }
