@@ -11,7 +11,6 @@ use utoipa::ToSchema;
 
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::domain::event::EventStatus;
 use crate::domain::event::{EventSource, EventView};
 use crate::domain::lifecycle::EventState;
 use crate::domain::new_id;
@@ -357,8 +356,7 @@ impl App {
     /// A replayed firing whose delivery never started is handed over again.
     async fn start_delivery(&self, recorded: &Recorded) -> AppResult<()> {
         let e = recorded.event();
-        if e.status == EventStatus::Pending && e.attempts.is_empty() {
-            let due = e.next_attempt_at.unwrap_or(e.fired_at);
+        if let Some(due) = e.first_delivery_due() {
             self.deliveries.enqueue(&e.id, due).await?;
         }
         Ok(())

@@ -73,11 +73,10 @@ impl Deliverer {
         let Some((mut event, plan)) = self.store.get_delivery(event_id).await? else {
             return Ok(Delivery::Nothing);
         };
-        if event.status != EventStatus::Pending {
+        let Some(due) = event.delivery_due() else {
             return Ok(Delivery::Nothing);
-        }
+        };
         let now = self.clock.now();
-        let due = event.next_attempt_at.unwrap_or(event.fired_at);
         if due > now + Duration::milliseconds(EARLY_SLACK_MS) {
             self.queue.enqueue(event_id, due).await?;
             return Ok(Delivery::NotDue(due));

@@ -62,6 +62,19 @@ pub struct Event {
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
+impl Event {
+    /// When the next delivery attempt is due, while the event is still being delivered.
+    pub fn delivery_due(&self) -> Option<DateTime<Utc>> {
+        (self.status == EventStatus::Pending).then(|| self.next_attempt_at.unwrap_or(self.fired_at))
+    }
+
+    /// When the first delivery attempt is due, if none has been made yet: what a firing path
+    /// hands to the delivery queue.
+    pub fn first_delivery_due(&self) -> Option<DateTime<Utc>> {
+        self.delivery_due().filter(|_| self.attempts.is_empty())
+    }
+}
+
 /// An event as a reader sees it at a given moment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct EventView {

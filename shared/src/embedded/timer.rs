@@ -12,7 +12,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use super::sqlite::{SqliteStore, TimerJob};
 use crate::clock::Clock;
-use crate::domain::event::{Event, EventStatus};
+use crate::domain::event::Event;
 use crate::domain::target::Secret;
 use crate::domain::trigger::{Trigger, TriggerDefinition, TriggerStatus};
 use crate::firing::{Outcome, fire_scheduled, fire_test_run};
@@ -218,11 +218,8 @@ impl LocalTimer {
     }
 
     async fn hand_over(&self, event: &Event) {
-        if event.status != EventStatus::Pending {
-            return;
-        }
-        if let Some(queue) = self.inner.deliveries.get() {
-            let due = event.next_attempt_at.unwrap_or(event.fired_at);
+        if let (Some(due), Some(queue)) = (event.first_delivery_due(), self.inner.deliveries.get())
+        {
             if let Err(e) = queue.enqueue(&event.id, due).await {
                 tracing::error!(event_id = %event.id, error = %e, "could not queue a delivery");
             }
