@@ -79,6 +79,7 @@ pub type AppResult<T> = Result<T, AppError>;
 pub struct TriggerView {
     #[serde(flatten)]
     pub trigger: Trigger,
+    #[serde(with = "crate::domain::timestamp::option")]
     pub next_fire_at: Option<DateTime<Utc>>,
     /// The signing secret (`whsec_...`), only in the response that creates the trigger or
     /// rotates the secret. It is never shown again.

@@ -117,6 +117,7 @@ pub struct TriggerStats {
     pub trigger_name: String,
     pub active: u64,
     pub archived: u64,
+    #[serde(with = "crate::domain::timestamp::option")]
     pub last_fired_at: Option<DateTime<Utc>>,
 }
 

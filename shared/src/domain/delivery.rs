@@ -34,6 +34,7 @@ pub enum AttemptError {
 pub struct Attempt {
     /// 1 for the first delivery, 2 for the first retry, ...
     pub number: u32,
+    #[serde(with = "super::timestamp")]
     pub at: DateTime<Utc>,
     /// The response status, when there was a response.
     #[serde(default, skip_serializing_if = "Option::is_none")]

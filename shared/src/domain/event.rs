@@ -49,7 +49,9 @@ pub struct Event {
     pub source: EventSource,
     pub is_test: bool,
     /// The occurrence this firing is for; `null` for api and test firings.
+    #[serde(default, with = "super::timestamp::option")]
     pub scheduled_for: Option<DateTime<Utc>>,
+    #[serde(with = "super::timestamp")]
     pub fired_at: DateTime<Utc>,
     #[schema(value_type = Object)]
     pub payload: Value,
@@ -58,7 +60,11 @@ pub struct Event {
     #[serde(default)]
     pub attempts: Vec<Attempt>,
     /// When the next delivery attempt is due, while `status` is `pending`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::timestamp::option"
+    )]
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
@@ -81,7 +87,9 @@ pub struct EventView {
     #[serde(flatten)]
     pub event: Event,
     pub state: EventState,
+    #[serde(with = "super::timestamp")]
     pub archives_at: DateTime<Utc>,
+    #[serde(with = "super::timestamp")]
     pub expires_at: DateTime<Utc>,
 }
 

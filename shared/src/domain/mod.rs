@@ -6,6 +6,7 @@ pub mod event;
 pub mod lifecycle;
 pub mod schedule;
 pub mod target;
+pub mod timestamp;
 pub mod trigger;
 pub mod validation;
 

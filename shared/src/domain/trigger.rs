@@ -189,7 +189,9 @@ pub struct Trigger {
     pub payload_schema: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Target>,
+    #[serde(with = "super::timestamp")]
     pub created_at: DateTime<Utc>,
+    #[serde(with = "super::timestamp")]
     pub updated_at: DateTime<Utc>,
     /// Increases on every change; the `ETag` of the trigger.
     pub version: u64,

@@ -18,8 +18,10 @@ use crate::domain::trigger::{Trigger, TriggerDefinition, TriggerStatus};
 use crate::firing::{Outcome, fire_scheduled, fire_test_run};
 use crate::ports::{DeliveryQueue, Scheduler, SchedulerError, Store, StoreError, TriggerQuery};
 
-/// Firings in flight at once; more wait for a slot.
-const MAX_IN_FLIGHT: usize = 256;
+/// Firings in flight at once; more wait for a slot. A slot is held until the firing's writes
+/// commit, so this must cover a typical burst: with fewer slots than due jobs, the rest take
+/// their `fired_at` only after earlier group commits, and lateness grows with the burst.
+const MAX_IN_FLIGHT: usize = 4_096;
 /// Later than this, a job first looks for newer occurrences to coalesce into one catch-up.
 const LATE_MS: i64 = 1_000;
 /// Longest the loop sleeps, so its heartbeat proves it alive.
