@@ -53,7 +53,8 @@ pub async fn seed(
     let mut pending = tokio::task::JoinSet::new();
     for i in 0..events {
         let trigger_id = ids[i % ids.len().max(1)].clone();
-        let age = Duration::milliseconds(span_ms * i as i64 / events.max(1) as i64);
+        // Oldest first, as firings arrive.
+        let age = Duration::milliseconds(span_ms * (events - 1 - i) as i64 / events.max(1) as i64);
         let event = Event {
             id: new_id(),
             trigger_id: Some(trigger_id),

@@ -1,4 +1,4 @@
-//! The store port on SQLite (WAL): triggers, events, per-hour counters and the timer's jobs.
+//! The store port on SQLite (WAL): triggers, events with per-trigger ranks, and the timer's jobs.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,36 +20,32 @@ use crate::ports::{
     TriggerStore, cursor,
 };
 
-const HOUR_MS: i64 = 3_600_000;
 const READERS: usize = 4;
 /// Threads (each with its own connection) for long reads.
 const LONG_READERS: usize = 2;
 /// Nice value of the long-read threads: a stats recomputation at 1M events takes tens of
 /// milliseconds of CPU, and at normal priority the requests that arrive meanwhile wait for it.
-const LONG_READ_NICE: i32 = 10;
+const LONG_READ_NICE: i32 = 19;
 /// Rows deleted per purge transaction, so a big purge never blocks writers for long.
 const PURGE_BATCH: i64 = 5_000;
 
-const SCHEMA: &str = "
+/// Tables; indexes come after [`migrate`], which may add the columns they cover.
+const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS triggers (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL,
     version INTEGER NOT NULL, body TEXT NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS triggers_by_kind ON triggers(kind, id);
-CREATE INDEX IF NOT EXISTS triggers_by_status ON triggers(status, id);
+-- seq: the event's rank among its trigger's events in (fired_ms, id) order, 1 for the first
+-- ever recorded; purges leave the survivors' ranks alone, so counts are differences of ranks.
 CREATE TABLE IF NOT EXISTS events (
     id TEXT PRIMARY KEY, trigger_key TEXT NOT NULL, source TEXT NOT NULL,
     is_test INTEGER NOT NULL, fired_ms INTEGER NOT NULL, dedupe_key TEXT UNIQUE,
-    body TEXT NOT NULL
+    body TEXT NOT NULL, seq INTEGER NOT NULL DEFAULT 0
 );
--- Time order for listings and purges; trigger_key makes it covering for the stats edge counts.
-DROP INDEX IF EXISTS events_by_time;
-CREATE INDEX IF NOT EXISTS events_by_fired ON events(fired_ms, id, trigger_key);
-CREATE INDEX IF NOT EXISTS events_by_trigger ON events(trigger_key, fired_ms, id);
-CREATE TABLE IF NOT EXISTS event_counts (
-    trigger_key TEXT NOT NULL, hour INTEGER NOT NULL, n INTEGER NOT NULL,
-    last_fired_ms INTEGER NOT NULL, trigger_name TEXT NOT NULL,
-    PRIMARY KEY (trigger_key, hour)
+-- One row per trigger key with events: the newest name and time, and the highest seq.
+CREATE TABLE IF NOT EXISTS trigger_event_totals (
+    trigger_key TEXT PRIMARY KEY, trigger_name TEXT NOT NULL, last_fired_ms INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS trigger_secrets (
     id TEXT PRIMARY KEY, secret TEXT NOT NULL
@@ -62,6 +58,45 @@ CREATE TABLE IF NOT EXISTS timer_jobs (
     key TEXT PRIMARY KEY, due_ms INTEGER NOT NULL, generation INTEGER NOT NULL, test_run TEXT
 ) WITHOUT ROWID;
 ";
+
+const INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS triggers_by_kind ON triggers(kind, id);
+CREATE INDEX IF NOT EXISTS triggers_by_status ON triggers(status, id);
+-- Time order for global listings and purges.
+CREATE INDEX IF NOT EXISTS events_by_fired ON events(fired_ms, id);
+-- Per-trigger listings; seq makes it covering for the stats' rank lookups.
+CREATE INDEX IF NOT EXISTS events_by_trigger_seq ON events(trigger_key, fired_ms, id, seq);
+";
+
+/// Brings a database written by an earlier version to the current layout, in one transaction:
+/// per-trigger ranks replace the per-hour counters, whose stats cost grew with the log.
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let has_seq: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('events') WHERE name = 'seq'",
+        [],
+        |r| r.get(0),
+    )?;
+    let tx = conn.transaction()?;
+    if !has_seq {
+        tracing::info!("migrating the event log to per-trigger ranks (once)");
+        tx.execute_batch(
+            "ALTER TABLE events ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+             WITH ranked AS (SELECT id, ROW_NUMBER() OVER
+                 (PARTITION BY trigger_key ORDER BY fired_ms, id) AS r FROM events)
+             UPDATE events SET seq = ranked.r FROM ranked WHERE ranked.id = events.id;
+             INSERT OR REPLACE INTO trigger_event_totals
+                 (trigger_key, trigger_name, last_fired_ms, last_seq)
+             SELECT trigger_key, json_extract(body, '$.trigger_name'), fired_ms, MAX(seq)
+             FROM events GROUP BY trigger_key;",
+        )?;
+    }
+    tx.execute_batch(
+        "DROP TABLE IF EXISTS event_counts;
+         DROP INDEX IF EXISTS events_by_time;
+         DROP INDEX IF EXISTS events_by_trigger;",
+    )?;
+    tx.commit()
+}
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
@@ -203,8 +238,10 @@ fn run_writer(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let writer = connect(path).map_err(unavailable)?;
-        writer.execute_batch(SCHEMA).map_err(unavailable)?;
+        let mut writer = connect(path).map_err(unavailable)?;
+        writer.execute_batch(TABLES).map_err(unavailable)?;
+        migrate(&mut writer).map_err(unavailable)?;
+        writer.execute_batch(INDEXES).map_err(unavailable)?;
         let readers = (0..READERS)
             .map(|_| connect(path).map(Mutex::new))
             .collect::<rusqlite::Result<Vec<_>>>()
@@ -431,9 +468,10 @@ fn record(tx: &Connection, new: NewEvent) -> Result<Recorded, StoreError> {
     let key = trigger_key(e.trigger_id.as_deref());
     let fired = ms(e.fired_at);
     let body = encode(e)?;
+    let (seq, highest) = take_rank(tx, key, fired, &e.id)?;
     tx.prepare_cached(
-        "INSERT INTO events (id, trigger_key, source, is_test, fired_ms, dedupe_key, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO events (id, trigger_key, source, is_test, fired_ms, dedupe_key, body, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )
     .and_then(|mut st| {
         st.execute(params![
@@ -443,31 +481,18 @@ fn record(tx: &Connection, new: NewEvent) -> Result<Recorded, StoreError> {
             e.is_test,
             fired,
             new.dedupe_key,
-            body
+            body,
+            seq
         ])
     })
     .map_err(unavailable)?;
+    count_event(tx, key, fired, &e.trigger_name, highest)?;
     if let Some(plan) = &new.delivery {
         let plan = encode(plan)?;
         tx.prepare_cached("INSERT INTO deliveries (event_id, due_ms, plan) VALUES (?1, ?2, ?3)")
             .and_then(|mut st| st.execute(params![e.id, fired, plan]))
             .map_err(unavailable)?;
     }
-    tx.prepare_cached(
-        "INSERT INTO event_counts (trigger_key, hour, n, last_fired_ms, trigger_name)
-         VALUES (?1, ?2, 1, ?3, ?4)
-         ON CONFLICT(trigger_key, hour) DO UPDATE SET n = n + 1,
-           last_fired_ms = max(last_fired_ms, ?3), trigger_name = ?4",
-    )
-    .and_then(|mut st| {
-        st.execute(params![
-            key,
-            fired.div_euclid(HOUR_MS),
-            fired,
-            e.trigger_name
-        ])
-    })
-    .map_err(unavailable)?;
     if let Some((id, version)) = &new.complete {
         let body: Option<String> = tx
             .prepare_cached(
@@ -485,6 +510,68 @@ fn record(tx: &Connection, new: NewEvent) -> Result<Recorded, StoreError> {
         }
     }
     Ok(Recorded::Written(new.event))
+}
+
+/// The rank a new event of `key` fired at `fired` takes, and the key's highest rank once it is
+/// in. Firings arrive in time order, so the rank is almost always one past the highest; an event
+/// that sorts before some already recorded (a concurrent firing that committed late) takes the
+/// first one's rank and shifts those after it.
+fn take_rank(tx: &Connection, key: &str, fired: i64, id: &str) -> Result<(i64, i64), StoreError> {
+    let highest: Option<i64> = tx
+        .prepare_cached("SELECT last_seq FROM trigger_event_totals WHERE trigger_key = ?1")
+        .and_then(|mut st| st.query_row(params![key], |r| r.get(0)).optional())
+        .map_err(unavailable)?;
+    let successor: Option<i64> = tx
+        .prepare_cached(
+            "SELECT seq FROM events WHERE trigger_key = ?1 AND (fired_ms, id) > (?2, ?3)
+             ORDER BY fired_ms, id LIMIT 1",
+        )
+        .and_then(|mut st| {
+            st.query_row(params![key, fired, id], |r| r.get(0))
+                .optional()
+        })
+        .map_err(unavailable)?;
+    if let Some(rank) = successor {
+        tx.prepare_cached(
+            "UPDATE events SET seq = seq + 1 WHERE trigger_key = ?1 AND (fired_ms, id) > (?2, ?3)",
+        )
+        .and_then(|mut st| st.execute(params![key, fired, id]))
+        .map_err(unavailable)?;
+        let highest = match highest {
+            Some(h) => h,
+            // No totals row beside recorded events: only while a purge is between its steps.
+            None => tx
+                .prepare_cached(
+                    "SELECT seq - 1 FROM events WHERE trigger_key = ?1
+                     ORDER BY fired_ms DESC, id DESC LIMIT 1",
+                )
+                .and_then(|mut st| st.query_row(params![key], |r| r.get(0)))
+                .map_err(unavailable)?,
+        };
+        return Ok((rank, highest + 1));
+    }
+    let rank = highest.unwrap_or(0) + 1;
+    Ok((rank, rank))
+}
+
+/// Records a just-inserted event in its key's totals row (the newest name wins).
+fn count_event(
+    tx: &Connection,
+    key: &str,
+    fired: i64,
+    name: &str,
+    highest: i64,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO trigger_event_totals (trigger_key, trigger_name, last_fired_ms, last_seq)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(trigger_key) DO UPDATE SET last_seq = ?4,
+           trigger_name = CASE WHEN ?3 >= last_fired_ms THEN ?2 ELSE trigger_name END,
+           last_fired_ms = max(last_fired_ms, ?3)",
+    )
+    .and_then(|mut st| st.execute(params![key, name, fired, highest]))
+    .map_err(unavailable)?;
+    Ok(())
 }
 
 /// Inserts (`expected` = None) or replaces at `expected` version; returns rows changed.
@@ -567,30 +654,6 @@ impl Filter {
 
 fn text(s: &str) -> SqlValue {
     SqlValue::Text(s.to_string())
-}
-
-/// Counts per trigger of the events fired after `cut` within its partial edge hour, from the
-/// time index: the whole hours come from the counters, so this reads at most one hour of events.
-fn edge_counts(
-    c: &Connection,
-    cut: i64,
-) -> Result<std::collections::HashMap<String, u64>, StoreError> {
-    let edge_end = (cut.div_euclid(HOUR_MS) + 1) * HOUR_MS;
-    // Pinned to the covering time index: with ANALYZE statistics SQLite may prefer a skip scan
-    // of events_by_trigger, which seeks once per trigger.
-    let mut stmt = c
-        .prepare_cached(
-            "SELECT trigger_key, COUNT(*) FROM events INDEXED BY events_by_fired
-             WHERE fired_ms > ?1 AND fired_ms < ?2 GROUP BY trigger_key",
-        )
-        .map_err(unavailable)?;
-    let rows = stmt
-        .query_map(params![cut, edge_end], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })
-        .map_err(unavailable)?;
-    rows.map(|row| row.map(|(k, n)| (k, n as u64)).map_err(unavailable))
-        .collect()
 }
 
 #[async_trait]
@@ -723,48 +786,53 @@ impl EventStore for SqliteStore {
     ) -> Result<Vec<TriggerStats>, StoreError> {
         let active_cut = ms(active.after);
         let retain_cut = ms(archived.after);
-        let (active_hour, retain_hour) = (
-            active_cut.div_euclid(HOUR_MS),
-            retain_cut.div_euclid(HOUR_MS),
-        );
         self.read(move |c| {
-            let edge_active = edge_counts(c, active_cut)?;
-            let edge_retain = edge_counts(c, retain_cut)?;
-            // One pass over the hour counters. With a single MAX, SQLite takes trigger_name from
-            // that row: the newest name.
+            // Per key, events after a cut = its highest rank - the rank of its first event after
+            // the cut + 1: one seek in the covering per-trigger index per cut, however long the
+            // log. One statement, so the per-key work stays inside SQLite.
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT trigger_key, trigger_name, MAX(last_fired_ms),
-                            SUM(CASE WHEN hour > ?2 THEN n ELSE 0 END),
-                            SUM(CASE WHEN hour > ?1 THEN n ELSE 0 END)
-                     FROM event_counts WHERE hour >= ?1 GROUP BY trigger_key ORDER BY trigger_key",
+                    "SELECT t.trigger_key, t.trigger_name, t.last_fired_ms, t.last_seq,
+                       (SELECT seq FROM events INDEXED BY events_by_trigger_seq
+                        WHERE trigger_key = t.trigger_key AND fired_ms > ?1
+                        ORDER BY fired_ms, id LIMIT 1),
+                       CASE WHEN t.last_fired_ms > ?2 THEN
+                       (SELECT seq FROM events INDEXED BY events_by_trigger_seq
+                        WHERE trigger_key = t.trigger_key AND fired_ms > ?2
+                        ORDER BY fired_ms, id LIMIT 1) END
+                     FROM trigger_event_totals t WHERE t.last_fired_ms > ?1
+                     ORDER BY t.trigger_key",
                 )
                 .map_err(unavailable)?;
             let rows = stmt
-                .query_map(params![retain_hour, active_hour], |r| {
+                .query_map(params![retain_cut, active_cut], |r| {
                     Ok((
                         r.get::<_, String>(0)?,
                         r.get::<_, String>(1)?,
                         r.get::<_, i64>(2)?,
                         r.get::<_, i64>(3)?,
-                        r.get::<_, i64>(4)?,
+                        r.get::<_, Option<i64>>(4)?,
+                        r.get::<_, Option<i64>>(5)?,
                     ))
                 })
                 .map_err(unavailable)?;
             let mut out = Vec::new();
             for row in rows {
-                let (key, name, last, whole_active, whole_retained) = row.map_err(unavailable)?;
-                let act = whole_active as u64 + edge_active.get(&key).copied().unwrap_or(0);
-                let total = whole_retained as u64 + edge_retain.get(&key).copied().unwrap_or(0);
+                let (key, name, last_fired, highest, first_retained, first_active) =
+                    row.map_err(unavailable)?;
+                let after =
+                    |first: Option<i64>| first.map_or(0, |f| (highest - f + 1).max(0) as u64);
+                let total = after(first_retained);
                 if total == 0 {
                     continue;
                 }
+                let act = after(first_active);
                 out.push(TriggerStats {
                     trigger_id: (!key.is_empty()).then_some(key),
                     trigger_name: name,
                     active: act,
                     archived: total.saturating_sub(act),
-                    last_fired_at: from_ms(last),
+                    last_fired_at: from_ms(last_fired),
                 });
             }
             Ok(out)
@@ -842,10 +910,11 @@ impl EventStore for SqliteStore {
                 break;
             }
         }
+        // Keys whose every event is gone start again from rank 1.
         self.write(move |c| {
             c.execute(
-                "DELETE FROM event_counts WHERE hour < ?1",
-                params![cut.div_euclid(HOUR_MS)],
+                "DELETE FROM trigger_event_totals WHERE last_fired_ms <= ?1",
+                params![cut],
             )
             .map_err(unavailable)
         })
@@ -855,5 +924,123 @@ impl EventStore for SqliteStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.read_now(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(unavailable))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::event::{EventSource, EventStatus};
+    use crate::domain::lifecycle::{EventState, Lifecycle};
+    use crate::domain::trigger::TriggerKind;
+    use chrono::Duration;
+
+    fn event(trigger: &str, fired_at: DateTime<Utc>) -> Event {
+        Event {
+            id: crate::domain::new_id(),
+            trigger_id: Some(trigger.into()),
+            trigger_name: format!("name of {trigger}"),
+            kind: TriggerKind::Api,
+            source: EventSource::Api,
+            is_test: false,
+            scheduled_for: None,
+            fired_at,
+            payload: serde_json::Value::Null,
+            status: EventStatus::Success,
+            attempts: Vec::new(),
+            next_attempt_at: None,
+        }
+    }
+
+    /// A data directory written by the version with per-hour counters opens with exact stats,
+    /// and new firings count on top of the migrated ranks.
+    #[tokio::test]
+    async fn a_database_with_hour_counters_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("etp.sqlite3");
+        let now = DateTime::parse_from_rfc3339("2026-11-24T12:34:56Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE events (
+                    id TEXT PRIMARY KEY, trigger_key TEXT NOT NULL, source TEXT NOT NULL,
+                    is_test INTEGER NOT NULL, fired_ms INTEGER NOT NULL, dedupe_key TEXT UNIQUE,
+                    body TEXT NOT NULL);
+                 CREATE INDEX events_by_time ON events(fired_ms, id);
+                 CREATE INDEX events_by_trigger ON events(trigger_key, fired_ms, id);
+                 CREATE TABLE event_counts (
+                    trigger_key TEXT NOT NULL, hour INTEGER NOT NULL, n INTEGER NOT NULL,
+                    last_fired_ms INTEGER NOT NULL, trigger_name TEXT NOT NULL,
+                    PRIMARY KEY (trigger_key, hour)) WITHOUT ROWID;",
+            )
+            .unwrap();
+            // a: one active, two archived, one expired; b: one archived. Written out of order.
+            for (key, age_min) in [
+                ("a", 30),
+                ("a", 3_000),
+                ("b", 200),
+                ("a", 125),
+                ("a", 2_800),
+            ] {
+                let e = event(key, now - Duration::minutes(age_min));
+                old.execute(
+                    "INSERT INTO events VALUES (?1, ?2, 'api', 0, ?3, NULL, ?4)",
+                    params![e.id, key, ms(e.fired_at), encode(&e).unwrap()],
+                )
+                .unwrap();
+            }
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let l = Lifecycle::default();
+        let stats = || async {
+            let rows = store
+                .event_stats(
+                    l.window(EventState::Active, now),
+                    l.window(EventState::Archived, now),
+                )
+                .await
+                .unwrap();
+            rows.into_iter()
+                .map(|r| (r.trigger_id.unwrap(), r.active, r.archived))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            stats().await,
+            vec![("a".to_string(), 1, 2), ("b".to_string(), 0, 1)]
+        );
+        store
+            .record_event(NewEvent {
+                event: event("a", now - Duration::seconds(1)),
+                dedupe_key: None,
+                complete: None,
+                delivery: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            stats().await,
+            vec![("a".to_string(), 2, 2), ("b".to_string(), 0, 1)]
+        );
+        drop(store);
+        // Opening again does not migrate twice.
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            store
+                .list_events(&EventQuery {
+                    window: l.window(EventState::Active, now),
+                    trigger_id: Some("a".into()),
+                    source: None,
+                    is_test: None,
+                    limit: 10,
+                    cursor: None,
+                })
+                .await
+                .unwrap()
+                .items
+                .len(),
+            2
+        );
     }
 }
