@@ -16,7 +16,8 @@ use crate::domain::lifecycle::EventState;
 use crate::domain::new_id;
 use crate::domain::target::Secret;
 use crate::domain::trigger::{
-    Purpose, Trigger, TriggerDefinition, TriggerKind, TriggerStatus, compile_schema, payload_errors,
+    FiringFields, Purpose, Trigger, TriggerDefinition, TriggerKind, TriggerStatus, compile_schema,
+    payload_errors,
 };
 use crate::domain::validation::ValidationError;
 use crate::firing::{delivery_plan, fire_test_run, idempotency_key, new_event};
@@ -85,6 +86,25 @@ pub struct TriggerView {
     /// rotates the secret. It is never shown again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+}
+
+impl TriggerView {
+    /// The JSON of the view of a trigger (no secret) from the trigger's own JSON
+    /// (`serde_json::to_string` of the `Trigger`): its fields, then `next_fire_at`. Reads only
+    /// the status and schedule. `None` if `trigger_json` is not a trigger.
+    pub fn json_at(trigger_json: &str, now: DateTime<Utc>) -> Option<String> {
+        let firing: FiringFields = serde_json::from_str(trigger_json).ok()?;
+        let fields = trigger_json.strip_suffix('}').filter(|f| f.len() > 1)?;
+        let mut out = String::with_capacity(trigger_json.len() + 48);
+        out.push_str(fields);
+        out.push_str(",\"next_fire_at\":");
+        match firing.next_fire_after(now) {
+            Some(t) => crate::domain::timestamp::push_json(&mut out, &t),
+            None => out.push_str("null"),
+        }
+        out.push('}');
+        Some(out)
+    }
 }
 
 /// What a test run of a definition did.
@@ -261,6 +281,25 @@ impl App {
 
     pub async fn list_triggers(&self, query: &TriggerQuery) -> AppResult<Page<Trigger>> {
         Ok(self.store.list_triggers(query).await?)
+    }
+
+    /// One page of triggers as the JSON of their views (see [`TriggerView::json_at`]).
+    pub async fn list_trigger_views_json(&self, query: &TriggerQuery) -> AppResult<Page<String>> {
+        let now = self.now();
+        let page = self.store.list_triggers_json(query).await?;
+        let mut items = Vec::with_capacity(page.items.len());
+        for json in &page.items {
+            match TriggerView::json_at(json, now) {
+                Some(view) => items.push(view),
+                None => {
+                    return Err(StoreError::Unavailable("unreadable stored trigger".into()).into());
+                }
+            }
+        }
+        Ok(Page {
+            items,
+            next_cursor: page.next_cursor,
+        })
     }
 
     /// Writes `next` over `current` and tells the scheduler; undoes the write if it cannot.
@@ -577,12 +616,28 @@ impl App {
             })
     }
 
+    /// One page of events as seen now.
     pub async fn list_events(&self, filter: EventFilter) -> AppResult<Page<EventView>> {
+        let page = self.list_event_views_json(filter).await?;
+        Ok(Page {
+            items: page
+                .items
+                .iter()
+                .map(|v| serde_json::from_str(v))
+                .collect::<Result<_, _>>()
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    /// One page of events as the JSON of their views (see [`EventView::json_at`]): listings
+    /// send the stored JSON with the read-time fields added, without decoding it.
+    pub async fn list_event_views_json(&self, filter: EventFilter) -> AppResult<Page<String>> {
         let now = self.now();
         let lifecycle = self.settings.lifecycle;
         let page = self
             .store
-            .list_events(&EventQuery {
+            .list_events_json(&EventQuery {
                 window: lifecycle.window(filter.state, now),
                 trigger_id: filter.trigger_id,
                 source: filter.source,
@@ -594,8 +649,8 @@ impl App {
         Ok(Page {
             items: page
                 .items
-                .into_iter()
-                .filter_map(|e| EventView::at(e, &lifecycle, now))
+                .iter()
+                .filter_map(|e| EventView::json_at(&e.json, e.fired_at, &lifecycle, now))
                 .collect(),
             next_cursor: page.next_cursor,
         })
@@ -682,5 +737,49 @@ impl App {
     pub async fn purge_expired(&self) -> AppResult<u64> {
         let cutoff = self.settings.lifecycle.expired_at_or_before(self.now());
         Ok(self.store.purge_events(cutoff).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Listings splice the stored JSON; what they send must be byte for byte the view's JSON.
+    #[test]
+    fn trigger_json_at_is_the_views_json() {
+        let now = DateTime::parse_from_rfc3339("2026-11-24T10:00:30.5Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let defs = [
+            json!({"name": "api \"quoted\" é", "kind": "api",
+                   "payload_schema": {"type": "object", "required": ["a"]}}),
+            json!({"name": "every", "kind": "scheduled",
+                   "schedule": {"type": "interval", "every_seconds": 60},
+                   "payload": {"x": [1, 2]}, "target": {"url": "https://example.com/h"}}),
+            json!({"name": "cron", "kind": "scheduled",
+                   "schedule": {"type": "cron", "expression": "0 9 * * MON-FRI",
+                                "timezone": "Europe/Berlin"}}),
+        ];
+        for def in defs {
+            let def: TriggerDefinition = serde_json::from_value(def).unwrap();
+            let created = Trigger::create(def, crate::domain::new_id(), now);
+            for t in [
+                created.clone(),
+                created.with_status(TriggerStatus::Paused, now),
+            ] {
+                let stored = serde_json::to_string(&t).unwrap();
+                let view = TriggerView {
+                    next_fire_at: t.next_fire_after(now),
+                    trigger: t,
+                    secret: None,
+                };
+                assert_eq!(
+                    TriggerView::json_at(&stored, now),
+                    Some(serde_json::to_string(&view).unwrap())
+                );
+            }
+        }
+        assert_eq!(TriggerView::json_at("{}", now), None);
     }
 }

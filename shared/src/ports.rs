@@ -67,6 +67,13 @@ pub mod cursor {
     }
 }
 
+/// An event as its JSON, with the field a read-time view needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventJson {
+    pub fired_at: DateTime<Utc>,
+    pub json: String,
+}
+
 /// One page of results and the opaque cursor for the next, if there is one.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Page<T> {
@@ -154,6 +161,20 @@ pub trait TriggerStore: Send + Sync {
     async fn get_trigger(&self, id: &str) -> Result<Option<Trigger>, StoreError>;
     /// Triggers in id (creation) order, without their secrets (only single reads carry them).
     async fn list_triggers(&self, query: &TriggerQuery) -> Result<Page<Trigger>, StoreError>;
+    /// The same page as each trigger's JSON (exactly `serde_json::to_string(&trigger)`, no
+    /// secret); a store that keeps that JSON returns it as is, this default encodes.
+    async fn list_triggers_json(&self, query: &TriggerQuery) -> Result<Page<String>, StoreError> {
+        let page = self.list_triggers(query).await?;
+        Ok(Page {
+            items: page
+                .items
+                .iter()
+                .map(serde_json::to_string)
+                .collect::<Result<_, _>>()
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+            next_cursor: page.next_cursor,
+        })
+    }
     /// Writes `trigger` only if the stored version is `expected_version`.
     async fn replace_trigger(
         &self,
@@ -170,6 +191,28 @@ pub trait EventStore: Send + Sync {
     async fn get_event(&self, id: &str) -> Result<Option<Event>, StoreError>;
     /// Events with `fired_at` in the window, newest first.
     async fn list_events(&self, query: &EventQuery) -> Result<Page<Event>, StoreError>;
+    /// The same page as each event's JSON (exactly `serde_json::to_string(&event)`), for
+    /// listings that only add read-time fields. A store that keeps that JSON returns it as is,
+    /// saving a decode and an encode per event; this default encodes.
+    async fn list_events_json(&self, query: &EventQuery) -> Result<Page<EventJson>, StoreError> {
+        let page = self.list_events(query).await?;
+        let items = page
+            .items
+            .iter()
+            .map(|e| {
+                serde_json::to_string(e)
+                    .map(|json| EventJson {
+                        fired_at: e.fired_at,
+                        json,
+                    })
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Page {
+            items,
+            next_cursor: page.next_cursor,
+        })
+    }
     /// Counts per trigger of events fired in `active` and in `archived`.
     async fn event_stats(
         &self,

@@ -94,6 +94,32 @@ pub struct EventView {
 }
 
 impl EventView {
+    /// The JSON of [`EventView::at`] built from the event's own JSON (`serde_json::to_string` of
+    /// the `Event`) without decoding it: the view is the event's fields, then the read-time ones.
+    /// `None` once the event has expired, or if `event_json` is not an object.
+    pub fn json_at(
+        event_json: &str,
+        fired_at: DateTime<Utc>,
+        lifecycle: &Lifecycle,
+        now: DateTime<Utc>,
+    ) -> Option<String> {
+        let state = lifecycle.state(fired_at, now)?;
+        let fields = event_json.strip_suffix('}').filter(|f| f.len() > 1)?;
+        let mut out = String::with_capacity(event_json.len() + 96);
+        out.push_str(fields);
+        out.push_str(",\"state\":");
+        out.push_str(match state {
+            EventState::Active => "\"active\"",
+            EventState::Archived => "\"archived\"",
+        });
+        out.push_str(",\"archives_at\":");
+        super::timestamp::push_json(&mut out, &lifecycle.archives_at(fired_at));
+        out.push_str(",\"expires_at\":");
+        super::timestamp::push_json(&mut out, &lifecycle.expires_at(fired_at));
+        out.push('}');
+        Some(out)
+    }
+
     /// The event as seen at `now`, or `None` once it has expired.
     pub fn at(event: Event, lifecycle: &Lifecycle, now: DateTime<Utc>) -> Option<Self> {
         let state = lifecycle.state(event.fired_at, now)?;
@@ -103,5 +129,51 @@ impl EventView {
             expires_at: lifecycle.expires_at(event.fired_at),
             event,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn sample(attempts: Vec<Attempt>, next: Option<DateTime<Utc>>) -> Event {
+        let fired_at = DateTime::parse_from_rfc3339("2026-11-24T10:00:00.387Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        Event {
+            id: "01kevent".into(),
+            trigger_id: Some("01ktrigger".into()),
+            trigger_name: "quote \" and \\ and é".into(),
+            kind: TriggerKind::Scheduled,
+            source: EventSource::Schedule,
+            is_test: false,
+            scheduled_for: Some(fired_at - Duration::milliseconds(387)),
+            fired_at,
+            payload: serde_json::json!({"b": [1, 2], "a": {"nested": null}}),
+            status: EventStatus::Pending,
+            attempts,
+            next_attempt_at: next,
+        }
+    }
+
+    /// Listings splice the stored JSON; what they send must be byte for byte the view's JSON.
+    #[test]
+    fn json_at_is_the_views_json() {
+        let l = Lifecycle::default();
+        let e = sample(Vec::new(), None);
+        let later = sample(Vec::new(), Some(e.fired_at + Duration::seconds(5)));
+        for (event, age) in [
+            (e, 1),
+            (later, 3 * 3600),
+            (sample(Vec::new(), None), 49 * 3600),
+        ] {
+            let now = event.fired_at + Duration::seconds(age);
+            let stored = serde_json::to_string(&event).unwrap();
+            let spliced = EventView::json_at(&stored, event.fired_at, &l, now);
+            let view = EventView::at(event, &l, now).map(|v| serde_json::to_string(&v).unwrap());
+            assert_eq!(spliced, view);
+        }
+        assert_eq!(EventView::json_at("{}", Utc::now(), &l, Utc::now()), None);
     }
 }

@@ -109,6 +109,19 @@ pub fn parse(s: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
     }
 }
 
+/// Appends `t` as a JSON string, exactly as [`serialize`] writes it.
+pub fn push_json(out: &mut String, t: &DateTime<Utc>) {
+    let mut buf = [0u8; MAX_LEN];
+    match format(t, &mut buf) {
+        Some(len) => {
+            out.push('"');
+            out.push_str(std::str::from_utf8(&buf[..len]).unwrap_or_default());
+            out.push('"');
+        }
+        None => out.push_str(&serde_json::to_string(t).unwrap_or_else(|_| "null".into())),
+    }
+}
+
 pub fn serialize<S: Serializer>(t: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
     let mut buf = [0u8; MAX_LEN];
     match format(t, &mut buf) {

@@ -172,6 +172,33 @@ pub fn payload_errors(validator: &jsonschema::Validator, payload: &Value) -> Vec
         .collect()
 }
 
+fn next_fire(
+    status: TriggerStatus,
+    schedule: Option<&Schedule>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    match (status, schedule) {
+        (TriggerStatus::Active, Some(s)) => s.next_after(now),
+        _ => None,
+    }
+}
+
+/// The fields of a trigger's JSON that decide its next firing, read without the rest (listings
+/// add `next_fire_at` to the stored JSON instead of decoding and re-encoding it).
+#[derive(Debug, Deserialize)]
+pub struct FiringFields {
+    pub status: TriggerStatus,
+    #[serde(default)]
+    pub schedule: Option<Schedule>,
+}
+
+impl FiringFields {
+    /// The same as [`Trigger::next_fire_after`].
+    pub fn next_fire_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        next_fire(self.status, self.schedule.as_ref(), now)
+    }
+}
+
 /// A stored trigger.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Trigger {
@@ -258,10 +285,7 @@ impl Trigger {
 
     /// When the trigger fires next, if it is active and its schedule has a future occurrence.
     pub fn next_fire_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        match (&self.status, &self.schedule) {
-            (TriggerStatus::Active, Some(s)) => s.next_after(now),
-            _ => None,
-        }
+        next_fire(self.status, self.schedule.as_ref(), now)
     }
 
     /// This trigger with a new signing secret.

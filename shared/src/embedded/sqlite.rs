@@ -16,8 +16,8 @@ use crate::domain::lifecycle::FiredWindow;
 use crate::domain::target::Secret;
 use crate::domain::trigger::{Trigger, TriggerStatus};
 use crate::ports::{
-    EventQuery, EventStore, NewEvent, Page, Recorded, StoreError, TriggerQuery, TriggerStats,
-    TriggerStore, cursor,
+    EventJson, EventQuery, EventStore, NewEvent, Page, Recorded, StoreError, TriggerQuery,
+    TriggerStats, TriggerStore, cursor,
 };
 
 const READERS: usize = 4;
@@ -28,6 +28,11 @@ const LONG_READERS: usize = 2;
 const LONG_READ_NICE: i32 = 19;
 /// Rows deleted per purge transaction, so a big purge never blocks writers for long.
 const PURGE_BATCH: i64 = 5_000;
+
+/// The encoding of trigger and event bodies, kept in `PRAGMA user_version`: listings serve the
+/// stored JSON as it is, so a change to the JSON shape of `Trigger` or `Event` must raise this
+/// (the test `body_format_is_current` fails until it does); [`migrate`] then rewrites every body.
+const BODY_FORMAT: i64 = 1;
 
 /// Tables; indexes come after [`migrate`], which may add the columns they cover.
 const TABLES: &str = "
@@ -95,7 +100,63 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
          DROP INDEX IF EXISTS events_by_time;
          DROP INDEX IF EXISTS events_by_trigger;",
     )?;
+    let format: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if format < BODY_FORMAT {
+        reencode_triggers(&tx)?;
+        reencode_events(&tx)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {BODY_FORMAT};"))?;
+    }
     tx.commit()
+}
+
+/// Rewrites every trigger body in the current encoding (triggers are few: one pass).
+fn reencode_triggers(tx: &Connection) -> rusqlite::Result<()> {
+    let bodies: Vec<(String, String)> = tx
+        .prepare("SELECT id, body FROM triggers")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut write = tx.prepare("UPDATE triggers SET body = ?2 WHERE id = ?1")?;
+    for (id, body) in bodies {
+        let Ok(current) = decode::<Trigger>(&body).and_then(|t| encode(&t)) else {
+            tracing::warn!(trigger_id = %id, "trigger body not readable; left as it is");
+            continue;
+        };
+        if current != body {
+            write.execute(params![id, current])?;
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites every event body in the current encoding, so listings can serve bodies as stored.
+/// Reads in rowid batches and writes between them, never while a read is open on the table.
+fn reencode_events(tx: &Connection) -> rusqlite::Result<()> {
+    let mut read =
+        tx.prepare("SELECT rowid, body FROM events WHERE rowid > ?1 ORDER BY rowid LIMIT 10000")?;
+    let mut write = tx.prepare("UPDATE events SET body = ?2 WHERE rowid = ?1")?;
+    let (mut after, mut n) = (i64::MIN, 0u64);
+    loop {
+        let batch: Vec<(i64, String)> = read
+            .query_map(params![after], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let Some((last, _)) = batch.last() else { break };
+        after = *last;
+        for (rowid, body) in batch {
+            // An unreadable body stays as it is; reading that event reports it.
+            let Ok(current) = decode::<Event>(&body).and_then(|e| encode(&e)) else {
+                tracing::warn!(rowid, "event body not readable; left as it is");
+                continue;
+            };
+            if current != body {
+                write.execute(params![rowid, current])?;
+                n += 1;
+            }
+        }
+    }
+    if n > 0 {
+        tracing::info!(events = n, "event bodies rewritten in the current encoding");
+    }
+    Ok(())
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -332,23 +393,6 @@ impl SqliteStore {
             }
         }
         f(&lock(&inner.readers[start % n]))
-    }
-
-    /// The JSON `body` column of every row `sql` selects, decoded after the connection is
-    /// released so other reads can use it meanwhile.
-    fn bodies<T: serde::de::DeserializeOwned>(
-        &self,
-        sql: &str,
-        values: Vec<SqlValue>,
-    ) -> Result<Vec<T>, StoreError> {
-        let raw: Vec<String> = self.read_now(|c| {
-            let mut stmt = c.prepare_cached(sql).map_err(unavailable)?;
-            let rows = stmt
-                .query_map(params_from_iter(values), |r| r.get::<_, String>(0))
-                .map_err(unavailable)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(unavailable)
-        })?;
-        raw.iter().map(|b| decode(b)).collect()
     }
 
     /// Every job the timer has to run, for loading at start-up.
@@ -684,6 +728,19 @@ impl TriggerStore for SqliteStore {
     }
 
     async fn list_triggers(&self, query: &TriggerQuery) -> Result<Page<Trigger>, StoreError> {
+        let page = self.list_triggers_json(query).await?;
+        Ok(Page {
+            items: page
+                .items
+                .iter()
+                .map(|t| decode(t))
+                .collect::<Result<_, _>>()?,
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    /// The stored bodies as they are: [`migrate`] keeps them in the current encoding.
+    async fn list_triggers_json(&self, query: &TriggerQuery) -> Result<Page<String>, StoreError> {
         let mut f = Filter::default();
         if let Some(cursor) = &query.cursor {
             f.add("id > ?", [text(&cursor::decode(cursor)?)]);
@@ -696,14 +753,22 @@ impl TriggerStore for SqliteStore {
         }
         let limit = query.limit.max(1);
         let sql = format!(
-            "SELECT body FROM triggers {} ORDER BY id LIMIT {}",
+            "SELECT id, body FROM triggers {} ORDER BY id LIMIT {}",
             f.sql(),
             limit + 1
         );
-        let items: Vec<Trigger> = self.bodies(&sql, f.params)?;
-        Ok(Page::from_overfetch(items, limit, |t| {
-            cursor::encode(&t.id)
-        }))
+        let rows: Vec<(String, String)> = self.read_now(|c| {
+            let mut stmt = c.prepare_cached(&sql).map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params_from_iter(f.params), |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(unavailable)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(unavailable)
+        })?;
+        let page = Page::from_overfetch(rows, limit, |(id, _)| cursor::encode(id));
+        Ok(Page {
+            items: page.items.into_iter().map(|(_, body)| body).collect(),
+            next_cursor: page.next_cursor,
+        })
     }
 
     async fn replace_trigger(
@@ -746,6 +811,19 @@ impl EventStore for SqliteStore {
     }
 
     async fn list_events(&self, query: &EventQuery) -> Result<Page<Event>, StoreError> {
+        let page = self.list_events_json(query).await?;
+        Ok(Page {
+            items: page
+                .items
+                .iter()
+                .map(|e| decode(&e.json))
+                .collect::<Result<_, _>>()?,
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    /// The stored bodies as they are: [`migrate`] keeps them in the current encoding.
+    async fn list_events_json(&self, query: &EventQuery) -> Result<Page<EventJson>, StoreError> {
         let mut f = Filter::default();
         if let Some(id) = &query.trigger_id {
             f.add("trigger_key = ?", [text(id)]);
@@ -769,14 +847,34 @@ impl EventStore for SqliteStore {
         }
         let limit = query.limit.max(1);
         let sql = format!(
-            "SELECT body FROM events {} ORDER BY fired_ms DESC, id DESC LIMIT {}",
+            "SELECT fired_ms, id, body FROM events {} ORDER BY fired_ms DESC, id DESC LIMIT {}",
             f.sql(),
             limit + 1
         );
-        let items: Vec<Event> = self.bodies(&sql, f.params)?;
-        Ok(Page::from_overfetch(items, limit, |e| {
-            cursor::encode_event(ms(e.fired_at), &e.id)
-        }))
+        let rows: Vec<(i64, String, String)> = self.read_now(|c| {
+            let mut stmt = c.prepare_cached(&sql).map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params_from_iter(f.params), |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(unavailable)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(unavailable)
+        })?;
+        let page = Page::from_overfetch(rows, limit, |(fired, id, _)| {
+            cursor::encode_event(*fired, id)
+        });
+        Ok(Page {
+            items: page
+                .items
+                .into_iter()
+                .map(|(fired, _, json)| {
+                    from_ms(fired)
+                        .map(|fired_at| EventJson { fired_at, json })
+                        .ok_or_else(|| unavailable(format!("bad fired_ms {fired}")))
+                })
+                .collect::<Result<_, _>>()?,
+            next_cursor: page.next_cursor,
+        })
     }
 
     async fn event_stats(
@@ -987,7 +1085,13 @@ mod tests {
                 let e = event(key, now - Duration::minutes(age_min));
                 old.execute(
                     "INSERT INTO events VALUES (?1, ?2, 'api', 0, ?3, NULL, ?4)",
-                    params![e.id, key, ms(e.fired_at), encode(&e).unwrap()],
+                    // Not the current encoding: the migration rewrites it.
+                    params![
+                        e.id,
+                        key,
+                        ms(e.fired_at),
+                        serde_json::to_string_pretty(&e).unwrap()
+                    ],
                 )
                 .unwrap();
             }
@@ -1024,23 +1128,62 @@ mod tests {
             vec![("a".to_string(), 2, 2), ("b".to_string(), 0, 1)]
         );
         drop(store);
-        // Opening again does not migrate twice.
+        // Opening again does not migrate twice; bodies are served in the current encoding.
         let store = SqliteStore::open(&path).unwrap();
+        let page = store
+            .list_events_json(&EventQuery {
+                window: l.window(EventState::Archived, now),
+                trigger_id: None,
+                source: None,
+                is_test: None,
+                limit: 10,
+                cursor: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), 3);
+        for item in page.items {
+            let event: Event = serde_json::from_str(&item.json).unwrap();
+            assert_eq!(item.json, encode(&event).unwrap());
+            assert_eq!(item.fired_at, event.fired_at);
+        }
+    }
+
+    /// A tripwire: listings send stored bodies as they are, so when `Event`'s JSON changes,
+    /// BODY_FORMAT must rise (then [`migrate`] rewrites old bodies) and this test with it.
+    #[test]
+    fn body_format_is_current() {
+        let mut e = event("a", Utc::now());
+        e.scheduled_for = Some(e.fired_at);
+        e.next_attempt_at = Some(e.fired_at);
+        let keys = |v: serde_json::Value| {
+            let keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            keys.join(",")
+        };
+        let trigger: Trigger = serde_json::from_value(serde_json::json!({
+            "id": "t", "name": "n", "kind": "scheduled", "status": "active",
+            "schedule": {"type": "interval", "every_seconds": 60},
+            "payload": {}, "payload_schema": {},
+            "target": {"url": "https://example.com/hook"},
+            "created_at": "2026-11-24T10:00:00Z", "updated_at": "2026-11-24T10:00:00Z",
+            "version": 1
+        }))
+        .unwrap();
         assert_eq!(
-            store
-                .list_events(&EventQuery {
-                    window: l.window(EventState::Active, now),
-                    trigger_id: Some("a".into()),
-                    source: None,
-                    is_test: None,
-                    limit: 10,
-                    cursor: None,
-                })
-                .await
-                .unwrap()
-                .items
-                .len(),
-            2
+            (
+                BODY_FORMAT,
+                keys(serde_json::to_value(&e).unwrap()),
+                keys(serde_json::to_value(&trigger).unwrap()),
+            ),
+            (
+                1,
+                "attempts,fired_at,id,is_test,kind,next_attempt_at,payload,scheduled_for,source,\
+                 status,trigger_id,trigger_name"
+                    .to_string(),
+                "created_at,id,kind,name,payload,payload_schema,schedule,status,target,updated_at,\
+                 version"
+                    .to_string(),
+            )
         );
     }
 }

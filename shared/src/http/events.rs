@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::ApiQuery;
+use super::json_page::JsonPage;
 use super::problem::{ApiError, Problem};
 use super::{default_limit, page_limit};
 use crate::app::{App, EventFilter};
@@ -58,9 +59,9 @@ pub struct StatsResponse {
 pub async fn list(
     State(app): State<Arc<App>>,
     ApiQuery(q): ApiQuery<EventListQuery>,
-) -> Result<Json<Page<EventView>>, ApiError> {
+) -> Result<JsonPage, ApiError> {
     let page = app
-        .list_events(EventFilter {
+        .list_event_views_json(EventFilter {
             state: q.state,
             trigger_id: q.trigger_id,
             source: q.source,
@@ -69,7 +70,7 @@ pub async fn list(
             cursor: q.cursor,
         })
         .await?;
-    Ok(Json(page))
+    Ok(JsonPage(page))
 }
 
 /// Read one event; expired events are gone (404).

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod docs;
 pub mod events;
 pub mod extract;
+mod json_page;
 pub mod openapi;
 pub mod problem;
 pub mod system;

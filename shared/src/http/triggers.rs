@@ -11,6 +11,7 @@ use serde_json::Value;
 use utoipa::IntoParams;
 
 use super::extract::{ApiQuery, JsonBody, OptionalJsonBody};
+use super::json_page::JsonPage;
 use super::problem::{ApiError, Problem};
 use super::{default_limit, page_limit};
 use crate::app::{App, TestRun, TriggerView};
@@ -148,19 +149,16 @@ pub async fn rotate_secret(
 pub async fn list(
     State(app): State<Arc<App>>,
     ApiQuery(q): ApiQuery<TriggerListQuery>,
-) -> Result<Json<Page<TriggerView>>> {
+) -> Result<JsonPage> {
     let page = app
-        .list_triggers(&TriggerQuery {
+        .list_trigger_views_json(&TriggerQuery {
             kind: q.kind,
             status: q.status,
             limit: page_limit(q.limit)?,
             cursor: q.cursor,
         })
         .await?;
-    Ok(Json(Page {
-        items: page.items.into_iter().map(|t| app.view(t)).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(JsonPage(page))
 }
 
 /// Read one trigger; the `ETag` header carries its version.
