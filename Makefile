@@ -46,7 +46,7 @@ test-bench: $(VENV)/.installed $(WRK)
 	cargo build -p bench -p local -p functions
 	target/debug/bench --smoke
 
-# The full benchmark suite (about 25 minutes on 2 cores): table on stdout, JSON and SVG charts under
+# The full benchmark suite (10 to 15 minutes on 2 cores): table on stdout, JSON and SVG charts under
 # target/bench/. The server runs as `make run` builds it (profile `local`), the functions as
 # Lambda gets them (profile `release`).
 bench: $(VENV)/.installed $(WRK)
