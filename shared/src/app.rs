@@ -94,16 +94,13 @@ impl TriggerView {
     /// the status and schedule. `None` if `trigger_json` is not a trigger.
     pub fn json_at(trigger_json: &str, now: DateTime<Utc>) -> Option<String> {
         let firing: FiringFields = serde_json::from_str(trigger_json).ok()?;
-        let fields = trigger_json.strip_suffix('}').filter(|f| f.len() > 1)?;
-        let mut out = String::with_capacity(trigger_json.len() + 48);
-        out.push_str(fields);
-        out.push_str(",\"next_fire_at\":");
-        match firing.next_fire_after(now) {
-            Some(t) => crate::domain::timestamp::push_json(&mut out, &t),
-            None => out.push_str("null"),
-        }
-        out.push('}');
-        Some(out)
+        crate::domain::extend_object(trigger_json, |out| {
+            out.push_str(",\"next_fire_at\":");
+            match firing.next_fire_after(now) {
+                Some(t) => crate::domain::timestamp::push_json(out, &t),
+                None => out.push_str("null"),
+            }
+        })
     }
 }
 
@@ -287,19 +284,10 @@ impl App {
     pub async fn list_trigger_views_json(&self, query: &TriggerQuery) -> AppResult<Page<String>> {
         let now = self.now();
         let page = self.store.list_triggers_json(query).await?;
-        let mut items = Vec::with_capacity(page.items.len());
-        for json in &page.items {
-            match TriggerView::json_at(json, now) {
-                Some(view) => items.push(view),
-                None => {
-                    return Err(StoreError::Unavailable("unreadable stored trigger".into()).into());
-                }
-            }
-        }
-        Ok(Page {
-            items,
-            next_cursor: page.next_cursor,
-        })
+        Ok(page.try_map(|json| {
+            TriggerView::json_at(&json, now)
+                .ok_or_else(|| StoreError::Unavailable("unreadable stored trigger".into()))
+        })?)
     }
 
     /// Writes `next` over `current` and tells the scheduler; undoes the write if it cannot.
@@ -616,16 +604,32 @@ impl App {
             })
     }
 
+    /// The store query for `filter` as of `now`.
+    fn event_query(&self, filter: EventFilter, now: DateTime<Utc>) -> EventQuery {
+        EventQuery {
+            window: self.settings.lifecycle.window(filter.state, now),
+            trigger_id: filter.trigger_id,
+            source: filter.source,
+            is_test: filter.is_test,
+            limit: filter.limit,
+            cursor: filter.cursor,
+        }
+    }
+
     /// One page of events as seen now.
     pub async fn list_events(&self, filter: EventFilter) -> AppResult<Page<EventView>> {
-        let page = self.list_event_views_json(filter).await?;
+        let now = self.now();
+        let lifecycle = self.settings.lifecycle;
+        let page = self
+            .store
+            .list_events(&self.event_query(filter, now))
+            .await?;
         Ok(Page {
             items: page
                 .items
-                .iter()
-                .map(|v| serde_json::from_str(v))
-                .collect::<Result<_, _>>()
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+                .into_iter()
+                .filter_map(|e| EventView::at(e, &lifecycle, now))
+                .collect(),
             next_cursor: page.next_cursor,
         })
     }
@@ -637,14 +641,7 @@ impl App {
         let lifecycle = self.settings.lifecycle;
         let page = self
             .store
-            .list_events_json(&EventQuery {
-                window: lifecycle.window(filter.state, now),
-                trigger_id: filter.trigger_id,
-                source: filter.source,
-                is_test: filter.is_test,
-                limit: filter.limit,
-                cursor: filter.cursor,
-            })
+            .list_events_json(&self.event_query(filter, now))
             .await?;
         Ok(Page {
             items: page

@@ -97,6 +97,14 @@ impl<T> Page<T> {
         };
         Page { items, next_cursor }
     }
+
+    /// The same page with each item converted; the first failure fails the page.
+    pub fn try_map<U, E>(self, f: impl FnMut(T) -> Result<U, E>) -> Result<Page<U>, E> {
+        Ok(Page {
+            items: self.items.into_iter().map(f).collect::<Result<_, _>>()?,
+            next_cursor: self.next_cursor,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -164,16 +172,10 @@ pub trait TriggerStore: Send + Sync {
     /// The same page as each trigger's JSON (exactly `serde_json::to_string(&trigger)`, no
     /// secret); a store that keeps that JSON returns it as is, this default encodes.
     async fn list_triggers_json(&self, query: &TriggerQuery) -> Result<Page<String>, StoreError> {
-        let page = self.list_triggers(query).await?;
-        Ok(Page {
-            items: page
-                .items
-                .iter()
-                .map(serde_json::to_string)
-                .collect::<Result<_, _>>()
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?,
-            next_cursor: page.next_cursor,
-        })
+        self.list_triggers(query)
+            .await?
+            .try_map(|t| serde_json::to_string(&t))
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
     /// Writes `trigger` only if the stored version is `expected_version`.
     async fn replace_trigger(
@@ -195,23 +197,15 @@ pub trait EventStore: Send + Sync {
     /// listings that only add read-time fields. A store that keeps that JSON returns it as is,
     /// saving a decode and an encode per event; this default encodes.
     async fn list_events_json(&self, query: &EventQuery) -> Result<Page<EventJson>, StoreError> {
-        let page = self.list_events(query).await?;
-        let items = page
-            .items
-            .iter()
-            .map(|e| {
-                serde_json::to_string(e)
-                    .map(|json| EventJson {
-                        fired_at: e.fired_at,
-                        json,
-                    })
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))
+        self.list_events(query)
+            .await?
+            .try_map(|e| {
+                serde_json::to_string(&e).map(|json| EventJson {
+                    fired_at: e.fired_at,
+                    json,
+                })
             })
-            .collect::<Result<_, _>>()?;
-        Ok(Page {
-            items,
-            next_cursor: page.next_cursor,
-        })
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
     /// Counts per trigger of events fired in `active` and in `archived`.
     async fn event_stats(

@@ -104,20 +104,17 @@ impl EventView {
         now: DateTime<Utc>,
     ) -> Option<String> {
         let state = lifecycle.state(fired_at, now)?;
-        let fields = event_json.strip_suffix('}').filter(|f| f.len() > 1)?;
-        let mut out = String::with_capacity(event_json.len() + 96);
-        out.push_str(fields);
-        out.push_str(",\"state\":");
-        out.push_str(match state {
-            EventState::Active => "\"active\"",
-            EventState::Archived => "\"archived\"",
-        });
-        out.push_str(",\"archives_at\":");
-        super::timestamp::push_json(&mut out, &lifecycle.archives_at(fired_at));
-        out.push_str(",\"expires_at\":");
-        super::timestamp::push_json(&mut out, &lifecycle.expires_at(fired_at));
-        out.push('}');
-        Some(out)
+        super::extend_object(event_json, |out| {
+            out.push_str(",\"state\":");
+            out.push_str(match state {
+                EventState::Active => "\"active\"",
+                EventState::Archived => "\"archived\"",
+            });
+            out.push_str(",\"archives_at\":");
+            super::timestamp::push_json(out, &lifecycle.archives_at(fired_at));
+            out.push_str(",\"expires_at\":");
+            super::timestamp::push_json(out, &lifecycle.expires_at(fired_at));
+        })
     }
 
     /// The event as seen at `now`, or `None` once it has expired.

@@ -10,6 +10,20 @@ pub mod timestamp;
 pub mod trigger;
 pub mod validation;
 
+/// `object_json` (a non-empty JSON object) with more members written by `more` after its own,
+/// each starting with a comma: how listings add read-time fields to stored JSON without
+/// decoding it. `None` if `object_json` is not a non-empty object.
+pub fn extend_object(object_json: &str, more: impl FnOnce(&mut String)) -> Option<String> {
+    let fields = object_json
+        .strip_suffix('}')
+        .filter(|f| f.starts_with('{') && f.len() > 1)?;
+    let mut out = String::with_capacity(object_json.len() + 96);
+    out.push_str(fields);
+    more(&mut out);
+    out.push('}');
+    Some(out)
+}
+
 /// A new sortable identifier (ULID): ids sort in creation order.
 pub fn new_id() -> String {
     ulid::Ulid::new().to_string().to_ascii_lowercase()

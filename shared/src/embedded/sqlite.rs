@@ -102,59 +102,44 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     )?;
     let format: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if format < BODY_FORMAT {
-        reencode_triggers(&tx)?;
-        reencode_events(&tx)?;
+        reencode::<Trigger>(&tx, "triggers")?;
+        reencode::<Event>(&tx, "events")?;
         tx.execute_batch(&format!("PRAGMA user_version = {BODY_FORMAT};"))?;
     }
     tx.commit()
 }
 
-/// Rewrites every trigger body in the current encoding (triggers are few: one pass).
-fn reencode_triggers(tx: &Connection) -> rusqlite::Result<()> {
-    let bodies: Vec<(String, String)> = tx
-        .prepare("SELECT id, body FROM triggers")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut write = tx.prepare("UPDATE triggers SET body = ?2 WHERE id = ?1")?;
-    for (id, body) in bodies {
-        let Ok(current) = decode::<Trigger>(&body).and_then(|t| encode(&t)) else {
-            tracing::warn!(trigger_id = %id, "trigger body not readable; left as it is");
-            continue;
-        };
-        if current != body {
-            write.execute(params![id, current])?;
-        }
-    }
-    Ok(())
-}
-
-/// Rewrites every event body in the current encoding, so listings can serve bodies as stored.
-/// Reads in rowid batches and writes between them, never while a read is open on the table.
-fn reencode_events(tx: &Connection) -> rusqlite::Result<()> {
-    let mut read =
-        tx.prepare("SELECT rowid, body FROM events WHERE rowid > ?1 ORDER BY rowid LIMIT 10000")?;
-    let mut write = tx.prepare("UPDATE events SET body = ?2 WHERE rowid = ?1")?;
-    let (mut after, mut n) = (i64::MIN, 0u64);
+/// Rewrites every body of `table` (keyed by `id`) in the current encoding of `T`, so listings
+/// can serve bodies as stored. Reads in key batches and writes between them, never while a read
+/// is open on the table. An unreadable body stays as it is; reading that row reports it.
+fn reencode<T: serde::de::DeserializeOwned + serde::Serialize>(
+    tx: &Connection,
+    table: &str,
+) -> rusqlite::Result<()> {
+    let mut read = tx.prepare(&format!(
+        "SELECT id, body FROM {table} WHERE id > ?1 ORDER BY id LIMIT 10000"
+    ))?;
+    let mut write = tx.prepare(&format!("UPDATE {table} SET body = ?2 WHERE id = ?1"))?;
+    let (mut after, mut n) = (String::new(), 0u64);
     loop {
-        let batch: Vec<(i64, String)> = read
+        let batch: Vec<(String, String)> = read
             .query_map(params![after], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
         let Some((last, _)) = batch.last() else { break };
-        after = *last;
-        for (rowid, body) in batch {
-            // An unreadable body stays as it is; reading that event reports it.
-            let Ok(current) = decode::<Event>(&body).and_then(|e| encode(&e)) else {
-                tracing::warn!(rowid, "event body not readable; left as it is");
+        after = last.clone();
+        for (id, body) in batch {
+            let Ok(current) = decode::<T>(&body).and_then(|v| encode(&v)) else {
+                tracing::warn!(table, id, "body not readable; left as it is");
                 continue;
             };
             if current != body {
-                write.execute(params![rowid, current])?;
+                write.execute(params![id, current])?;
                 n += 1;
             }
         }
     }
     if n > 0 {
-        tracing::info!(events = n, "event bodies rewritten in the current encoding");
+        tracing::info!(table, rows = n, "bodies rewritten in the current encoding");
     }
     Ok(())
 }
@@ -728,15 +713,9 @@ impl TriggerStore for SqliteStore {
     }
 
     async fn list_triggers(&self, query: &TriggerQuery) -> Result<Page<Trigger>, StoreError> {
-        let page = self.list_triggers_json(query).await?;
-        Ok(Page {
-            items: page
-                .items
-                .iter()
-                .map(|t| decode(t))
-                .collect::<Result<_, _>>()?,
-            next_cursor: page.next_cursor,
-        })
+        self.list_triggers_json(query)
+            .await?
+            .try_map(|t| decode(&t))
     }
 
     /// The stored bodies as they are: [`migrate`] keeps them in the current encoding.
@@ -764,11 +743,8 @@ impl TriggerStore for SqliteStore {
                 .map_err(unavailable)?;
             rows.collect::<rusqlite::Result<_>>().map_err(unavailable)
         })?;
-        let page = Page::from_overfetch(rows, limit, |(id, _)| cursor::encode(id));
-        Ok(Page {
-            items: page.items.into_iter().map(|(_, body)| body).collect(),
-            next_cursor: page.next_cursor,
-        })
+        Page::from_overfetch(rows, limit, |(id, _)| cursor::encode(id))
+            .try_map(|(_, body)| Ok(body))
     }
 
     async fn replace_trigger(
@@ -811,15 +787,9 @@ impl EventStore for SqliteStore {
     }
 
     async fn list_events(&self, query: &EventQuery) -> Result<Page<Event>, StoreError> {
-        let page = self.list_events_json(query).await?;
-        Ok(Page {
-            items: page
-                .items
-                .iter()
-                .map(|e| decode(&e.json))
-                .collect::<Result<_, _>>()?,
-            next_cursor: page.next_cursor,
-        })
+        self.list_events_json(query)
+            .await?
+            .try_map(|e| decode(&e.json))
     }
 
     /// The stored bodies as they are: [`migrate`] keeps them in the current encoding.
@@ -860,20 +830,13 @@ impl EventStore for SqliteStore {
                 .map_err(unavailable)?;
             rows.collect::<rusqlite::Result<_>>().map_err(unavailable)
         })?;
-        let page = Page::from_overfetch(rows, limit, |(fired, id, _)| {
+        Page::from_overfetch(rows, limit, |(fired, id, _)| {
             cursor::encode_event(*fired, id)
-        });
-        Ok(Page {
-            items: page
-                .items
-                .into_iter()
-                .map(|(fired, _, json)| {
-                    from_ms(fired)
-                        .map(|fired_at| EventJson { fired_at, json })
-                        .ok_or_else(|| unavailable(format!("bad fired_ms {fired}")))
-                })
-                .collect::<Result<_, _>>()?,
-            next_cursor: page.next_cursor,
+        })
+        .try_map(|(fired, _, json)| {
+            from_ms(fired)
+                .map(|fired_at| EventJson { fired_at, json })
+                .ok_or_else(|| unavailable(format!("bad fired_ms {fired}")))
         })
     }
 
