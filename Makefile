@@ -1,5 +1,5 @@
 # The two set-up commands the README promises: `make run` and `make test`.
-.PHONY: run test test-rust test-browser test-fuzz test-sam test-bench bench local-bin lint fmt venv
+.PHONY: run test test-rust test-browser test-fuzz test-sam test-bench test-clock-ahead bench local-bin lint fmt venv
 
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -10,6 +10,7 @@ BROWSER_DIR := tests/browser
 ETP_BIN := $(CURDIR)/target/debug/etp-local
 # The load generator of the benchmark suite.
 WRK := /usr/bin/wrk
+FAKETIME := /usr/bin/faketime
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # The whole platform locally on http://127.0.0.1:3000 (only Rust needed).
@@ -33,11 +34,16 @@ test-browser: local-bin $(CHROMIUM) $(BROWSER_DIR)/node_modules/.installed
 test-fuzz: local-bin $(VENV)/.installed
 	ETP_BIN=$(ETP_BIN) tests/fuzz/run
 
-# The deployable path: template lint, SAM's own validation, and a real `sam build` (cargo-lambda
-# cross-compiles the three functions for arm64 with zig from the venv; no Docker).
+# The deployable path: template lint, SAM's own validation, the template as CloudFormation
+# receives it (expanded by SAM's translator: cfn-lint, IAM policy lint, dangling references), and
+# a real `sam build` (cargo-lambda cross-compiles the three functions for arm64 with zig from the
+# venv; no Docker). The arm64 target is added first: three parallel cargo-lambda builds would
+# otherwise race to install it.
 test-sam: $(VENV)/.installed
 	cfn-lint template.yaml
 	SAM_CLI_TELEMETRY=0 sam validate --lint --region us-east-1
+	$(VENV)/bin/python tests/sam/check_template.py
+	rustup target add aarch64-unknown-linux-gnu
 	SAM_CLI_TELEMETRY=0 sam build
 
 # The benchmark suite at a tiny size, so it cannot rot; its figures mean nothing. Runs after
@@ -54,6 +60,11 @@ bench: $(VENV)/.installed $(WRK)
 	cargo build --profile local -p bench -p local
 	cargo build --release -p functions
 	target/local/bench
+
+# Every Rust test binary (and moto, the server and the functions they start) with the clock a
+# year ahead (libfaketime): no test may hide a date the real clock will pass. About 5 minutes.
+test-clock-ahead: $(VENV)/.installed $(FAKETIME)
+	tests/clock-ahead/run +365d
 
 lint:
 	cargo fmt --all -- --check
@@ -72,6 +83,10 @@ $(VENV)/.installed: requirements-dev.txt
 $(WRK):
 	$(SUDO) apt-get update
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y wrk
+
+$(FAKETIME):
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y faketime
 
 $(CHROMIUM):
 	$(SUDO) apt-get update

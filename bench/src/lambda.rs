@@ -255,8 +255,11 @@ pub async fn functions(
     env.push(("TRIGGERS_TABLE".into(), tables.triggers.clone()));
     env.push(("EVENTS_TABLE".into(), tables.events.clone()));
     let openapi = http_event("/openapi.json");
+    // The occurrence of a trigger that does not exist, due a minute ago by the real clock (the
+    // function reads it): one GetItem, then nothing to fire.
+    let due = chrono::Utc::now() - chrono::Duration::minutes(1);
     let fire = json!({"trigger_id": "01jex4mp1e0000000000000000",
-                      "scheduled_time": "2026-11-24T10:00:00Z"});
+                      "scheduled_time": due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)});
     Ok(vec![
         measure(
             "triggers-api",

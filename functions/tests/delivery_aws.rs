@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 use etp::aws::dynamo::{DynamoStore, Tables};
 use etp::aws::scheduler::{EventBridgeScheduler, ScheduleTarget};
 use etp::clock::ManualClock;
@@ -23,10 +23,9 @@ use etp::ports::{EventStore, TriggerStore};
 use etp::testing::moto;
 use functions::handle_fire;
 
+/// A whole hour derived from the real clock (see `etp::testing::instants`).
 fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0)
-        .single()
-        .unwrap()
+    etp::testing::instants::next_hour()
 }
 
 #[derive(Default)]
@@ -66,7 +65,7 @@ async fn the_fire_function_delivers_and_schedules_its_retry_on_eventbridge() {
     let dynamo = moto::dynamo_client();
     DynamoStore::create_tables(&dynamo, &tables).await.unwrap();
     let store = Arc::new(DynamoStore::new(dynamo, tables));
-    let scheduler_client = aws_sdk_scheduler::Client::new(&moto::sdk_config().await);
+    let scheduler_client = moto::scheduler_client().await;
     let group = format!("etp-{suffix}");
     scheduler_client
         .create_schedule_group()

@@ -67,8 +67,7 @@ async fn trigger_to_schedule_to_fire_to_event() {
     DynamoStore::create_tables(&moto::dynamo_client(), &tables)
         .await
         .expect("create tables");
-    let sdk = moto::sdk_config().await;
-    let scheduler = aws_sdk_scheduler::Client::new(&sdk);
+    let scheduler = moto::scheduler_client().await;
     scheduler
         .create_schedule_group()
         .name(&group)

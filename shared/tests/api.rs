@@ -6,11 +6,12 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 use etp::app::App;
 use etp::clock::{Clock, ManualClock};
 use etp::config::{ApiToken, Settings};
 use etp::embedded::SqliteStore;
+use etp::testing::instants::{next_hour, rfc3339};
 use etp::testing::{RecordingScheduler, SchedulerCall};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -65,9 +66,32 @@ impl Reply {
     }
 }
 
+/// The manual clock's start: a whole hour derived from the real clock (see
+/// `etp::testing::instants`), so nothing here depends on a date that will pass.
 fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0)
-        .single()
+    next_hour()
+}
+
+/// `t0() + d` as the API writes it.
+fn at(d: Duration) -> String {
+    rfc3339(t0() + d)
+}
+
+/// The first weekday 09:00 in Berlin after `after`, worked out day by day from the calendar
+/// (independently of the cron code under test).
+fn next_berlin_weekday_nine(after: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::{Datelike, Weekday};
+    use chrono_tz::Europe::Berlin;
+    let local = after.with_timezone(&Berlin).date_naive();
+    (0..8)
+        .map(|d| local + Duration::days(d))
+        .filter(|d| !matches!(d.weekday(), Weekday::Sat | Weekday::Sun))
+        .filter_map(|d| {
+            d.and_hms_opt(9, 0, 0)
+                .and_then(|t| t.and_local_timezone(Berlin).single())
+        })
+        .map(|t| t.with_timezone(&Utc))
+        .find(|t| *t > after)
         .unwrap()
 }
 
@@ -220,24 +244,27 @@ async fn every_protected_route_needs_the_token() {
 #[tokio::test]
 async fn creates_each_kind_of_trigger() {
     let api = api();
-    let at = api
+    let once = api
         .create(json!({"name": "once", "kind": "scheduled",
-            "schedule": {"type": "at", "at": "2026-11-24T11:00:00Z"}}))
+            "schedule": {"type": "at", "at": at(Duration::hours(1))}}))
         .await;
-    assert_eq!(at["status"], "active");
-    assert_eq!(at["version"], 1);
-    assert_eq!(at["next_fire_at"], "2026-11-24T11:00:00Z");
+    assert_eq!(once["status"], "active");
+    assert_eq!(once["version"], 1);
+    assert_eq!(once["next_fire_at"], at(Duration::hours(1)));
     let delay = api
         .create(json!({"name": "in ten minutes", "kind": "scheduled",
             "schedule": {"type": "interval", "every_seconds": 600, "recurring": false}}))
         .await;
-    assert_eq!(delay["next_fire_at"], "2026-11-24T10:10:00Z");
-    assert_eq!(delay["schedule"]["start_at"], "2026-11-24T10:00:00Z");
+    assert_eq!(delay["next_fire_at"], at(Duration::minutes(10)));
+    assert_eq!(delay["schedule"]["start_at"], at(Duration::zero()));
     let cron = api
         .create(json!({"name": "weekdays", "kind": "scheduled",
             "schedule": {"type": "cron", "expression": "0 9 * * MON-FRI", "timezone": "Europe/Berlin"}}))
         .await;
-    assert_eq!(cron["next_fire_at"], "2026-11-25T08:00:00Z");
+    assert_eq!(
+        cron["next_fire_at"],
+        rfc3339(next_berlin_weekday_nine(t0()))
+    );
     let r = api
         .post(
             "/triggers",
@@ -287,7 +314,7 @@ async fn bad_input_gets_a_precise_problem() {
             "name",
         ),
         (
-            json!({"name": "x", "kind": "scheduled", "schedule": {"type": "at", "at": "2026-11-24T09:59:59Z"}}),
+            json!({"name": "x", "kind": "scheduled", "schedule": {"type": "at", "at": at(-Duration::seconds(1))}}),
             422,
             "schedule.at",
         ),
@@ -486,7 +513,7 @@ async fn pause_resume_and_delete() {
         .send(Method::POST, &format!("/triggers/{id}/resume"), None, &[])
         .await;
     assert_eq!(resumed.body["status"], "active");
-    assert_eq!(resumed.body["next_fire_at"], "2026-11-24T10:01:00Z");
+    assert_eq!(resumed.body["next_fire_at"], at(Duration::minutes(1)));
     let fired = api
         .send(Method::POST, &format!("/triggers/{id}/test"), None, &[])
         .await;
@@ -598,7 +625,7 @@ async fn test_runs_are_marked_and_store_no_trigger() {
         )
         .await;
     assert_eq!(later.body["outcome"], "scheduled");
-    assert_eq!(later.body["scheduled_for"], "2026-11-24T10:01:30Z");
+    assert_eq!(later.body["scheduled_for"], at(Duration::seconds(90)));
     assert!(
         api.scheduler
             .calls()
@@ -628,8 +655,8 @@ async fn lifecycle_is_exact_at_read_time() {
         .post(&format!("/triggers/{id}/fire"), json!({"order_id": 1}))
         .await;
     let event_id = fired.body["id"].as_str().unwrap().to_string();
-    assert_eq!(fired.body["archives_at"], "2026-11-24T12:00:00Z");
-    assert_eq!(fired.body["expires_at"], "2026-11-26T10:00:00Z");
+    assert_eq!(fired.body["archives_at"], at(Duration::hours(2)));
+    assert_eq!(fired.body["expires_at"], at(Duration::hours(48)));
     let expect = |active: usize, archived: usize, state: Option<&'static str>| {
         let api = &api;
         let event_id = event_id.clone();

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 use etp::app::App;
 use etp::clock::{Clock, ManualClock};
 use etp::config::Settings;
@@ -28,10 +28,9 @@ use etp::testing::RecordingScheduler;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+/// A whole hour derived from the real clock (see `etp::testing::instants`).
 fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0)
-        .single()
-        .unwrap()
+    etp::testing::instants::next_hour()
 }
 
 /// One request the receiver saw.

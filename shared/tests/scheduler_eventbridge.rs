@@ -16,16 +16,18 @@ use etp::clock::{Clock as _, ManualClock};
 use etp::domain::schedule::Schedule;
 use etp::domain::trigger::{Trigger, TriggerDefinition, TriggerKind, TriggerStatus};
 use etp::ports::{Scheduler, SchedulerError};
+use etp::testing::instants::{at_expression, next_hour};
 use etp::testing::moto;
 
-const NOW: &str = "2026-11-24T10:00:00Z";
 const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/etp-scheduler";
 const FIRE_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:etp-fire";
 const DLQ_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:etp-fire-dlq";
 const PLACEHOLDER: &str = "<aws.scheduler.scheduled-time>";
 
-fn t(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+/// The adapter's clock at the start of each test: moto checks schedule times against the real
+/// clock, so test instants are built on a whole hour ahead of it, never on a literal date.
+fn now() -> DateTime<Utc> {
+    next_hour()
 }
 
 /// The adapter on this test binary's moto server (shared, so every test has its own group; the
@@ -47,14 +49,14 @@ fn target(group: &str) -> ScheduleTarget {
 }
 
 async fn fixture(group: &str) -> Fixture {
-    let client = aws_sdk_scheduler::Client::new(&moto::sdk_config().await);
+    let client = moto::scheduler_client().await;
     client
         .create_schedule_group()
         .name(group)
         .send()
         .await
         .expect("create schedule group");
-    let clock = Arc::new(ManualClock::new(t(NOW)));
+    let clock = Arc::new(ManualClock::new(now()));
     let scheduler = EventBridgeScheduler::new(client.clone(), target(group), clock.clone());
     Fixture {
         client,
@@ -120,7 +122,7 @@ fn scheduled(id: &str, schedule: Schedule) -> Trigger {
         payload_schema: None,
         target: None,
     };
-    Trigger::create(def, id.into(), t(NOW))
+    Trigger::create(def, id.into(), now())
 }
 
 fn date(d: Option<&aws_sdk_scheduler::primitives::DateTime>) -> Option<DateTime<Utc>> {
@@ -163,8 +165,8 @@ async fn recurring_interval_reads_back_as_rate_on_the_domain_grid() {
         Schedule::Interval {
             every_seconds: 900,
             recurring: true,
-            start_at: Some(t("2026-11-24T09:00:30Z")),
-            end_at: Some(t("2026-11-30T00:00:00Z")),
+            start_at: Some(now() - Duration::seconds(59 * 60 + 30)),
+            end_at: Some(now() + Duration::days(5)),
         },
     );
     f.scheduler.schedule(&trigger).await.unwrap();
@@ -174,9 +176,9 @@ async fn recurring_interval_reads_back_as_rate_on_the_domain_grid() {
     assert_eq!(out.schedule_expression(), Some("rate(15 minutes)"));
     assert_eq!(out.schedule_expression_timezone(), Some("UTC"));
     assert_eq!(out.state(), Some(&ScheduleState::Enabled));
-    // Next occurrence after 10:00:00 on the grid 09:00:30 + k * 15 min.
-    assert_eq!(date(out.start_date()), Some(t("2026-11-24T10:00:30Z")));
-    assert_eq!(date(out.end_date()), Some(t("2026-11-30T00:00:00Z")));
+    // Next occurrence after now on the grid (now - 59:30) + k * 15 min.
+    assert_eq!(date(out.start_date()), Some(now() + Duration::seconds(30)));
+    assert_eq!(date(out.end_date()), Some(now() + Duration::days(5)));
     assert_eq!(
         out.action_after_completion(),
         Some(&ActionAfterCompletion::Delete)
@@ -187,19 +189,18 @@ async fn recurring_interval_reads_back_as_rate_on_the_domain_grid() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_time_triggers_read_back_as_at_and_delete_after_completion() {
     let f = fixture("etp-one-time").await;
+    let at = now() + Duration::days(30) + Duration::minutes(30);
     f.scheduler
         .schedule(&scheduled(
             ID_A,
-            Schedule::At {
-                at: t("2026-12-24T18:30:00Z"),
-            },
+            Schedule::At { at },
         ))
         .await
         .unwrap();
     let delayed = Schedule::Interval {
         every_seconds: 45,
         recurring: false,
-        start_at: Some(t(NOW)),
+        start_at: Some(now()),
         end_at: None,
     };
     f.scheduler
@@ -207,8 +208,9 @@ async fn one_time_triggers_read_back_as_at_and_delete_after_completion() {
         .await
         .unwrap();
 
+    let expression = at_expression(at);
     let at = f.must_get(ID_A).await;
-    assert_eq!(at.schedule_expression(), Some("at(2026-12-24T18:30:00)"));
+    assert_eq!(at.schedule_expression(), Some(expression.as_str()));
     assert_eq!(at.schedule_expression_timezone(), Some("UTC"));
     assert_eq!(at.state(), Some(&ScheduleState::Enabled));
     assert_eq!(
@@ -219,7 +221,10 @@ async fn one_time_triggers_read_back_as_at_and_delete_after_completion() {
     assert_target(&at, &f.group, &occurrence_input(ID_A));
 
     let once = f.must_get(ID_B).await;
-    assert_eq!(once.schedule_expression(), Some("at(2026-11-24T10:00:45)"));
+    assert_eq!(
+        once.schedule_expression(),
+        Some(at_expression(now() + Duration::seconds(45)).as_str())
+    );
     assert_eq!(
         once.action_after_completion(),
         Some(&ActionAfterCompletion::Delete)
@@ -235,8 +240,8 @@ async fn cron_reads_back_in_eventbridge_syntax_with_its_zone_and_window() {
         Schedule::Cron {
             expression: "0 9 * * 1-5".into(),
             timezone: "Europe/Berlin".into(),
-            start_at: Some(t("2026-12-01T00:00:00Z")),
-            end_at: Some(t("2027-03-31T00:00:00Z")),
+            start_at: Some(now() + Duration::days(7)),
+            end_at: Some(now() + Duration::days(120)),
         },
     );
     f.scheduler.schedule(&trigger).await.unwrap();
@@ -245,8 +250,8 @@ async fn cron_reads_back_in_eventbridge_syntax_with_its_zone_and_window() {
     assert_eq!(out.schedule_expression(), Some("cron(0 9 ? * 2-6 *)"));
     assert_eq!(out.schedule_expression_timezone(), Some("Europe/Berlin"));
     assert_eq!(out.state(), Some(&ScheduleState::Enabled));
-    assert_eq!(date(out.start_date()), Some(t("2026-12-01T00:00:00Z")));
-    assert_eq!(date(out.end_date()), Some(t("2027-03-31T00:00:00Z")));
+    assert_eq!(date(out.start_date()), Some(now() + Duration::days(7)));
+    assert_eq!(date(out.end_date()), Some(now() + Duration::days(120)));
     assert_eq!(
         out.action_after_completion(),
         Some(&ActionAfterCompletion::Delete)
@@ -292,7 +297,7 @@ async fn pause_resume_edit_and_delete_follow_the_trigger() {
     );
 
     f.clock.advance(Duration::minutes(1));
-    let paused = active.with_status(TriggerStatus::Paused, t(NOW));
+    let paused = active.with_status(TriggerStatus::Paused, now());
     f.scheduler.schedule(&paused).await.unwrap();
     let out = f.must_get(ID_A).await;
     assert_eq!(out.state(), Some(&ScheduleState::Disabled));
@@ -300,7 +305,7 @@ async fn pause_resume_edit_and_delete_follow_the_trigger() {
     assert_eq!(out.schedule_expression(), Some("cron(*/5 * * * ? *)"));
     assert_target(&out, &f.group, &occurrence_input(ID_A));
 
-    let resumed = paused.with_status(TriggerStatus::Active, t(NOW));
+    let resumed = paused.with_status(TriggerStatus::Active, now());
     f.scheduler.schedule(&resumed).await.unwrap();
     assert_eq!(
         f.must_get(ID_A).await.state(),
@@ -320,7 +325,11 @@ async fn pause_resume_edit_and_delete_follow_the_trigger() {
     let out = f.must_get(ID_A).await;
     assert_eq!(out.schedule_expression(), Some("rate(2 hours)"));
     assert_eq!(out.schedule_expression_timezone(), Some("UTC"));
-    assert_eq!(date(out.start_date()), Some(t("2026-11-24T12:01:00Z")));
+    // Re-anchored at the edit (now + 1 min), first firing one interval later.
+    assert_eq!(
+        date(out.start_date()),
+        Some(now() + Duration::minutes(1) + Duration::hours(2))
+    );
     assert_eq!(out.state(), Some(&ScheduleState::Enabled));
     assert_target(&out, &f.group, &occurrence_input(ID_A));
     assert_eq!(f.names().await, [ID_A]);
@@ -339,12 +348,12 @@ async fn exhausted_triggers_lose_their_schedule() {
     let trigger = scheduled(
         ID_A,
         Schedule::At {
-            at: t("2026-11-24T10:30:00Z"),
+            at: now() + Duration::minutes(30),
         },
     );
     f.scheduler.schedule(&trigger).await.unwrap();
     assert!(f.get(ID_A).await.is_some());
-    f.clock.set(t("2026-11-24T10:31:00Z"));
+    f.clock.set(now() + Duration::minutes(31));
     f.scheduler.schedule(&trigger).await.unwrap();
     assert!(f.get(ID_A).await.is_none());
 }
@@ -356,7 +365,7 @@ async fn unschedule_deletes_and_tolerates_a_missing_schedule() {
         .schedule(&scheduled(
             ID_A,
             Schedule::At {
-                at: t("2026-12-01T00:00:00Z"),
+                at: now() + Duration::days(7),
             },
         ))
         .await
@@ -365,7 +374,7 @@ async fn unschedule_deletes_and_tolerates_a_missing_schedule() {
         .schedule(&scheduled(
             ID_B,
             Schedule::At {
-                at: t("2026-12-02T00:00:00Z"),
+                at: now() + Duration::days(8),
             },
         ))
         .await
@@ -434,7 +443,7 @@ async fn api_triggers_have_no_schedule() {
         payload_schema: Some(json!({"type": "object"})),
         target: None,
     };
-    let trigger = Trigger::create(def, ID_A.into(), t(NOW));
+    let trigger = Trigger::create(def, ID_A.into(), now());
     f.scheduler.schedule(&trigger).await.unwrap();
     assert!(f.names().await.is_empty());
 }
@@ -457,13 +466,16 @@ async fn test_runs_are_one_time_schedules_carrying_the_definition() {
         target: None,
     };
     f.scheduler
-        .schedule_test_run(run_id, &def, t("2026-11-25T00:00:00Z"), None)
+        .schedule_test_run(run_id, &def, now() + Duration::hours(14), None)
         .await
         .unwrap();
 
     let name = format!("test-{run_id}");
     let out = f.must_get(&name).await;
-    assert_eq!(out.schedule_expression(), Some("at(2026-11-25T00:00:00)"));
+    assert_eq!(
+        out.schedule_expression(),
+        Some(at_expression(now() + Duration::hours(14)).as_str())
+    );
     assert_eq!(out.schedule_expression_timezone(), Some("UTC"));
     assert_eq!(
         out.action_after_completion(),
@@ -490,7 +502,7 @@ async fn test_runs_are_one_time_schedules_carrying_the_definition() {
         .schedule_test_run(
             "01kddddddddddddddddddddddd",
             &big,
-            t("2026-11-25T00:00:00Z"),
+            now() + Duration::hours(14),
             None,
         )
         .await
@@ -528,4 +540,23 @@ async fn health_reflects_the_schedule_group() {
         f.clock.clone(),
     );
     assert!(!down.healthy().await, "no server, not healthy");
+}
+
+/// A fixed date that the real clock has passed must fail loudly, naming the test, not pass
+/// until the day moto starts to refuse it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[should_panic(expected = "test `a_past_instant_sent_to_moto_names_the_test` sent moto schedule")]
+async fn a_past_instant_sent_to_moto_names_the_test() {
+    let f = fixture("etp-past").await;
+    f.clock.set(chrono::Utc::now() - Duration::days(1));
+    let stale = scheduled(
+        ID_A,
+        Schedule::Interval {
+            every_seconds: 3600,
+            recurring: true,
+            start_at: Some(f.clock.now()),
+            end_at: None,
+        },
+    );
+    let _ = f.scheduler.schedule(&stale).await;
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 use etp::app::App;
 use etp::clock::{Clock, ManualClock};
 use etp::config::Settings;
@@ -14,10 +14,9 @@ use etp::domain::trigger::{TriggerDefinition, TriggerKind, TriggerStatus};
 use etp::embedded::{LocalTimer, SqliteStore};
 use etp::ports::{EventQuery, EventStore};
 
+/// A whole hour derived from the real clock (see `etp::testing::instants`).
 fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0)
-        .single()
-        .unwrap()
+    etp::testing::instants::next_hour()
 }
 
 struct Rig {

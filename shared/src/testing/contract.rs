@@ -1,7 +1,7 @@
 //! The store contract: behaviour every `Store` adapter must show, run against each of them
 //! through [`store_contract_tests!`](crate::store_contract_tests).
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 
 use crate::domain::event::{Event, EventSource, EventStatus};
@@ -35,10 +35,10 @@ macro_rules! store_contract_tests {
     };
 }
 
+/// The instant the contract's data is built around: a whole hour derived from the real clock
+/// (DynamoDB on moto runs on it), see [`crate::testing::instants`].
 pub fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0)
-        .single()
-        .unwrap_or_default()
+    crate::testing::instants::next_hour()
 }
 
 pub fn trigger(name: &str, kind: TriggerKind) -> Trigger {

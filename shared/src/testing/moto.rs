@@ -210,3 +210,100 @@ pub fn counting_dynamo_client() -> (aws_sdk_dynamodb::Client, CallLog) {
     );
     (client, calls)
 }
+
+/// An EventBridge Scheduler client for moto that refuses, loudly and naming the test that built
+/// it, any schedule whose `StartDate` or `at()` time is already past by the real clock. Moto
+/// judges such times by the real clock (it refuses a `StartDate` over five minutes old, and keeps
+/// an `at()` in the past that AWS may refuse), so a test that sends a fixed date passes until
+/// that date and then fails for no reason its author can see.
+pub async fn scheduler_client() -> aws_sdk_scheduler::Client {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("<unnamed thread>")
+        .to_string();
+    let base = aws_sdk_scheduler::Client::new(&sdk_config().await);
+    aws_sdk_scheduler::Client::from_conf(
+        base.config()
+            .to_builder()
+            .interceptor(PastInstantGuard { test })
+            .build(),
+    )
+}
+
+/// See [`scheduler_client`].
+#[derive(Debug, Clone)]
+pub struct PastInstantGuard {
+    test: String,
+}
+
+impl aws_sdk_scheduler::config::Intercept for PastInstantGuard {
+    fn name(&self) -> &'static str {
+        "PastInstantGuard"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &aws_sdk_scheduler::config::interceptors::BeforeSerializationInterceptorContextRef<'_>,
+        _: &mut aws_sdk_scheduler::config::ConfigBag,
+    ) -> Result<(), aws_sdk_scheduler::error::BoxError> {
+        use aws_sdk_scheduler::operation::create_schedule::CreateScheduleInput;
+        use aws_sdk_scheduler::operation::update_schedule::UpdateScheduleInput;
+        let input = context.input();
+        let (name, start, expression) =
+            if let Some(i) = input.downcast_ref::<CreateScheduleInput>() {
+                (i.name(), i.start_date(), i.schedule_expression())
+            } else if let Some(i) = input.downcast_ref::<UpdateScheduleInput>() {
+                (i.name(), i.start_date(), i.schedule_expression())
+            } else {
+                return Ok(());
+            };
+        let now = chrono::Utc::now();
+        if let Some(problem) = past_instant(start, expression, now) {
+            panic!(
+                "test `{}` sent moto schedule {} with {problem}, in the past by the real clock \
+                 ({now}): derive test instants from etp::testing::instants, never from a literal \
+                 date",
+                self.test,
+                name.unwrap_or("?"),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What in a schedule lies before `now`: its start date or its `at()` time.
+fn past_instant(
+    start: Option<&aws_sdk_scheduler::primitives::DateTime>,
+    expression: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<String> {
+    if let Some(start) = start
+        && start.secs() < now.timestamp()
+    {
+        return Some(format!("StartDate {start}"));
+    }
+    let at = expression?.strip_prefix("at(")?.strip_suffix(')')?;
+    let at = chrono::NaiveDateTime::parse_from_str(at, "%Y-%m-%dT%H:%M:%S").ok()?;
+    (at.and_utc() < now).then(|| format!("expression at({at})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guard_sees_past_start_dates_and_at_times() {
+        let now = chrono::Utc::now();
+        let secs = |t: chrono::DateTime<chrono::Utc>| {
+            aws_sdk_scheduler::primitives::DateTime::from_secs(t.timestamp())
+        };
+        let past = now - chrono::Duration::minutes(1);
+        let future = now + chrono::Duration::minutes(1);
+        assert!(past_instant(Some(&secs(past)), None, now).is_some());
+        assert!(past_instant(Some(&secs(future)), None, now).is_none());
+        let at = |t: chrono::DateTime<chrono::Utc>| crate::testing::instants::at_expression(t);
+        assert!(past_instant(None, Some(&at(past)), now).is_some());
+        assert!(past_instant(None, Some(&at(future)), now).is_none());
+        assert!(past_instant(None, Some("rate(5 minutes)"), now).is_none());
+    }
+}
