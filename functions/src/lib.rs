@@ -25,8 +25,10 @@ fn required(name: &'static str) -> Result<String, ConfigError> {
     })
 }
 
-/// JSON logs, as Lambda's JSON log format expects; `RUST_LOG` filters (default info).
+/// JSON logs, as Lambda's JSON log format expects; `RUST_LOG` filters (default info). Panics
+/// are logged as JSON too, with their location, before the runtime ends the invocation.
 pub fn init_tracing() {
+    etp::supervise::install_panic_hook();
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()

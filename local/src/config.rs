@@ -32,7 +32,9 @@ impl LocalConfig {
 }
 
 /// Human-readable logs by default; `ETP_LOG_FORMAT=json` for machines. `RUST_LOG` filters.
+/// Panics are logged (with their location) and counted, and fail only what hit them.
 pub fn init_tracing() {
+    etp::supervise::install_panic_hook();
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -59,15 +61,17 @@ pub fn announce(addr: &SocketAddr, cfg: &LocalConfig) {
     }
 }
 
-/// Physically removes expired events every `ETP_PURGE_EVERY`.
+/// Physically removes expired events every `ETP_PURGE_EVERY`; a failed or panicking round is
+/// logged and the next one comes as usual.
 pub async fn purge_periodically(app: Arc<App>) {
     let mut tick = tokio::time::interval(app.settings.purge_every);
     loop {
         tick.tick().await;
-        match app.purge_expired().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(purged = n, "expired events deleted"),
-            Err(e) => tracing::error!(error = %e, "purge failed"),
+        let app = app.clone();
+        match etp::supervise::contained("purge", async move { app.purge_expired().await }).await {
+            Some(Ok(0)) | None => {}
+            Some(Ok(n)) => tracing::info!(purged = n, "expired events deleted"),
+            Some(Err(e)) => tracing::error!(error = %e, "purge failed"),
         }
     }
 }

@@ -15,9 +15,10 @@ use crate::domain::event::{EventSource, EventView};
 use crate::domain::lifecycle::EventState;
 use crate::domain::new_id;
 use crate::domain::target::Secret;
+use crate::domain::limits::{Rules, json_size};
+use crate::domain::payload_schema::{self, Validator};
 use crate::domain::trigger::{
-    FiringFields, Purpose, Trigger, TriggerDefinition, TriggerKind, TriggerStatus, compile_schema,
-    payload_errors,
+    FiringFields, Purpose, Trigger, TriggerDefinition, TriggerKind, TriggerStatus,
 };
 use crate::domain::validation::ValidationError;
 use crate::firing::{delivery_plan, fire_test_run, idempotency_key, new_event};
@@ -31,6 +32,76 @@ const STATS_MAX_STALENESS: u32 = 10;
 
 /// Compiled payload schemas kept at most; beyond this the cache starts afresh.
 const SCHEMA_CACHE_MAX: usize = 4096;
+/// Schema compilations and payload checks running at once (each on a blocking thread): one per
+/// core, so hostile schemas cannot take more CPU than that from firing and serving.
+const SCHEMA_WORKERS: usize = 2;
+
+/// CPU-heavy schema work (compiling a schema, checking a payload against one) runs here: on
+/// the blocking pool, never on the async workers, at most [`SCHEMA_WORKERS`] at once, each
+/// answered within the budget. Work over budget is given up on (its thread finishes in the
+/// background, holding its slot, so a flood of it cannot multiply).
+struct SchemaWork {
+    slots: Arc<tokio::sync::Semaphore>,
+    budget: std::time::Duration,
+}
+
+/// Why schema work gave no answer.
+enum Overrun {
+    /// It ran longer than the budget.
+    Budget,
+    /// No slot came free within the budget.
+    Busy,
+    /// It panicked (logged by the panic hook).
+    Panicked,
+}
+
+impl SchemaWork {
+    fn new(budget: std::time::Duration) -> Self {
+        Self {
+            slots: Arc::new(tokio::sync::Semaphore::new(SCHEMA_WORKERS)),
+            budget,
+        }
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Overrun> {
+        let deadline = tokio::time::Instant::now() + self.budget;
+        let slot = tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| Overrun::Busy)?
+            .map_err(|_| Overrun::Busy)?;
+        let task = tokio::task::spawn_blocking(move || {
+            let out = work();
+            drop(slot);
+            out
+        });
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(_)) => Err(Overrun::Panicked),
+            Err(_) => Err(Overrun::Budget),
+        }
+    }
+}
+
+impl Overrun {
+    /// The error for the client: over budget is the client's schema or payload at fault.
+    fn into_error(self, field: &str, what: &str, budget: std::time::Duration) -> AppError {
+        match self {
+            Overrun::Budget => ValidationError::field(
+                field,
+                format!(
+                    "{what} took longer than {} ms; simplify the schema",
+                    budget.as_millis()
+                ),
+            )
+            .into(),
+            Overrun::Busy => AppError::Busy,
+            Overrun::Panicked => AppError::Internal(format!("{what} panicked")),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -48,6 +119,15 @@ pub enum AppError {
     Store(StoreError),
     #[error(transparent)]
     Scheduler(SchedulerError),
+    /// A payload larger than `ETP_MAX_PAYLOAD_BYTES`.
+    #[error("the payload is {size} bytes as JSON; at most {limit} are accepted")]
+    PayloadTooLarge { size: usize, limit: usize },
+    /// Every slot for schema work stayed taken for the whole budget.
+    #[error("schema work is saturated")]
+    Busy,
+    /// A bug: a panic, caught and logged where it happened.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl From<StoreError> for AppError {
@@ -178,7 +258,8 @@ pub struct App {
     stats_cache: Mutex<Option<Arc<StatsSnapshot>>>,
     /// Held by whoever is recomputing the stats, so only one recomputation runs at a time.
     stats_refresh: Arc<tokio::sync::Mutex<()>>,
-    schemas: Mutex<HashMap<String, (u64, Arc<jsonschema::Validator>)>>,
+    schemas: Mutex<HashMap<String, (u64, Arc<Validator>)>>,
+    schema_work: SchemaWork,
 }
 
 fn not_found(id: &str) -> AppError {
@@ -207,6 +288,7 @@ impl App {
         settings: Settings,
     ) -> Self {
         Self {
+            schema_work: SchemaWork::new(settings.limits.schema_budget),
             store,
             scheduler,
             deliveries,
@@ -256,9 +338,45 @@ impl App {
         }
     }
 
+    /// Validates `def` as of `now` off the async workers, within the schema budget (an api
+    /// definition's schema is compiled, a test run's payload checked).
+    async fn validate(
+        &self,
+        def: &TriggerDefinition,
+        now: DateTime<Utc>,
+        purpose: Purpose,
+    ) -> AppResult<()> {
+        let (def, egress, limits) = (
+            def.clone(),
+            self.settings.egress.clone(),
+            self.settings.limits.clone(),
+        );
+        let verdict = self
+            .schema_work
+            .run(move || {
+                def.validate(
+                    &Rules {
+                        now,
+                        egress: &egress,
+                        limits: &limits,
+                    },
+                    purpose,
+                )
+            })
+            .await
+            .map_err(|o| {
+                o.into_error(
+                    "payload_schema",
+                    "compiling the schema (and checking the test payload)",
+                    self.settings.limits.schema_budget,
+                )
+            })?;
+        Ok(verdict?)
+    }
+
     pub async fn create_trigger(&self, def: TriggerDefinition) -> AppResult<Trigger> {
         let now = self.now();
-        def.validate(now, Purpose::Store, &self.settings.egress)?;
+        self.validate(&def, now, Purpose::Store).await?;
         let trigger = Trigger::create(def, new_id(), now);
         self.store.insert_trigger(&trigger).await?;
         if let Err(e) = self.scheduler.schedule(&trigger).await {
@@ -280,14 +398,32 @@ impl App {
         Ok(self.store.list_triggers(query).await?)
     }
 
-    /// One page of triggers as the JSON of their views (see [`TriggerView::json_at`]).
+    /// One page of triggers as the JSON of their views (see [`TriggerView::json_at`]). A
+    /// stored body that cannot be read is shown as the store's broken stand-in for it.
     pub async fn list_trigger_views_json(&self, query: &TriggerQuery) -> AppResult<Page<String>> {
         let now = self.now();
         let page = self.store.list_triggers_json(query).await?;
-        Ok(page.try_map(|json| {
-            TriggerView::json_at(&json, now)
-                .ok_or_else(|| StoreError::Unavailable("unreadable stored trigger".into()))
-        })?)
+        let mut items = Vec::with_capacity(page.items.len());
+        for t in page.items {
+            match TriggerView::json_at(&t.json, now) {
+                Some(json) => items.push(json),
+                None => {
+                    if let Some(stand_in) = self.store.get_trigger(&t.id).await? {
+                        let view = self.view(Trigger {
+                            secret: None,
+                            ..stand_in
+                        });
+                        items.push(serde_json::to_string(&view).map_err(|e| {
+                            AppError::Internal(format!("encoding a trigger view: {e}"))
+                        })?);
+                    }
+                }
+            }
+        }
+        Ok(Page {
+            items,
+            next_cursor: page.next_cursor,
+        })
     }
 
     /// Writes `next` over `current` and tells the scheduler; undoes the write if it cannot.
@@ -321,7 +457,7 @@ impl App {
         let current = self.load(id).await?;
         self.check_version(if_match, &current)?;
         let now = self.now();
-        def.validate(now, Purpose::Store, &self.settings.egress)?;
+        self.validate(&def, now, Purpose::Store).await?;
         if def.kind != current.kind {
             return Err(ValidationError::field(
                 "kind",
@@ -349,6 +485,12 @@ impl App {
             (TriggerStatus::Completed, _) => {
                 return Err(AppError::Conflict(
                     "the trigger has completed; give it a new schedule with PUT to fire again"
+                        .into(),
+                ));
+            }
+            (TriggerStatus::Broken, _) => {
+                return Err(AppError::Conflict(
+                    "the trigger is broken (see `problem`); PUT a new definition or DELETE it"
                         .into(),
                 ));
             }
@@ -404,22 +546,40 @@ impl App {
         Ok(())
     }
 
-    fn validator(&self, trigger: &Trigger) -> AppResult<Arc<jsonschema::Validator>> {
-        let mut cache = self.schemas.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((version, v)) = cache.get(&trigger.id)
+    /// The trigger's compiled schema, from the cache or compiled off the async workers (the
+    /// cache's lock is held only to look up and to insert, never while compiling).
+    async fn validator(&self, trigger: &Trigger) -> AppResult<Arc<Validator>> {
+        if let Some((version, v)) = self
+            .schemas
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&trigger.id)
             && *version == trigger.version
         {
             return Ok(v.clone());
         }
         let schema = trigger
             .payload_schema
-            .as_ref()
-            .unwrap_or(&Value::Bool(true));
-        let compiled = compile_schema(schema).map_err(|e| {
-            tracing::error!(trigger_id = %trigger.id, error = %e, "stored schema does not compile");
-            AppError::Conflict("the trigger's stored payload schema is unusable".into())
-        })?;
+            .clone()
+            .unwrap_or(Value::Bool(true));
+        let limits = self.settings.limits.clone();
+        let compiled = self
+            .schema_work
+            .run(move || payload_schema::compile(&schema, &limits))
+            .await
+            .map_err(|o| {
+                o.into_error(
+                    "payload_schema",
+                    "compiling the trigger's schema",
+                    self.settings.limits.schema_budget,
+                )
+            })?
+            .map_err(|e| {
+                tracing::error!(trigger_id = %trigger.id, error = %e, "stored schema does not compile");
+                AppError::Conflict("the trigger's stored payload schema is unusable".into())
+            })?;
         let compiled = Arc::new(compiled);
+        let mut cache = self.schemas.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= SCHEMA_CACHE_MAX {
             cache.clear();
         }
@@ -427,8 +587,27 @@ impl App {
         Ok(compiled)
     }
 
-    fn check_payload(&self, trigger: &Trigger, payload: &Value) -> AppResult<()> {
-        let errors = payload_errors(self.validator(trigger)?.as_ref(), payload);
+    /// Checks a fired payload: its size, then the trigger's schema (off the async workers,
+    /// within the budget).
+    async fn check_payload(&self, trigger: &Trigger, payload: &Value) -> AppResult<()> {
+        let limit = self.settings.limits.max_payload_bytes;
+        let size = json_size(payload);
+        if size > limit {
+            return Err(AppError::PayloadTooLarge { size, limit });
+        }
+        let validator = self.validator(trigger).await?;
+        let payload = payload.clone();
+        let errors = self
+            .schema_work
+            .run(move || payload_schema::payload_errors(&validator, &payload))
+            .await
+            .map_err(|o| {
+                o.into_error(
+                    "payload",
+                    "checking the payload against the schema",
+                    self.settings.limits.schema_budget,
+                )
+            })?;
         if errors.is_empty() {
             Ok(())
         } else {
@@ -467,7 +646,7 @@ impl App {
                 trigger.status.as_str()
             )));
         }
-        self.check_payload(&trigger, &payload)?;
+        self.check_payload(&trigger, &payload).await?;
         let delivery = delivery_plan(trigger.target.as_ref(), trigger.secret.as_ref());
         let event = new_event(
             Some(&trigger.id),
@@ -510,7 +689,7 @@ impl App {
         let payload = match trigger.kind {
             TriggerKind::Api => {
                 let payload = payload.unwrap_or_else(|| Value::Object(Default::default()));
-                self.check_payload(&trigger, &payload)?;
+                self.check_payload(&trigger, &payload).await?;
                 payload
             }
             TriggerKind::Scheduled => {
@@ -551,7 +730,7 @@ impl App {
     /// Validates a definition like a create and fires it once without storing a trigger.
     pub async fn test_definition(&self, mut def: TriggerDefinition) -> AppResult<TestRun> {
         let now = self.now();
-        def.validate(now, Purpose::TestRun, &self.settings.egress)?;
+        self.validate(&def, now, Purpose::TestRun).await?;
         let run_id = new_id();
         // A test run has no stored trigger to hold a secret: its delivery gets its own.
         let secret = def.target.as_ref().map(|_| Secret::generate());
@@ -712,6 +891,8 @@ impl App {
             return; // a refresh is already running
         };
         let app = self.clone();
+        // A panic in the refresh is logged and counted by the hook; the lock guard is dropped
+        // on unwinding, so the next request starts another refresh.
         tokio::spawn(async move {
             let _refreshing = refreshing;
             match app.compute_stats().await {

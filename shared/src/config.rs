@@ -8,6 +8,8 @@ use subtle::ConstantTimeEq;
 use crate::domain::delivery::RetrySchedule;
 use crate::domain::egress::EgressPolicy;
 use crate::domain::lifecycle::Lifecycle;
+use crate::domain::limits::Limits;
+use crate::domain::schedule::ScheduleLimits;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -64,6 +66,8 @@ pub struct Settings {
     pub egress: EgressPolicy,
     /// Waits between delivery retries.
     pub retry: RetrySchedule,
+    /// Bounds on input and on what is kept (`ETP_MAX_*`).
+    pub limits: Limits,
 }
 
 impl Default for Settings {
@@ -76,6 +80,7 @@ impl Default for Settings {
             purge_every: StdDuration::from_secs(60),
             egress: EgressPolicy::default(),
             retry: RetrySchedule::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -113,6 +118,7 @@ impl Settings {
                 Some(list) => retry_schedule(&list)?,
                 None => d.retry,
             },
+            limits: limits_from_env(d.limits)?,
         })
     }
 
@@ -128,6 +134,75 @@ impl Settings {
     }
 }
 
+/// Reads `ETP_MAX_SCHEDULE_AHEAD`, `ETP_MAX_PAYLOAD_BYTES`, `ETP_MAX_SCHEMA_BYTES`,
+/// `ETP_MAX_SCHEMA_DEPTH`, `ETP_SCHEMA_BUDGET`, `ETP_MAX_TRIGGERS`, `ETP_MAX_PENDING_TEST_RUNS`
+/// and `ETP_TEST_RUN_MAX_LEAD` over the defaults; each must be positive.
+fn limits_from_env(d: Limits) -> Result<Limits, ConfigError> {
+    fn positive<T: PartialOrd + Default>(
+        name: &'static str,
+        v: Option<T>,
+        default: T,
+    ) -> Result<T, ConfigError> {
+        match v {
+            Some(v) if v <= T::default() => Err(ConfigError::Invalid {
+                name,
+                problem: "must be greater than zero".into(),
+            }),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        }
+    }
+    let max_ahead = positive(
+        "ETP_MAX_SCHEDULE_AHEAD",
+        env_duration("ETP_MAX_SCHEDULE_AHEAD")?,
+        d.schedule.max_ahead,
+    )?;
+    if max_ahead > Duration::days(100 * 366) {
+        return Err(ConfigError::Invalid {
+            name: "ETP_MAX_SCHEDULE_AHEAD",
+            problem: "must be at most 100 years".into(),
+        });
+    }
+    Ok(Limits {
+        schedule: ScheduleLimits { max_ahead },
+        max_payload_bytes: positive(
+            "ETP_MAX_PAYLOAD_BYTES",
+            env_parse("ETP_MAX_PAYLOAD_BYTES")?,
+            d.max_payload_bytes,
+        )?,
+        max_schema_bytes: positive(
+            "ETP_MAX_SCHEMA_BYTES",
+            env_parse("ETP_MAX_SCHEMA_BYTES")?,
+            d.max_schema_bytes,
+        )?,
+        max_schema_depth: positive(
+            "ETP_MAX_SCHEMA_DEPTH",
+            env_parse("ETP_MAX_SCHEMA_DEPTH")?,
+            d.max_schema_depth,
+        )?,
+        schema_budget: positive(
+            "ETP_SCHEMA_BUDGET",
+            env_std_duration("ETP_SCHEMA_BUDGET")?,
+            d.schema_budget,
+        )?,
+        max_triggers: positive(
+            "ETP_MAX_TRIGGERS",
+            env_parse("ETP_MAX_TRIGGERS")?,
+            d.max_triggers,
+        )?,
+        max_pending_test_runs: positive(
+            "ETP_MAX_PENDING_TEST_RUNS",
+            env_parse("ETP_MAX_PENDING_TEST_RUNS")?,
+            d.max_pending_test_runs,
+        )?,
+        max_test_run_lead: positive(
+            "ETP_TEST_RUN_MAX_LEAD",
+            env_duration("ETP_TEST_RUN_MAX_LEAD")?,
+            d.max_test_run_lead,
+        )?,
+    })
+}
+
 fn retry_schedule(list: &str) -> Result<RetrySchedule, ConfigError> {
     let invalid = |problem: String| ConfigError::Invalid {
         name: "ETP_RETRY_DELAYS",
@@ -138,7 +213,12 @@ fn retry_schedule(list: &str) -> Result<RetrySchedule, ConfigError> {
         .map(|d| {
             humantime::parse_duration(d.trim())
                 .map_err(|e| invalid(format!("`{}`: {e}", d.trim())))
-                .and_then(|d| Duration::from_std(d).map_err(|e| invalid(e.to_string())))
+                .and_then(|d| {
+                    Duration::from_std(d)
+                        .ok()
+                        .filter(|d| *d <= Duration::days(7))
+                        .ok_or_else(|| invalid(format!("`{}`: at most 7 days", d.as_secs())))
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     RetrySchedule::new(delays).map_err(|p| invalid(p.into()))
@@ -160,13 +240,19 @@ fn env_std_duration(name: &'static str) -> Result<Option<StdDuration>, ConfigErr
         .transpose()
 }
 
+/// Longest duration any setting takes: beyond it, time arithmetic would only overflow.
+const MAX_SETTING_DAYS: i64 = 100 * 366;
+
 fn env_duration(name: &'static str) -> Result<Option<Duration>, ConfigError> {
     env_std_duration(name)?
         .map(|d| {
-            Duration::from_std(d).map_err(|e| ConfigError::Invalid {
-                name,
-                problem: e.to_string(),
-            })
+            Duration::from_std(d)
+                .ok()
+                .filter(|d| *d <= Duration::days(MAX_SETTING_DAYS))
+                .ok_or_else(|| ConfigError::Invalid {
+                    name,
+                    problem: "must be at most 100 years".into(),
+                })
         })
         .transpose()
 }

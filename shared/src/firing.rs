@@ -52,6 +52,8 @@ pub enum Skip {
     Paused,
     Completed,
     NotScheduled,
+    /// Its stored definition cannot be read or cannot fire.
+    Broken,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -131,6 +133,7 @@ pub async fn fire_scheduled(
         (_, None) => Some(Skip::NotScheduled),
         (TriggerStatus::Paused, _) => Some(Skip::Paused),
         (TriggerStatus::Completed, _) => Some(Skip::Completed),
+        (TriggerStatus::Broken, _) => Some(Skip::Broken),
         (TriggerStatus::Active, Some(_)) => None,
     };
     if let Some(skip) = skip {

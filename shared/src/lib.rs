@@ -12,5 +12,6 @@ pub mod embedded;
 pub mod firing;
 pub mod http;
 pub mod ports;
+pub mod supervise;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;

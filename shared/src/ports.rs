@@ -23,6 +23,10 @@ pub enum StoreError {
     /// The backing store failed; the text is for logs, never for clients.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A stored record could not be read (written by another version, or damaged); the text
+    /// is for logs, never for clients.
+    #[error("unreadable stored record: {0}")]
+    Corrupt(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +69,13 @@ pub mod cursor {
             .filter(|(f, id)| *f >= 0 && !id.is_empty())
             .ok_or(StoreError::InvalidCursor)
     }
+}
+
+/// A trigger as its JSON (exactly `serde_json::to_string(&trigger)`, no secret), with its id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerJson {
+    pub id: String,
+    pub json: String,
 }
 
 /// An event as its JSON, with the field a read-time view needs.
@@ -166,15 +177,27 @@ impl Recorded {
 #[async_trait]
 pub trait TriggerStore: Send + Sync {
     async fn insert_trigger(&self, trigger: &Trigger) -> Result<(), StoreError>;
+    /// The trigger; one whose stored definition cannot be read comes back as
+    /// [`Trigger::unreadable`] (status `broken`), so a reader sees it and can replace it.
     async fn get_trigger(&self, id: &str) -> Result<Option<Trigger>, StoreError>;
-    /// Triggers in id (creation) order, without their secrets (only single reads carry them).
+    /// Triggers in id (creation) order, without their secrets (only single reads carry them);
+    /// unreadable ones as [`Trigger::unreadable`].
     async fn list_triggers(&self, query: &TriggerQuery) -> Result<Page<Trigger>, StoreError>;
     /// The same page as each trigger's JSON (exactly `serde_json::to_string(&trigger)`, no
-    /// secret); a store that keeps that JSON returns it as is, this default encodes.
-    async fn list_triggers_json(&self, query: &TriggerQuery) -> Result<Page<String>, StoreError> {
+    /// secret); a store that keeps that JSON returns it as is (unread: a damaged one is found
+    /// by its reader), this default encodes.
+    async fn list_triggers_json(
+        &self,
+        query: &TriggerQuery,
+    ) -> Result<Page<TriggerJson>, StoreError> {
         self.list_triggers(query)
             .await?
-            .try_map(|t| serde_json::to_string(&t))
+            .try_map(|t| {
+                serde_json::to_string(&t).map(|json| TriggerJson {
+                    id: t.id.clone(),
+                    json,
+                })
+            })
             .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
     /// Writes `trigger` only if the stored version is `expected_version`.

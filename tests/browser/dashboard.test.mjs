@@ -106,6 +106,11 @@ describe("dashboard", () => {
   it("asks for the token once and keeps it in the session only", async () => {
     await page.goto(base);
     await page.getByLabel("API token").waitFor();
+    // Even without the script, submitting the form could not put the token in a URL.
+    assert.deepEqual(
+      await page.evaluate(() => [document.getElementById("login-form").method,
+                                 document.getElementById("token").hasAttribute("name")]),
+      ["post", false]);
     await screenshot("sign-in");
     await page.getByLabel("API token").fill(TOKEN);
     await page.getByRole("button", { name: "Use token" }).click();

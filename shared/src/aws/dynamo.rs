@@ -166,7 +166,7 @@ fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError>
 }
 
 fn decode<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, StoreError> {
-    serde_json::from_str(body).map_err(|e| unavailable(format!("corrupt stored item: {e}")))
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("stored item: {e}")))
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {

@@ -75,6 +75,10 @@ pub enum Plan {
 
 /// Decides the schedule for `trigger` as of `now`.
 pub fn plan(trigger: &Trigger, now: DateTime<Utc>) -> Result<Plan, SchedulerError> {
+    // A broken trigger never fires, whatever schedule it had (its stand-in shows none).
+    if trigger.status == TriggerStatus::Broken {
+        return Ok(Plan::Delete);
+    }
     let Some(schedule) = &trigger.schedule else {
         return Ok(Plan::Nothing);
     };

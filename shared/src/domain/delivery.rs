@@ -120,19 +120,31 @@ impl RetrySchedule {
         let asked = retry_after
             .map(|d| d.clamp(Duration::zero(), Duration::seconds(MAX_RETRY_AFTER)))
             .unwrap_or_else(Duration::zero);
-        now + wait.max(asked)
+        super::time_range::add_saturating(now, wait.max(asked))
     }
 }
 
-/// Parses `Retry-After`: delay seconds or an HTTP date, relative to `now`.
+/// Parses `Retry-After` (RFC 9110: delay seconds, or an HTTP date), relative to `now`, into a
+/// wait of 0 to 1 hour. Whatever a receiver sends is safe here: any number of digits (held at
+/// the hour), dates far in the past (no wait) or future (the hour); anything else (negative,
+/// fractional, garbage, over 128 bytes) is ignored, and the usual backoff applies.
 pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<i64>() {
-        return Some(Duration::seconds(secs.max(0)));
+    if value.is_empty() || value.len() > 128 {
+        return None;
     }
-    DateTime::parse_from_rfc2822(value)
-        .ok()
-        .map(|at| (at.with_timezone(&Utc) - now).max(Duration::zero()))
+    let cap = Duration::seconds(MAX_RETRY_AFTER);
+    if value.bytes().all(|b| b.is_ascii_digit()) {
+        let secs = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::seconds(
+            i64::try_from(secs).unwrap_or(i64::MAX).min(MAX_RETRY_AFTER),
+        ));
+    }
+    DateTime::parse_from_rfc2822(value).ok().map(|at| {
+        at.with_timezone(&Utc)
+            .signed_duration_since(now)
+            .clamp(Duration::zero(), cap)
+    })
 }
 
 #[cfg(test)]
@@ -202,5 +214,39 @@ mod tests {
             Some(Duration::seconds(60))
         );
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    /// Whatever a receiver answers, nothing panics and the wait stays within 0 to 1 hour.
+    #[test]
+    fn hostile_retry_after_values_are_bounded() {
+        let now = DateTime::parse_from_rfc3339("2026-11-24T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let hour = Some(Duration::seconds(3600));
+        for huge in [
+            "9223372036854776",
+            "9223372036854775807",
+            "99999999999999999999999999999",
+            "3601",
+        ] {
+            assert_eq!(parse_retry_after(huge, now), hour, "{huge}");
+        }
+        let long = "9".repeat(200);
+        for ignored in ["-5", "1.5", "1e9", "", " ", "0x10", "\u{0}", long.as_str()] {
+            assert_eq!(parse_retry_after(ignored, now), None, "{ignored:?}");
+        }
+        assert_eq!(
+            parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now),
+            hour
+        );
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT", now),
+            Some(Duration::zero())
+        );
+        let s = RetrySchedule::default();
+        for asked in [Some(Duration::MAX), Some(Duration::MIN), None] {
+            let at = s.next_at(u32::MAX, DateTime::<Utc>::MAX_UTC, 2.0, asked);
+            assert_eq!(at, DateTime::<Utc>::MAX_UTC);
+        }
     }
 }

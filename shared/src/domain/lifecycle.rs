@@ -4,6 +4,11 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::time_range;
+
+/// The longest retention accepted: windows far beyond it would only overflow time arithmetic.
+const MAX_RETENTION_DAYS: i64 = 36_525;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventState {
@@ -48,6 +53,9 @@ impl Lifecycle {
         if retain_for <= active_for {
             return Err("retention must be longer than the active window");
         }
+        if retain_for > Duration::days(MAX_RETENTION_DAYS) {
+            return Err("retention must be at most 100 years");
+        }
         Ok(Self {
             active_for,
             retain_for,
@@ -56,7 +64,7 @@ impl Lifecycle {
 
     /// The state of an event at `now`; `None` once it has expired (age >= retention).
     pub fn state(&self, fired_at: DateTime<Utc>, now: DateTime<Utc>) -> Option<EventState> {
-        let age = now - fired_at;
+        let age = now.signed_duration_since(fired_at);
         if age < self.active_for {
             Some(EventState::Active)
         } else if age < self.retain_for {
@@ -67,28 +75,28 @@ impl Lifecycle {
     }
 
     pub fn archives_at(&self, fired_at: DateTime<Utc>) -> DateTime<Utc> {
-        fired_at + self.active_for
+        time_range::add_saturating(fired_at, self.active_for)
     }
 
     pub fn expires_at(&self, fired_at: DateTime<Utc>) -> DateTime<Utc> {
-        fired_at + self.retain_for
+        time_range::add_saturating(fired_at, self.retain_for)
     }
 
     /// Events fired at or before this instant have expired.
     pub fn expired_at_or_before(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        now - self.retain_for
+        time_range::sub_saturating(now, self.retain_for)
     }
 
     /// The `fired_at` range holding exactly the events in `state` at `now`.
     pub fn window(&self, state: EventState, now: DateTime<Utc>) -> FiredWindow {
         match state {
             EventState::Active => FiredWindow {
-                after: now - self.active_for,
+                after: time_range::sub_saturating(now, self.active_for),
                 until: None,
             },
             EventState::Archived => FiredWindow {
-                after: now - self.retain_for,
-                until: Some(now - self.active_for),
+                after: time_range::sub_saturating(now, self.retain_for),
+                until: Some(time_range::sub_saturating(now, self.active_for)),
             },
         }
     }

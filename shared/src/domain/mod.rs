@@ -4,8 +4,13 @@ pub mod delivery;
 pub mod egress;
 pub mod event;
 pub mod lifecycle;
+pub mod limits;
+pub mod payload_schema;
 pub mod schedule;
+#[cfg(test)]
+mod schedule_props;
 pub mod target;
+pub mod time_range;
 pub mod timestamp;
 pub mod trigger;
 pub mod validation;

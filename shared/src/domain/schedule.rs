@@ -1,11 +1,12 @@
 //! Schedules and next-fire computation: the one place that knows when a trigger fires.
 
-use chrono::{DateTime, Duration, LocalResult, TimeZone, Timelike, Utc};
+use chrono::{Datelike, DateTime, Duration, LocalResult, Offset, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::time_range;
 use super::validation::Checks;
 
 /// Longest interval accepted: ten years.
@@ -73,6 +74,28 @@ pub fn parse_timezone(name: &str) -> Result<Tz, String> {
         .map_err(|_| format!("unknown time zone {name:?}; use an IANA name such as Europe/Berlin"))
 }
 
+/// How far ahead a schedule may start unless configured otherwise (`ETP_MAX_SCHEDULE_AHEAD`).
+pub const DEFAULT_MAX_AHEAD_DAYS: i64 = 3_653;
+
+/// The configurable bounds a schedule is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduleLimits {
+    /// How far after now `at` and `start_at` may lie.
+    pub max_ahead: Duration,
+}
+
+impl Default for ScheduleLimits {
+    fn default() -> Self {
+        Self {
+            max_ahead: Duration::days(DEFAULT_MAX_AHEAD_DAYS),
+        }
+    }
+}
+
+fn rfc3339_secs(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 impl Schedule {
     /// Fires at most once.
     pub fn is_one_time(&self) -> bool {
@@ -95,26 +118,43 @@ impl Schedule {
         self
     }
 
-    /// Checks the schedule against the rules; `prefix` names the field in errors.
-    pub fn validate(&self, now: DateTime<Utc>, prefix: &str, checks: &mut Checks) {
+    /// Checks the schedule against the rules; `prefix` names the field in errors. Every instant
+    /// lies in the accepted range, a start is at most `limits.max_ahead` away, and the schedule
+    /// has a next occurrence that can be computed: whatever passes here cannot overflow later.
+    pub fn validate(
+        &self,
+        now: DateTime<Utc>,
+        limits: &ScheduleLimits,
+        prefix: &str,
+        checks: &mut Checks,
+    ) {
         let f = |name: &str| format!("{prefix}.{name}");
-        let check_time = |checks: &mut Checks, name: &str, t: &Option<DateTime<Utc>>| {
-            if let Some(t) = t {
-                checks.check(whole_second(t), &f(name), || {
-                    "must be a whole second (no fractional part)".into()
+        let horizon = time_range::add(now, limits.max_ahead).unwrap_or_else(time_range::latest);
+        let before = checks.len();
+        let check_time = |checks: &mut Checks, name: &str, t: &Option<DateTime<Utc>>, start: bool| {
+            let Some(t) = t else { return };
+            if !time_range::contains(*t) {
+                checks.fail(f(name), time_range::out_of_range_message());
+                return;
+            }
+            checks.check(whole_second(t), &f(name), || {
+                "must be a whole second (no fractional part)".into()
+            });
+            if start {
+                checks.check(*t <= horizon, &f(name), || {
+                    format!(
+                        "must be at most {} days ahead (until {}; ETP_MAX_SCHEDULE_AHEAD)",
+                        limits.max_ahead.num_days(),
+                        rfc3339_secs(horizon)
+                    )
                 });
             }
         };
         match self {
             Schedule::At { at } => {
-                checks.check(whole_second(at), &f("at"), || {
-                    "must be a whole second (no fractional part)".into()
-                });
+                check_time(checks, "at", &Some(*at), true);
                 checks.check(*at > now, &f("at"), || {
-                    format!(
-                        "must be in the future (now is {})",
-                        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                    )
+                    format!("must be in the future (now is {})", rfc3339_secs(now))
                 });
             }
             Schedule::Interval {
@@ -131,8 +171,8 @@ impl Schedule {
                     &f("every_seconds"),
                     || format!("must be at most {MAX_EVERY_SECONDS} (ten years)"),
                 );
-                check_time(checks, "start_at", start_at);
-                check_time(checks, "end_at", end_at);
+                check_time(checks, "start_at", start_at, true);
+                check_time(checks, "end_at", end_at, false);
                 self.check_window(now, prefix, checks);
             }
             Schedule::Cron {
@@ -141,25 +181,99 @@ impl Schedule {
                 start_at,
                 end_at,
             } => {
-                check_time(checks, "start_at", start_at);
-                check_time(checks, "end_at", end_at);
-                let cron = parse_cron(expression).map_err(|e| checks.fail(f("expression"), e));
-                let tz = parse_timezone(timezone).map_err(|e| checks.fail(f("timezone"), e));
-                let window_ok = self.check_window(now, prefix, checks);
-                if let (Ok(cron), Ok(tz), true) = (cron, tz, window_ok) {
-                    let from = start_at.map_or(now, |s| s.max(now));
-                    if next_cron(&cron, tz, from, *end_at).is_none() {
-                        checks.fail(f("expression"), "never fires within the schedule's window");
-                    }
+                check_time(checks, "start_at", start_at, true);
+                check_time(checks, "end_at", end_at, false);
+                // Whether it ever fires is judged below, with the window.
+                if let Err(e) = parse_cron(expression) {
+                    checks.fail(f("expression"), e);
                 }
+                if let Err(e) = parse_timezone(timezone) {
+                    checks.fail(f("timezone"), e);
+                }
+                self.check_window(now, prefix, checks);
             }
+        }
+        if checks.len() > before {
+            return;
+        }
+        // Everything is in range: the schedule must also fire, at an instant that can be computed.
+        let resolved = self.clone().resolved(now);
+        if resolved.next_after(now).is_none() {
+            let (field, message) = match self {
+                Schedule::At { .. } => (f("at"), "never fires".to_string()),
+                Schedule::Interval { end_at: Some(_), .. } | Schedule::Cron { end_at: Some(_), .. } => (
+                    f("end_at"),
+                    "the schedule has no occurrence between now (or start_at) and end_at".into(),
+                ),
+                Schedule::Interval { .. } => (
+                    f("every_seconds"),
+                    "the next occurrence would be after 9999-12-31T23:59:59Z".into(),
+                ),
+                Schedule::Cron { .. } => (
+                    f("expression"),
+                    format!(
+                        "never fires within the schedule's window (cron schedules are computed \
+                         until the end of {CRON_LAST_YEAR})"
+                    ),
+                ),
+            };
+            checks.fail(field, message);
         }
     }
 
-    /// `end_at` must be after the start and in the future; returns whether it is.
-    fn check_window(&self, now: DateTime<Utc>, prefix: &str, checks: &mut Checks) -> bool {
+    /// Why a stored schedule cannot fire, if it cannot: what validation would refuse today
+    /// regardless of the time (instants out of range, intervals out of bounds, an unreadable
+    /// cron or zone). Stored rows from older versions or damaged files meet this at start-up.
+    pub fn stored_problem(&self) -> Option<String> {
+        let instants: Vec<(&str, &DateTime<Utc>)> = match self {
+            Schedule::At { at } => vec![("at", at)],
+            Schedule::Interval {
+                start_at, end_at, ..
+            }
+            | Schedule::Cron {
+                start_at, end_at, ..
+            } => [("start_at", start_at), ("end_at", end_at)]
+                .into_iter()
+                .filter_map(|(n, t)| t.as_ref().map(|t| (n, t)))
+                .collect(),
+        };
+        for (name, t) in instants {
+            if !time_range::contains(*t) {
+                return Some(format!(
+                    "schedule.{name} {} {}",
+                    t.to_rfc3339(),
+                    time_range::out_of_range_message()
+                ));
+            }
+        }
+        match self {
+            Schedule::Interval { every_seconds, .. }
+                if !(1..=MAX_EVERY_SECONDS).contains(every_seconds) =>
+            {
+                Some(format!(
+                    "schedule.every_seconds {every_seconds} must be 1 to {MAX_EVERY_SECONDS}"
+                ))
+            }
+            Schedule::Cron {
+                expression,
+                timezone,
+                ..
+            } => parse_cron(expression)
+                .err()
+                .map(|e| format!("schedule.expression: {e}"))
+                .or_else(|| {
+                    parse_timezone(timezone)
+                        .err()
+                        .map(|e| format!("schedule.timezone: {e}"))
+                }),
+            _ => None,
+        }
+    }
+
+    /// `end_at` must be after the start and in the future.
+    fn check_window(&self, now: DateTime<Utc>, prefix: &str, checks: &mut Checks) {
         let (start_at, end_at) = match self {
-            Schedule::At { .. } => return true,
+            Schedule::At { .. } => return,
             Schedule::Interval {
                 start_at, end_at, ..
             }
@@ -167,23 +281,25 @@ impl Schedule {
                 start_at, end_at, ..
             } => (start_at, end_at),
         };
-        let Some(end) = end_at else { return true };
-        let mut ok = true;
+        let Some(end) = end_at else { return };
         if let Some(start) = start_at
             && end <= start
         {
             checks.fail(format!("{prefix}.end_at"), "must be after start_at");
-            ok = false;
         }
         if *end <= now {
             checks.fail(format!("{prefix}.end_at"), "must be in the future");
-            ok = false;
         }
-        ok
     }
 
-    /// The first occurrence strictly after `after`, or `None` when the schedule is exhausted.
+    /// The first occurrence strictly after `after`, or `None` when the schedule is exhausted or
+    /// its next occurrence lies beyond the accepted range. Never panics, whatever is stored.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.next_unbounded(after)
+            .filter(|t| *t <= time_range::latest())
+    }
+
+    fn next_unbounded(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
             Schedule::At { at } => (*at > after).then_some(*at),
             Schedule::Interval {
@@ -192,18 +308,23 @@ impl Schedule {
                 start_at,
                 end_at,
             } => {
-                let start = (*start_at)?;
-                let every = Duration::seconds(i64::try_from(*every_seconds).ok()?);
-                let elapsed = (after - start).num_milliseconds();
+                let start = (*start_at)?.timestamp_millis();
+                let every_ms = i64::try_from(*every_seconds).ok()?.checked_mul(1000)?;
+                if every_ms <= 0 {
+                    return None;
+                }
+                let elapsed = after.timestamp_millis().checked_sub(start)?;
                 let k = if elapsed < 0 {
                     1
                 } else {
-                    elapsed / every.num_milliseconds() + 1
+                    elapsed / every_ms + 1
                 };
                 if !*recurring && k > 1 {
                     return None;
                 }
-                let next = start + every * i32::try_from(k).ok()?;
+                let next = DateTime::from_timestamp_millis(
+                    start.checked_add(every_ms.checked_mul(k)?)?,
+                )?;
                 end_at.is_none_or(|end| next <= end).then_some(next)
             }
             Schedule::Cron {
@@ -216,7 +337,7 @@ impl Schedule {
                 let tz = parse_timezone(timezone).ok()?;
                 // `start_at` itself is a valid occurrence, so search from just before it.
                 let from = match start_at {
-                    Some(s) if *s > after => *s - Duration::milliseconds(1),
+                    Some(s) if *s > after => time_range::sub(*s, Duration::milliseconds(1))?,
                     _ => after,
                 };
                 next_cron(&cron, tz, from, *end_at)
@@ -236,16 +357,23 @@ impl Schedule {
             // Closed form: a long outage must not cost one step per missed interval.
             let to = end_at.map_or(to, |e| e.min(to));
             let every_ms = i64::try_from(*every_seconds).ok()?.checked_mul(1000)?;
-            let k = (to - *start).num_milliseconds().div_euclid(every_ms);
+            if every_ms <= 0 {
+                return None;
+            }
+            let start_ms = start.timestamp_millis();
+            let k = to
+                .timestamp_millis()
+                .checked_sub(start_ms)?
+                .div_euclid(every_ms);
             let k = if *recurring { k } else { k.min(1) };
             if k < 1 {
                 return None;
             }
-            let t = *start + Duration::milliseconds(every_ms.checked_mul(k)?);
+            let t = DateTime::from_timestamp_millis(start_ms.checked_add(every_ms.checked_mul(k)?)?)?;
             return (t >= from).then_some(t);
         }
         let mut latest = None;
-        let mut cursor = from - Duration::milliseconds(1);
+        let mut cursor = time_range::sub(from, Duration::milliseconds(1))?;
         for _ in 0..CRON_SEARCH_LIMIT {
             match self.next_after(cursor) {
                 Some(t) if t <= to => {
@@ -259,18 +387,33 @@ impl Schedule {
     }
 }
 
+/// `t` as wall-clock time in `tz`, or `None` where that leaves chrono's range.
+fn local_wall_time(t: DateTime<Utc>, tz: Tz) -> Option<chrono::NaiveDateTime> {
+    let offset = tz.offset_from_utc_datetime(&t.naive_utc()).fix();
+    t.naive_utc().checked_add_offset(offset)
+}
+
+/// The last year the cron library computes occurrences in: a cron schedule ends there.
+pub const CRON_LAST_YEAR: i32 = 4999;
+
 /// Next cron occurrence strictly after `after` in `tz`. The pattern is matched on local wall-clock
 /// time, then mapped to an instant: local times that do not exist are skipped and repeated ones
-/// take their first instant (EventBridge Scheduler's rule).
+/// take their first instant (EventBridge Scheduler's rule). Occurrences are found from 1970 to
+/// the end of [`CRON_LAST_YEAR`] (the cron library's own limit); `None` beyond.
 fn next_cron(
     cron: &Cron,
     tz: Tz,
     after: DateTime<Utc>,
     end_at: Option<DateTime<Utc>>,
 ) -> Option<DateTime<Utc>> {
+    // Before the accepted range there is nothing to find, and near chrono's limits the cron
+    // library's date arithmetic would overflow.
+    let after = after.max(time_range::earliest() - Duration::milliseconds(1));
+    if after.year() > CRON_LAST_YEAR {
+        return None;
+    }
     // Walk local wall-clock time as if it were UTC, which has no DST gaps or folds.
-    let mut wall =
-        Utc.from_utc_datetime(&truncate_to_second(after).with_timezone(&tz).naive_local());
+    let mut wall = Utc.from_utc_datetime(&local_wall_time(truncate_to_second(after), tz)?);
     for _ in 0..CRON_SEARCH_LIMIT {
         wall = cron.find_next_occurrence(&wall, false).ok()?;
         let instant = match tz.from_local_datetime(&wall.naive_utc()) {
@@ -279,6 +422,9 @@ fn next_cron(
         };
         if instant <= after {
             continue;
+        }
+        if instant > time_range::latest() {
+            return None;
         }
         return end_at.is_none_or(|end| instant <= end).then_some(instant);
     }
@@ -313,7 +459,7 @@ mod tests {
 
     fn validate(s: &Schedule, now: &str) -> Vec<String> {
         let mut checks = Checks::default();
-        s.validate(t(now), "schedule", &mut checks);
+        s.validate(t(now), &ScheduleLimits::default(), "schedule", &mut checks);
         match checks.finish() {
             Ok(()) => vec![],
             Err(e) => e.errors.into_iter().map(|e| e.field).collect(),

@@ -5,14 +5,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::egress::EgressPolicy;
+use super::limits::{Rules, json_size};
+use super::payload_schema;
 use super::schedule::Schedule;
 use super::target::{Secret, Target};
-use super::validation::{Checks, FieldError, ValidationError};
+use super::validation::{Checks, ValidationError};
 
 pub const MAX_NAME_CHARS: usize = 200;
-/// Payload errors reported at most, so a huge bad payload cannot produce a huge error body.
-const MAX_PAYLOAD_ERRORS: usize = 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -37,6 +36,9 @@ pub enum TriggerStatus {
     Paused,
     /// A one-time trigger that has fired.
     Completed,
+    /// Its stored definition could not be read, or cannot fire (written by an older version, or
+    /// damaged): `problem` says why. It never fires; PUT a new definition or DELETE it.
+    Broken,
 }
 
 impl TriggerStatus {
@@ -45,6 +47,7 @@ impl TriggerStatus {
             TriggerStatus::Active => "active",
             TriggerStatus::Paused => "paused",
             TriggerStatus::Completed => "completed",
+            TriggerStatus::Broken => "broken",
         }
     }
 }
@@ -81,15 +84,14 @@ pub enum Purpose {
 }
 
 impl TriggerDefinition {
-    pub fn validate(
-        &self,
-        now: DateTime<Utc>,
-        purpose: Purpose,
-        egress: &EgressPolicy,
-    ) -> Result<(), ValidationError> {
+    /// Checks the definition against every rule, reporting each field at fault. An api
+    /// definition's schema is compiled here (and a test run's payload checked against it), so
+    /// callers run this off the async workers, within the schema budget.
+    pub fn validate(&self, rules: &Rules<'_>, purpose: Purpose) -> Result<(), ValidationError> {
+        let limits = rules.limits;
         let mut checks = Checks::default();
         if let Some(target) = &self.target {
-            target.validate("target", egress, &mut checks);
+            target.validate("target", rules.egress, &mut checks);
         }
         let name_chars = self.name.trim().chars().count();
         checks.check((1..=MAX_NAME_CHARS).contains(&name_chars), "name", || {
@@ -98,10 +100,19 @@ impl TriggerDefinition {
         checks.check(!self.name.chars().any(char::is_control), "name", || {
             "must not contain control characters".into()
         });
+        if let Some(p) = &self.payload {
+            let size = json_size(p);
+            checks.check(size <= limits.max_payload_bytes, "payload", || {
+                format!(
+                    "is {size} bytes as JSON; at most {} are accepted (ETP_MAX_PAYLOAD_BYTES)",
+                    limits.max_payload_bytes
+                )
+            });
+        }
         match self.kind {
             TriggerKind::Scheduled => {
                 match &self.schedule {
-                    Some(s) => s.validate(now, "schedule", &mut checks),
+                    Some(s) => s.validate(rules.now, &limits.schedule, "schedule", &mut checks),
                     None => checks.fail("schedule", "is required for scheduled triggers"),
                 }
                 if self.payload_schema.is_some() {
@@ -120,7 +131,7 @@ impl TriggerDefinition {
                         checks.fail("payload_schema", "is required for api triggers");
                         None
                     }
-                    Some(schema) => match compile_schema(schema) {
+                    Some(schema) => match payload_schema::compile(schema, limits) {
                         Ok(v) => Some(v),
                         Err(e) => {
                             checks.fail("payload_schema", e);
@@ -133,9 +144,9 @@ impl TriggerDefinition {
                         "payload",
                         "api triggers receive their payload when fired; remove it here",
                     ),
-                    (Purpose::TestRun, payload, Some(validator)) => {
+                    (Purpose::TestRun, payload, Some(validator)) if checks.is_empty() => {
                         let payload = payload.clone().unwrap_or(Value::Object(Default::default()));
-                        for e in payload_errors(&validator, &payload) {
+                        for e in payload_schema::payload_errors(&validator, &payload) {
                             checks.fail(format!("payload{}", e.field), e.message);
                         }
                     }
@@ -145,31 +156,6 @@ impl TriggerDefinition {
         }
         checks.finish()
     }
-}
-
-/// Compiles a JSON Schema, explaining in words why it is not one.
-pub fn compile_schema(schema: &Value) -> Result<jsonschema::Validator, String> {
-    if !(schema.is_object() || schema.is_boolean()) {
-        return Err("must be a JSON Schema (an object or a boolean)".into());
-    }
-    jsonschema::validator_for(schema).map_err(|e| format!("is not a valid JSON Schema: {e}"))
-}
-
-/// Every way `payload` breaks the schema, each named by its JSON pointer (`/` for the root).
-pub fn payload_errors(validator: &jsonschema::Validator, payload: &Value) -> Vec<FieldError> {
-    validator
-        .iter_errors(payload)
-        .take(MAX_PAYLOAD_ERRORS)
-        .map(|e| {
-            let path = e.instance_path.to_string();
-            let field = if path.is_empty() {
-                "/".to_string()
-            } else {
-                path
-            };
-            FieldError::new(field, e.to_string())
-        })
-        .collect()
 }
 
 fn next_fire(
@@ -222,6 +208,9 @@ pub struct Trigger {
     pub updated_at: DateTime<Utc>,
     /// Increases on every change; the `ETag` of the trigger.
     pub version: u64,
+    /// Why a `broken` trigger cannot fire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
     /// Signs deliveries. Kept by the stores beside the trigger, never in its JSON: shown once,
     /// when created or rotated.
     #[serde(skip)]
@@ -244,7 +233,54 @@ impl Trigger {
             created_at: now,
             updated_at: now,
             version: 1,
+            problem: None,
             secret: Some(Secret::generate()),
+        }
+    }
+
+    /// What a reader is shown for a stored trigger whose definition cannot be read: its id,
+    /// kind and version (kept beside the definition), status `broken` and why. Created at the
+    /// instant its id (a ULID) records.
+    pub fn unreadable(id: &str, kind: TriggerKind, version: u64, problem: String) -> Self {
+        let created_at = ulid::Ulid::from_string(id)
+            .ok()
+            .and_then(|u| DateTime::from_timestamp_millis(u.timestamp_ms() as i64))
+            .unwrap_or(DateTime::UNIX_EPOCH);
+        Self {
+            id: id.to_string(),
+            name: "(unreadable trigger)".into(),
+            kind,
+            status: TriggerStatus::Broken,
+            schedule: None,
+            payload: None,
+            payload_schema: None,
+            target: None,
+            created_at,
+            updated_at: created_at,
+            version,
+            problem: Some(problem),
+            secret: None,
+        }
+    }
+
+    /// Why this stored trigger cannot fire, if it cannot: a schedule outside what the
+    /// platform accepts (from an older version, or a damaged row). Cheap: no schema compile.
+    pub fn stored_problem(&self) -> Option<String> {
+        if self.status == TriggerStatus::Broken {
+            return None;
+        }
+        match (&self.kind, &self.schedule) {
+            (TriggerKind::Scheduled, None) => Some("a scheduled trigger without a schedule".into()),
+            (_, Some(s)) => s.stored_problem(),
+            _ => None,
+        }
+    }
+
+    /// This trigger marked `broken` for `problem`; it never fires until replaced.
+    pub fn broken(&self, problem: String, now: DateTime<Utc>) -> Self {
+        Self {
+            problem: Some(problem),
+            ..self.with_status(TriggerStatus::Broken, now)
         }
     }
 
@@ -316,7 +352,14 @@ mod tests {
 
     fn fields(v: Value, purpose: Purpose) -> Vec<String> {
         let def: TriggerDefinition = serde_json::from_value(v).unwrap();
-        match def.validate(now(), purpose, &EgressPolicy::default()) {
+        let egress = crate::domain::egress::EgressPolicy::default();
+        let limits = crate::domain::limits::Limits::default();
+        let rules = Rules {
+            now: now(),
+            egress: &egress,
+            limits: &limits,
+        };
+        match def.validate(&rules, purpose) {
             Ok(()) => vec![],
             Err(e) => e.errors.into_iter().map(|f| f.field).collect(),
         }

@@ -58,6 +58,15 @@ impl Checks {
         }
     }
 
+    /// How many field errors so far.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn finish(self) -> Result<(), ValidationError> {
         if self.0.is_empty() {
             Ok(())

@@ -13,6 +13,7 @@ use tokio::sync::{Notify, Semaphore};
 use super::sqlite::{SqliteStore, TimerJob};
 use crate::clock::Clock;
 use crate::domain::event::Event;
+use crate::domain::time_range;
 use crate::domain::target::Secret;
 use crate::domain::trigger::{Trigger, TriggerDefinition, TriggerStatus};
 use crate::firing::{Outcome, fire_scheduled, fire_test_run};
@@ -177,6 +178,9 @@ impl LocalTimer {
         Ok(timer)
     }
 
+    /// Gives every active trigger a job, and marks `broken` (logged, kept aside) each one that
+    /// cannot fire: an unreadable row or a schedule out of range. One bad row never stops
+    /// start-up.
     async fn reconcile(&self) -> Result<(), StoreError> {
         let mut cursor = None;
         loop {
@@ -191,6 +195,32 @@ impl LocalTimer {
                 })
                 .await?;
             for t in &page.items {
+                let now = self.inner.clock.now();
+                if t.status == TriggerStatus::Broken {
+                    // An unreadable body: its stand-in replaces it, the bytes are kept aside.
+                    let reason = t.problem.clone().unwrap_or_default();
+                    self.inner.db.quarantine_trigger(t.clone(), reason).await?;
+                    self.remove_job(trigger_key(&t.id))
+                        .await
+                        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                    continue;
+                }
+                if let Some(problem) = t.stored_problem() {
+                    tracing::error!(trigger_id = %t.id, %problem, "stored trigger cannot fire; marked broken");
+                    match self
+                        .inner
+                        .store
+                        .replace_trigger(&t.broken(problem, now), t.version)
+                        .await
+                    {
+                        Ok(()) | Err(StoreError::VersionConflict) => {}
+                        Err(e) => return Err(e),
+                    }
+                    self.remove_job(trigger_key(&t.id))
+                        .await
+                        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                    continue;
+                }
                 let known = self.state().live.contains_key(&trigger_key(&t.id));
                 if !known && t.schedule.is_some() {
                     tracing::warn!(trigger_id = %t.id, "active trigger had no timer job; scheduling it");
@@ -332,7 +362,7 @@ impl LocalTimer {
             let Some(trigger) = store.get_trigger(id).await? else {
                 return self.advance(key, live.generation, None).await;
             };
-            let from = scheduled_for.max(now - self.inner.grace);
+            let from = scheduled_for.max(time_range::sub_saturating(now, self.inner.grace));
             let latest = trigger
                 .schedule
                 .as_ref()

@@ -82,4 +82,8 @@ pub fn router(app: Arc<App>, token: ApiToken) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))
         .layer(Extension(BodyLimit(limit)))
+        // A panic in any handler fails that request alone, as a problem+json 500.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            problem::panic_response,
+        ))
 }

@@ -99,6 +99,24 @@ impl ApiError {
                 "a backing service is unavailable; retry shortly".into(),
                 vec![],
             ),
+            ApiError::App(AppError::Busy) => (
+                S::SERVICE_UNAVAILABLE,
+                "busy",
+                "every slot for schema work is taken; retry shortly".into(),
+                vec![],
+            ),
+            ApiError::App(AppError::Internal(_)) => (
+                S::INTERNAL_SERVER_ERROR,
+                "internal-error",
+                "the server failed unexpectedly; the failure is logged".into(),
+                vec![],
+            ),
+            ApiError::App(e @ AppError::PayloadTooLarge { .. }) => (
+                S::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                format!("{e} (ETP_MAX_PAYLOAD_BYTES)"),
+                vec![FieldError::new("payload", e.to_string())],
+            ),
             ApiError::BadRequest { detail, errors } => (
                 S::BAD_REQUEST,
                 "bad-request",
@@ -164,4 +182,10 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The answer to a request whose handler panicked (the panic hook has logged where): a
+/// problem+json 500 that says nothing of the cause.
+pub fn panic_response(_payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::App(AppError::Internal("a request handler panicked".into())).into_response()
 }

@@ -91,7 +91,10 @@ fn sort_key(item: &Item) -> &str {
 impl DynamoStore {
     fn expires_at_s(&self, at_ms: i64) -> i64 {
         // Rounded up, so TTL never removes an item before its exact expiry.
-        (at_ms + self.retention.num_milliseconds() + 999).div_euclid(1000)
+        at_ms
+            .saturating_add(self.retention.num_milliseconds())
+            .saturating_add(999)
+            .div_euclid(1000)
     }
 
     /// The one transaction a firing costs: the event, its dedupe marker, its hour's counter.

@@ -10,7 +10,7 @@ use super::{
     sdk_error, unavailable,
 };
 use crate::domain::target::Secret;
-use crate::domain::trigger::{Trigger, TriggerStatus};
+use crate::domain::trigger::{Trigger, TriggerKind, TriggerStatus};
 use crate::ports::{Page, StoreError, TriggerQuery, TriggerStore, cursor};
 
 /// `status`, `version` and `updated_at` live beside `body` and win over it: completing a one-time
@@ -42,10 +42,33 @@ pub(super) fn time_text(t: DateTime<Utc>) -> Result<String, StoreError> {
 
 fn from_text<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
     serde_json::from_value(serde_json::Value::String(text.to_string()))
-        .map_err(|e| unavailable(format!("corrupt stored trigger attribute: {e}")))
+        .map_err(|e| StoreError::Corrupt(format!("stored trigger attribute: {e}")))
 }
 
+/// The trigger an item holds; an item that cannot be read becomes [`Trigger::unreadable`]
+/// (logged), so one damaged item never fails a listing or hides the trigger from its owner.
 fn from_item(item: &Item) -> Result<Trigger, StoreError> {
+    let id = get_s(item, "pk")?;
+    match read_item(item) {
+        Ok(t) => Ok(t),
+        Err(e) => {
+            tracing::error!(trigger_id = id, error = %e, "stored trigger is unreadable; shown as broken");
+            let kind = get_s(item, "kind")
+                .ok()
+                .and_then(|k| from_text::<TriggerKind>(k).ok())
+                .unwrap_or(TriggerKind::Scheduled);
+            Ok(Trigger::unreadable(
+                id,
+                kind,
+                get_n(item, "version").unwrap_or(0),
+                "its stored definition could not be read; PUT a new definition or DELETE it"
+                    .into(),
+            ))
+        }
+    }
+}
+
+fn read_item(item: &Item) -> Result<Trigger, StoreError> {
     let mut t: Trigger = decode(get_s(item, "body")?)?;
     t.status = from_text::<TriggerStatus>(get_s(item, "status")?)?;
     t.version = get_n(item, "version")?;

@@ -1,0 +1,357 @@
+//! Events on SQLite: the write path (dedupe, ranks, totals, deliveries, one-time completion),
+//! listings, stats from ranks, delivery attempts and the purge.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+
+use super::triggers::write_trigger;
+use super::{Filter, SqliteStore, decode, encode, from_ms, ms, text, trigger_key, unavailable};
+use crate::domain::delivery::DeliveryPlan;
+use crate::domain::event::Event;
+use crate::domain::lifecycle::FiredWindow;
+use crate::domain::trigger::{Trigger, TriggerStatus};
+use crate::ports::{
+    EventJson, EventQuery, EventStore, NewEvent, Page, Recorded, StoreError, TriggerStats, cursor,
+};
+
+/// Rows deleted per purge transaction, so a big purge never blocks writers for long.
+const PURGE_BATCH: i64 = 5_000;
+
+fn record(tx: &Connection, new: NewEvent) -> Result<Recorded, StoreError> {
+    if let Some(key) = &new.dedupe_key {
+        let existing: Option<String> = tx
+            .prepare_cached("SELECT body FROM events WHERE dedupe_key = ?1")
+            .and_then(|mut st| st.query_row(params![key], |r| r.get(0)).optional())
+            .map_err(unavailable)?;
+        if let Some(body) = existing {
+            return Ok(Recorded::Duplicate(decode(&body)?));
+        }
+    }
+    let e = &new.event;
+    let key = trigger_key(e.trigger_id.as_deref());
+    let fired = ms(e.fired_at);
+    let body = encode(e)?;
+    let (seq, highest) = take_rank(tx, key, fired, &e.id)?;
+    tx.prepare_cached(
+        "INSERT INTO events (id, trigger_key, source, is_test, fired_ms, dedupe_key, body, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            e.id,
+            key,
+            e.source.as_str(),
+            e.is_test,
+            fired,
+            new.dedupe_key,
+            body,
+            seq
+        ])
+    })
+    .map_err(unavailable)?;
+    count_event(tx, key, fired, &e.trigger_name, highest)?;
+    if let Some(plan) = &new.delivery {
+        let plan = encode(plan)?;
+        tx.prepare_cached("INSERT INTO deliveries (event_id, due_ms, plan) VALUES (?1, ?2, ?3)")
+            .and_then(|mut st| st.execute(params![e.id, fired, plan]))
+            .map_err(unavailable)?;
+    }
+    if let Some((id, version)) = &new.complete {
+        let body: Option<String> = tx
+            .prepare_cached(
+                "SELECT body FROM triggers WHERE id = ?1 AND version = ?2 AND status = 'active'",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![id, *version as i64], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(unavailable)?;
+        if let Some(body) = body {
+            let t: Trigger = decode(&body)?;
+            let done = t.with_status(TriggerStatus::Completed, e.fired_at);
+            write_trigger(tx, &done, Some(*version))?;
+        }
+    }
+    Ok(Recorded::Written(new.event))
+}
+
+/// The rank a new event of `key` fired at `fired` takes, and the key's highest rank once it is
+/// in. Firings arrive in time order, so the rank is almost always one past the highest; an event
+/// that sorts before some already recorded (a concurrent firing that committed late) takes the
+/// first one's rank and shifts those after it.
+fn take_rank(tx: &Connection, key: &str, fired: i64, id: &str) -> Result<(i64, i64), StoreError> {
+    let highest: Option<i64> = tx
+        .prepare_cached("SELECT last_seq FROM trigger_event_totals WHERE trigger_key = ?1")
+        .and_then(|mut st| st.query_row(params![key], |r| r.get(0)).optional())
+        .map_err(unavailable)?;
+    let successor: Option<i64> = tx
+        .prepare_cached(
+            "SELECT seq FROM events WHERE trigger_key = ?1 AND (fired_ms, id) > (?2, ?3)
+             ORDER BY fired_ms, id LIMIT 1",
+        )
+        .and_then(|mut st| {
+            st.query_row(params![key, fired, id], |r| r.get(0))
+                .optional()
+        })
+        .map_err(unavailable)?;
+    if let Some(rank) = successor {
+        tx.prepare_cached(
+            "UPDATE events SET seq = seq + 1 WHERE trigger_key = ?1 AND (fired_ms, id) > (?2, ?3)",
+        )
+        .and_then(|mut st| st.execute(params![key, fired, id]))
+        .map_err(unavailable)?;
+        let highest = match highest {
+            Some(h) => h,
+            // No totals row beside recorded events: only while a purge is between its steps.
+            None => tx
+                .prepare_cached(
+                    "SELECT seq - 1 FROM events WHERE trigger_key = ?1
+                     ORDER BY fired_ms DESC, id DESC LIMIT 1",
+                )
+                .and_then(|mut st| st.query_row(params![key], |r| r.get(0)))
+                .map_err(unavailable)?,
+        };
+        return Ok((rank, highest + 1));
+    }
+    let rank = highest.unwrap_or(0) + 1;
+    Ok((rank, rank))
+}
+
+/// Records a just-inserted event in its key's totals row (the newest name wins).
+fn count_event(
+    tx: &Connection,
+    key: &str,
+    fired: i64,
+    name: &str,
+    highest: i64,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO trigger_event_totals (trigger_key, trigger_name, last_fired_ms, last_seq)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(trigger_key) DO UPDATE SET last_seq = ?4,
+           trigger_name = CASE WHEN ?3 >= last_fired_ms THEN ?2 ELSE trigger_name END,
+           last_fired_ms = max(last_fired_ms, ?3)",
+    )
+    .and_then(|mut st| st.execute(params![key, name, fired, highest]))
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn record_event(&self, new: NewEvent) -> Result<Recorded, StoreError> {
+        self.write(move |c| record(c, new)).await
+    }
+
+    async fn get_event(&self, id: &str) -> Result<Option<Event>, StoreError> {
+        let body: Option<String> = self.read_now(|c| {
+            c.prepare_cached("SELECT body FROM events WHERE id = ?1")
+                .and_then(|mut s| s.query_row(params![id], |r| r.get(0)).optional())
+                .map_err(unavailable)
+        })?;
+        body.map(|b| decode(&b)).transpose()
+    }
+
+    async fn list_events(&self, query: &EventQuery) -> Result<Page<Event>, StoreError> {
+        self.list_events_json(query)
+            .await?
+            .try_map(|e| decode(&e.json))
+    }
+
+    /// The stored bodies as they are: [`migrate`] keeps them in the current encoding.
+    async fn list_events_json(&self, query: &EventQuery) -> Result<Page<EventJson>, StoreError> {
+        let mut f = Filter::default();
+        if let Some(id) = &query.trigger_id {
+            f.add("trigger_key = ?", [text(id)]);
+        }
+        f.add("fired_ms > ?", [SqlValue::Integer(ms(query.window.after))]);
+        if let Some(until) = query.window.until {
+            f.add("fired_ms <= ?", [SqlValue::Integer(ms(until))]);
+        }
+        if let Some(cursor) = &query.cursor {
+            let (fired, id) = cursor::decode_event(cursor)?;
+            f.add(
+                "(fired_ms, id) < (?, ?)",
+                [SqlValue::Integer(fired), SqlValue::Text(id)],
+            );
+        }
+        if let Some(source) = query.source {
+            f.add("source = ?", [text(source.as_str())]);
+        }
+        if let Some(is_test) = query.is_test {
+            f.add("is_test = ?", [SqlValue::Integer(is_test.into())]);
+        }
+        let limit = query.limit.max(1);
+        let sql = format!(
+            "SELECT fired_ms, id, body FROM events {} ORDER BY fired_ms DESC, id DESC LIMIT {}",
+            f.sql(),
+            limit + 1
+        );
+        let rows: Vec<(i64, String, String)> = self.read_now(|c| {
+            let mut stmt = c.prepare_cached(&sql).map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params_from_iter(f.params), |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(unavailable)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(unavailable)
+        })?;
+        Page::from_overfetch(rows, limit, |(fired, id, _)| {
+            cursor::encode_event(*fired, id)
+        })
+        .try_map(|(fired, _, json)| {
+            from_ms(fired)
+                .map(|fired_at| EventJson { fired_at, json })
+                .ok_or_else(|| unavailable(format!("bad fired_ms {fired}")))
+        })
+    }
+
+    async fn event_stats(
+        &self,
+        active: FiredWindow,
+        archived: FiredWindow,
+    ) -> Result<Vec<TriggerStats>, StoreError> {
+        let active_cut = ms(active.after);
+        let retain_cut = ms(archived.after);
+        self.read(move |c| {
+            // Per key, events after a cut = its highest rank - the rank of its first event after
+            // the cut + 1: one seek in the covering per-trigger index per cut, however long the
+            // log. One statement, so the per-key work stays inside SQLite.
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT t.trigger_key, t.trigger_name, t.last_fired_ms, t.last_seq,
+                       (SELECT seq FROM events INDEXED BY events_by_trigger_seq
+                        WHERE trigger_key = t.trigger_key AND fired_ms > ?1
+                        ORDER BY fired_ms, id LIMIT 1),
+                       CASE WHEN t.last_fired_ms > ?2 THEN
+                       (SELECT seq FROM events INDEXED BY events_by_trigger_seq
+                        WHERE trigger_key = t.trigger_key AND fired_ms > ?2
+                        ORDER BY fired_ms, id LIMIT 1) END
+                     FROM trigger_event_totals t WHERE t.last_fired_ms > ?1
+                     ORDER BY t.trigger_key",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![retain_cut, active_cut], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, Option<i64>>(4)?,
+                        r.get::<_, Option<i64>>(5)?,
+                    ))
+                })
+                .map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (key, name, last_fired, highest, first_retained, first_active) =
+                    row.map_err(unavailable)?;
+                let after =
+                    |first: Option<i64>| first.map_or(0, |f| (highest - f + 1).max(0) as u64);
+                let total = after(first_retained);
+                if total == 0 {
+                    continue;
+                }
+                let act = after(first_active);
+                out.push(TriggerStats {
+                    trigger_id: (!key.is_empty()).then_some(key),
+                    trigger_name: name,
+                    active: act,
+                    archived: total.saturating_sub(act),
+                    last_fired_at: from_ms(last_fired),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn get_delivery(
+        &self,
+        event_id: &str,
+    ) -> Result<Option<(Event, DeliveryPlan)>, StoreError> {
+        let row: Option<(String, String)> = self.read_now(|c| {
+            c.prepare_cached(
+                "SELECT e.body, d.plan FROM deliveries d JOIN events e ON e.id = d.event_id
+                 WHERE d.event_id = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![event_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(unavailable)
+        })?;
+        row.map(|(event, plan)| Ok((decode(&event)?, decode(&plan)?)))
+            .transpose()
+    }
+
+    async fn record_attempt(&self, event: &Event, seen_attempts: usize) -> Result<(), StoreError> {
+        let event = event.clone();
+        self.write(move |c| {
+            let body: Option<String> = c
+                .prepare_cached("SELECT body FROM events WHERE id = ?1")
+                .and_then(|mut s| s.query_row(params![event.id], |r| r.get(0)).optional())
+                .map_err(unavailable)?;
+            let Some(body) = body else {
+                return Err(StoreError::VersionConflict);
+            };
+            let stored: Event = decode(&body)?;
+            if stored.attempts.len() != seen_attempts {
+                return Err(StoreError::VersionConflict);
+            }
+            let body = encode(&event)?;
+            c.prepare_cached("UPDATE events SET body = ?2 WHERE id = ?1")
+                .and_then(|mut s| s.execute(params![event.id, body]))
+                .map_err(unavailable)?;
+            c.prepare_cached("UPDATE deliveries SET due_ms = ?2 WHERE event_id = ?1")
+                .and_then(|mut s| s.execute(params![event.id, event.next_attempt_at.map(ms)]))
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn purge_events(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let cut = ms(cutoff);
+        let mut total = 0u64;
+        loop {
+            let n = self
+                .write(move |c| {
+                    c.execute(
+                        "DELETE FROM deliveries WHERE event_id IN
+                         (SELECT id FROM events WHERE fired_ms <= ?1 LIMIT ?2)",
+                        params![cut, PURGE_BATCH],
+                    )
+                    .map_err(unavailable)?;
+                    c.execute(
+                        "DELETE FROM events WHERE id IN
+                         (SELECT id FROM events WHERE fired_ms <= ?1 LIMIT ?2)",
+                        params![cut, PURGE_BATCH],
+                    )
+                    .map_err(unavailable)
+                })
+                .await?;
+            total += n as u64;
+            if (n as i64) < PURGE_BATCH {
+                break;
+            }
+        }
+        // Keys whose every event is gone start again from rank 1.
+        self.write(move |c| {
+            c.execute(
+                "DELETE FROM trigger_event_totals WHERE last_fired_ms <= ?1",
+                params![cut],
+            )
+            .map_err(unavailable)
+        })
+        .await?;
+        Ok(total)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read_now(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(unavailable))
+    }
+}

@@ -1,0 +1,145 @@
+//! The store port on SQLite (WAL): triggers, events with per-trigger ranks, the timer's jobs
+//! and the delivery queue, one file per concern.
+
+mod events;
+mod jobs;
+mod schema;
+mod threads;
+mod triggers;
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, mpsc};
+
+use chrono::{DateTime, Utc};
+use rusqlite::Connection;
+use rusqlite::types::Value as SqlValue;
+
+use crate::ports::StoreError;
+use schema::{INDEXES, TABLES, connect, migrate};
+use threads::{Job, LongRead, run_long_reader, run_writer};
+
+pub use jobs::TimerJob;
+
+const READERS: usize = 4;
+/// Threads (each with its own connection) for long reads.
+const LONG_READERS: usize = 2;
+
+struct Inner {
+    writes: mpsc::Sender<Job>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+    long_reads: mpsc::Sender<LongRead>,
+}
+
+/// SQLite in WAL mode: a few reader connections used off the async threads, and one writer
+/// thread that group-commits whatever writes are queued, so a burst of firings costs a few
+/// transactions instead of one each. Every write still succeeds or fails on its own (savepoints).
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut writer = connect(path).map_err(unavailable)?;
+        writer.execute_batch(TABLES).map_err(unavailable)?;
+        migrate(&mut writer).map_err(unavailable)?;
+        writer.execute_batch(INDEXES).map_err(unavailable)?;
+        let readers = (0..READERS)
+            .map(|_| connect(path).map(Mutex::new))
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(unavailable)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("etp-sqlite-writer".into())
+            .spawn(move || run_writer(writer, rx))
+            .map_err(unavailable)?;
+        let (long_tx, long_rx) = mpsc::channel::<LongRead>();
+        let long_rx = Arc::new(Mutex::new(long_rx));
+        for i in 0..LONG_READERS {
+            let conn = connect(path).map_err(unavailable)?;
+            let jobs = long_rx.clone();
+            std::thread::Builder::new()
+                .name(format!("etp-sqlite-long-read-{i}"))
+                .spawn(move || run_long_reader(conn, jobs))
+                .map_err(unavailable)?;
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                writes: tx,
+                readers,
+                next_reader: AtomicUsize::new(0),
+                long_reads: long_tx,
+            }),
+        })
+    }
+}
+
+pub(super) fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+pub(super) fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(super) fn from_ms(v: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(v)
+}
+
+pub(super) fn decode<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, StoreError> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("stored row: {e}")))
+}
+
+pub(super) fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(unavailable)
+}
+
+/// Ad-hoc test runs have no trigger; they are counted and filtered under this key.
+pub(super) fn trigger_key(trigger_id: Option<&str>) -> &str {
+    trigger_id.unwrap_or("")
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Builds `WHERE a AND b ...` with positional parameters.
+#[derive(Default)]
+pub(super) struct Filter {
+    clauses: Vec<String>,
+    params: Vec<SqlValue>,
+}
+
+impl Filter {
+    pub(super) fn add(&mut self, clause: &str, values: impl IntoIterator<Item = SqlValue>) {
+        let mut values = values.into_iter();
+        let mut out = String::new();
+        for (i, part) in clause.split('?').enumerate() {
+            if i > 0 {
+                if let Some(v) = values.next() {
+                    self.params.push(v);
+                }
+                out.push_str(&format!("?{}", self.params.len()));
+            }
+            out.push_str(part);
+        }
+        self.clauses.push(out);
+    }
+
+    pub(super) fn sql(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.clauses.join(" AND "))
+        }
+    }
+}
+
+pub(super) fn text(s: &str) -> SqlValue {
+    SqlValue::Text(s.to_string())
+}

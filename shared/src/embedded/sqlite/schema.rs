@@ -1,0 +1,140 @@
+//! The database layout: tables, indexes, connection settings and the migrations that bring an
+//! older data directory up to date.
+
+use std::path::Path;
+
+use rusqlite::{Connection, params};
+
+use super::{decode, encode};
+use crate::domain::event::Event;
+use crate::domain::trigger::Trigger;
+
+/// The encoding of trigger and event bodies, kept in `PRAGMA user_version`: listings serve the
+/// stored JSON as it is, so a change to the JSON shape of `Trigger` or `Event` must raise this
+/// (the test `body_format_is_current` fails until it does); [`migrate`] then rewrites every body.
+pub(super) const BODY_FORMAT: i64 = 1;
+
+/// Tables; indexes come after [`migrate`], which may add the columns they cover.
+pub(super) const TABLES: &str = "
+CREATE TABLE IF NOT EXISTS triggers (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL,
+    version INTEGER NOT NULL, body TEXT NOT NULL
+) WITHOUT ROWID;
+-- seq: the event's rank among its trigger's events in (fired_ms, id) order, 1 for the first
+-- ever recorded; purges leave the survivors' ranks alone, so counts are differences of ranks.
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY, trigger_key TEXT NOT NULL, source TEXT NOT NULL,
+    is_test INTEGER NOT NULL, fired_ms INTEGER NOT NULL, dedupe_key TEXT UNIQUE,
+    body TEXT NOT NULL, seq INTEGER NOT NULL DEFAULT 0
+);
+-- One row per trigger key with events: the newest name and time, and the highest seq.
+CREATE TABLE IF NOT EXISTS trigger_event_totals (
+    trigger_key TEXT PRIMARY KEY, trigger_name TEXT NOT NULL, last_fired_ms INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS trigger_secrets (
+    id TEXT PRIMARY KEY, secret TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS deliveries (
+    event_id TEXT PRIMARY KEY, due_ms INTEGER, plan TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(due_ms) WHERE due_ms IS NOT NULL;
+-- Bodies of triggers that could not be read at start-up, as they were (see quarantine_trigger).
+CREATE TABLE IF NOT EXISTS quarantined_triggers (
+    id TEXT PRIMARY KEY, body TEXT NOT NULL, reason TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS timer_jobs (
+    key TEXT PRIMARY KEY, due_ms INTEGER NOT NULL, generation INTEGER NOT NULL, test_run TEXT
+) WITHOUT ROWID;
+";
+
+pub(super) const INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS triggers_by_kind ON triggers(kind, id);
+CREATE INDEX IF NOT EXISTS triggers_by_status ON triggers(status, id);
+-- Time order for global listings and purges.
+CREATE INDEX IF NOT EXISTS events_by_fired ON events(fired_ms, id);
+-- Per-trigger listings; seq makes it covering for the stats' rank lookups.
+CREATE INDEX IF NOT EXISTS events_by_trigger_seq ON events(trigger_key, fired_ms, id, seq);
+";
+
+/// Brings a database written by an earlier version to the current layout, in one transaction:
+/// per-trigger ranks replace the per-hour counters, whose stats cost grew with the log.
+pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let has_seq: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('events') WHERE name = 'seq'",
+        [],
+        |r| r.get(0),
+    )?;
+    let tx = conn.transaction()?;
+    if !has_seq {
+        tracing::info!("migrating the event log to per-trigger ranks (once)");
+        tx.execute_batch(
+            "ALTER TABLE events ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+             WITH ranked AS (SELECT id, ROW_NUMBER() OVER
+                 (PARTITION BY trigger_key ORDER BY fired_ms, id) AS r FROM events)
+             UPDATE events SET seq = ranked.r FROM ranked WHERE ranked.id = events.id;
+             INSERT OR REPLACE INTO trigger_event_totals
+                 (trigger_key, trigger_name, last_fired_ms, last_seq)
+             SELECT trigger_key, json_extract(body, '$.trigger_name'), fired_ms, MAX(seq)
+             FROM events GROUP BY trigger_key;",
+        )?;
+    }
+    tx.execute_batch(
+        "DROP TABLE IF EXISTS event_counts;
+         DROP INDEX IF EXISTS events_by_time;
+         DROP INDEX IF EXISTS events_by_trigger;",
+    )?;
+    let format: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if format < BODY_FORMAT {
+        reencode::<Trigger>(&tx, "triggers")?;
+        reencode::<Event>(&tx, "events")?;
+        tx.execute_batch(&format!("PRAGMA user_version = {BODY_FORMAT};"))?;
+    }
+    tx.commit()
+}
+
+/// Rewrites every body of `table` (keyed by `id`) in the current encoding of `T`, so listings
+/// can serve bodies as stored. Reads in key batches and writes between them, never while a read
+/// is open on the table. An unreadable body stays as it is; reading that row reports it.
+pub(super) fn reencode<T: serde::de::DeserializeOwned + serde::Serialize>(
+    tx: &Connection,
+    table: &str,
+) -> rusqlite::Result<()> {
+    let mut read = tx.prepare(&format!(
+        "SELECT id, body FROM {table} WHERE id > ?1 ORDER BY id LIMIT 10000"
+    ))?;
+    let mut write = tx.prepare(&format!("UPDATE {table} SET body = ?2 WHERE id = ?1"))?;
+    let (mut after, mut n) = (String::new(), 0u64);
+    loop {
+        let batch: Vec<(String, String)> = read
+            .query_map(params![after], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let Some((last, _)) = batch.last() else { break };
+        after = last.clone();
+        for (id, body) in batch {
+            let Ok(current) = decode::<T>(&body).and_then(|v| encode(&v)) else {
+                tracing::warn!(table, id, "body not readable; left as it is");
+                continue;
+            };
+            if current != body {
+                write.execute(params![id, current])?;
+                n += 1;
+            }
+        }
+    }
+    if n > 0 {
+        tracing::info!(table, rows = n, "bodies rewritten in the current encoding");
+    }
+    Ok(())
+}
+
+pub(super) fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    // NORMAL keeps every commit across a process crash (kill -9); only power loss can drop the
+    // last few, which WAL then rolls back cleanly.
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;
+         PRAGMA temp_store=MEMORY;",
+    )?;
+    Ok(conn)
+}

@@ -1,0 +1,166 @@
+//! Migrations and the stored body format.
+
+use chrono::{DateTime, Duration, Utc};
+use rusqlite::{Connection, params};
+
+use super::SqliteStore;
+use super::{encode, ms};
+use super::schema::BODY_FORMAT;
+use crate::domain::event::{Event, EventSource, EventStatus};
+use crate::domain::lifecycle::{EventState, Lifecycle};
+use crate::domain::trigger::{Trigger, TriggerKind};
+use crate::ports::{EventQuery, EventStore, NewEvent};
+
+fn event(trigger: &str, fired_at: DateTime<Utc>) -> Event {
+    Event {
+        id: crate::domain::new_id(),
+        trigger_id: Some(trigger.into()),
+        trigger_name: format!("name of {trigger}"),
+        kind: TriggerKind::Api,
+        source: EventSource::Api,
+        is_test: false,
+        scheduled_for: None,
+        fired_at,
+        payload: serde_json::Value::Null,
+        status: EventStatus::Success,
+        attempts: Vec::new(),
+        next_attempt_at: None,
+    }
+}
+
+/// A data directory written by the version with per-hour counters opens with exact stats,
+/// and new firings count on top of the migrated ranks.
+#[tokio::test]
+async fn a_database_with_hour_counters_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("etp.sqlite3");
+    let now = DateTime::parse_from_rfc3339("2026-11-24T12:34:56Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    {
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE events (
+                id TEXT PRIMARY KEY, trigger_key TEXT NOT NULL, source TEXT NOT NULL,
+                is_test INTEGER NOT NULL, fired_ms INTEGER NOT NULL, dedupe_key TEXT UNIQUE,
+                body TEXT NOT NULL);
+             CREATE INDEX events_by_time ON events(fired_ms, id);
+             CREATE INDEX events_by_trigger ON events(trigger_key, fired_ms, id);
+             CREATE TABLE event_counts (
+                trigger_key TEXT NOT NULL, hour INTEGER NOT NULL, n INTEGER NOT NULL,
+                last_fired_ms INTEGER NOT NULL, trigger_name TEXT NOT NULL,
+                PRIMARY KEY (trigger_key, hour)) WITHOUT ROWID;",
+        )
+        .unwrap();
+        // a: one active, two archived, one expired; b: one archived. Written out of order.
+        for (key, age_min) in [
+            ("a", 30),
+            ("a", 3_000),
+            ("b", 200),
+            ("a", 125),
+            ("a", 2_800),
+        ] {
+            let e = event(key, now - Duration::minutes(age_min));
+            old.execute(
+                "INSERT INTO events VALUES (?1, ?2, 'api', 0, ?3, NULL, ?4)",
+                // Not the current encoding: the migration rewrites it.
+                params![
+                    e.id,
+                    key,
+                    ms(e.fired_at),
+                    serde_json::to_string_pretty(&e).unwrap()
+                ],
+            )
+            .unwrap();
+        }
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let l = Lifecycle::default();
+    let stats = || async {
+        let rows = store
+            .event_stats(
+                l.window(EventState::Active, now),
+                l.window(EventState::Archived, now),
+            )
+            .await
+            .unwrap();
+        rows.into_iter()
+            .map(|r| (r.trigger_id.unwrap(), r.active, r.archived))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        stats().await,
+        vec![("a".to_string(), 1, 2), ("b".to_string(), 0, 1)]
+    );
+    store
+        .record_event(NewEvent {
+            event: event("a", now - Duration::seconds(1)),
+            dedupe_key: None,
+            complete: None,
+            delivery: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        stats().await,
+        vec![("a".to_string(), 2, 2), ("b".to_string(), 0, 1)]
+    );
+    drop(store);
+    // Opening again does not migrate twice; bodies are served in the current encoding.
+    let store = SqliteStore::open(&path).unwrap();
+    let page = store
+        .list_events_json(&EventQuery {
+            window: l.window(EventState::Archived, now),
+            trigger_id: None,
+            source: None,
+            is_test: None,
+            limit: 10,
+            cursor: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 3);
+    for item in page.items {
+        let event: Event = serde_json::from_str(&item.json).unwrap();
+        assert_eq!(item.json, encode(&event).unwrap());
+        assert_eq!(item.fired_at, event.fired_at);
+    }
+}
+
+/// A tripwire: listings send stored bodies as they are, so when `Event`'s JSON changes,
+/// BODY_FORMAT must rise (then [`migrate`] rewrites old bodies) and this test with it.
+#[test]
+fn body_format_is_current() {
+    let mut e = event("a", Utc::now());
+    e.scheduled_for = Some(e.fired_at);
+    e.next_attempt_at = Some(e.fired_at);
+    let keys = |v: serde_json::Value| {
+        let keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        keys.join(",")
+    };
+    let trigger: Trigger = serde_json::from_value(serde_json::json!({
+        "id": "t", "name": "n", "kind": "scheduled", "status": "active",
+        "schedule": {"type": "interval", "every_seconds": 60},
+        "payload": {}, "payload_schema": {},
+        "target": {"url": "https://example.com/hook"},
+        "created_at": "2026-11-24T10:00:00Z", "updated_at": "2026-11-24T10:00:00Z",
+        "version": 1
+    }))
+    .unwrap();
+    assert_eq!(
+        (
+            BODY_FORMAT,
+            keys(serde_json::to_value(&e).unwrap()),
+            keys(serde_json::to_value(&trigger).unwrap()),
+        ),
+        (
+            1,
+            "attempts,fired_at,id,is_test,kind,next_attempt_at,payload,scheduled_for,source,\
+             status,trigger_id,trigger_name"
+                .to_string(),
+            "created_at,id,kind,name,payload,payload_schema,schedule,status,target,updated_at,\
+             version"
+                .to_string(),
+        )
+    );
+}

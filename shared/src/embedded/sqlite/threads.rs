@@ -1,0 +1,161 @@
+//! The threads behind the store: one writer that group-commits queued writes, readers on the
+//! calling task, and low-priority threads for long reads.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, mpsc};
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use super::{SqliteStore, lock, unavailable};
+use crate::ports::StoreError;
+
+/// Nice value of the long-read threads: a stats recomputation at 1M events takes tens of
+/// milliseconds of CPU, and at normal priority the requests that arrive meanwhile wait for it.
+const LONG_READ_NICE: i32 = 19;
+
+/// A long read (stats, start-up loads), run on one of the low-priority reader threads.
+pub(super) type LongRead = Box<dyn FnOnce(&Connection) + Send>;
+
+/// Reports a write's result once its batch has committed (or failed to).
+pub(super) type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+/// A write, run on the writer thread inside its own savepoint.
+pub(super) type Job = Box<dyn FnOnce(&mut Connection) -> Completion + Send>;
+
+/// Writes queued while a batch commits this many at most go into the next transaction.
+const MAX_BATCH: usize = 512;
+
+/// Runs `f` in a savepoint: its writes are kept only if it succeeds.
+fn in_savepoint<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let sp = conn.savepoint().map_err(unavailable)?;
+    let value = f(&sp)?;
+    sp.commit().map_err(unavailable)?;
+    Ok(value)
+}
+
+/// Lowers the calling thread's CPU priority (Linux: the nice value is per thread). Best effort:
+/// a failure only costs latency, so it is logged, not returned.
+pub(super) fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority has no memory-safety preconditions; `who` 0 is the calling thread.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, LONG_READ_NICE) };
+        if rc != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower the long-read thread's priority");
+        }
+    }
+}
+
+/// A long-read thread: runs queued long reads one at a time at a lower CPU priority.
+pub(super) fn run_long_reader(conn: Connection, jobs: Arc<Mutex<mpsc::Receiver<LongRead>>>) {
+    lower_thread_priority();
+    loop {
+        let job = match lock(&jobs).recv() {
+            Ok(job) => job,
+            Err(_) => return, // the store is gone
+        };
+        // A read that panics fails alone (its caller hears the thread dropped it).
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&conn)));
+    }
+}
+
+/// The writer thread: one transaction per batch of queued writes; replies after the commit.
+pub(super) fn run_writer(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let began = conn.execute_batch("BEGIN IMMEDIATE").map_err(unavailable);
+        // A write that panics is rolled back to its savepoint and fails alone (its caller hears
+        // the writer dropped it); the thread, and every other write, go on.
+        let done: Vec<Completion> = batch
+            .into_iter()
+            .filter_map(|job| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut conn))).ok()
+            })
+            .collect();
+        let failed = match began {
+            Err(e) => Some(e),
+            Ok(()) => conn.execute_batch("COMMIT").map_err(unavailable).err(),
+        };
+        if failed.is_some() {
+            let _ = conn.execute_batch("ROLLBACK");
+            tracing::error!(error = ?failed, "write batch failed");
+        }
+        for complete in done {
+            complete(failed.as_ref());
+        }
+    }
+}
+
+impl SqliteStore {
+    pub(super) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = in_savepoint(conn, f);
+            Box::new(move |failed: Option<&StoreError>| {
+                let result = match (result, failed) {
+                    (Ok(_), Some(e)) => Err(unavailable(e)),
+                    (result, _) => result,
+                };
+                let _ = reply.send(result);
+            })
+        });
+        self.inner
+            .writes
+            .send(job)
+            .map_err(|_| unavailable("the writer thread has stopped"))?;
+        answer
+            .await
+            .map_err(|_| unavailable("the writer thread dropped a write"))?
+    }
+
+    /// A long read, on a low-priority thread of its own so it never delays request handling.
+    pub(super) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: LongRead = Box::new(move |conn| {
+            let _ = reply.send(f(conn));
+        });
+        self.inner
+            .long_reads
+            .send(job)
+            .map_err(|_| unavailable("the long-read threads have stopped"))?;
+        answer
+            .await
+            .map_err(|_| unavailable("a long-read thread dropped a read"))?
+    }
+
+    /// A short read (one row, or one page of at most a few hundred rows) run on the calling
+    /// task: handing it to the blocking pool costs two thread switches, more than the query.
+    /// Long reads (stats, start-up loads) go through [`Self::read`].
+    pub(super) fn read_now<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let inner = &self.inner;
+        let n = inner.readers.len();
+        let start = inner.next_reader.fetch_add(1, Ordering::Relaxed);
+        // Prefer a connection nobody holds, so a short read never waits behind a long one.
+        for i in 0..n {
+            if let Ok(conn) = inner.readers[(start + i) % n].try_lock() {
+                return f(&conn);
+            }
+        }
+        f(&lock(&inner.readers[start % n]))
+    }
+}

@@ -1,0 +1,204 @@
+//! Triggers on SQLite: rows, writes with version checks, listings, and unreadable rows.
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+
+use super::{Filter, SqliteStore, decode, encode, text, unavailable};
+use crate::domain::target::Secret;
+use crate::domain::trigger::{Trigger, TriggerKind};
+use crate::ports::{Page, StoreError, TriggerJson, TriggerQuery, TriggerStore, cursor};
+
+/// A stored trigger row as a trigger; an unreadable body becomes [`Trigger::unreadable`].
+fn trigger_from_row(id: &str, kind: &str, version: i64, body: &str) -> Trigger {
+    decode::<Trigger>(body).unwrap_or_else(|e| {
+        tracing::error!(trigger_id = id, error = %e, "stored trigger is unreadable; shown as broken");
+        let kind = match kind {
+            "api" => TriggerKind::Api,
+            _ => TriggerKind::Scheduled,
+        };
+        Trigger::unreadable(
+            id,
+            kind,
+            u64::try_from(version).unwrap_or(0),
+            "its stored definition could not be read; PUT a new definition or DELETE it".into(),
+        )
+    })
+}
+
+/// Inserts (`expected` = None) or replaces at `expected` version; returns rows changed.
+pub(super) fn write_trigger(c: &Connection, t: &Trigger, expected: Option<u64>) -> Result<(), StoreError> {
+    let body = encode(t)?;
+    let changed = match expected {
+        None => c.execute(
+            "INSERT INTO triggers (id, kind, status, version, body) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(id) DO NOTHING",
+            params![
+                t.id,
+                t.kind.as_str(),
+                t.status.as_str(),
+                t.version as i64,
+                body
+            ],
+        ),
+        Some(v) => c.execute(
+            "UPDATE triggers SET kind = ?2, status = ?3, version = ?4, body = ?5
+             WHERE id = ?1 AND version = ?6",
+            params![
+                t.id,
+                t.kind.as_str(),
+                t.status.as_str(),
+                t.version as i64,
+                body,
+                v as i64
+            ],
+        ),
+    }
+    .map_err(unavailable)?;
+    if changed == 1
+        && let Some(secret) = &t.secret
+    {
+        c.prepare_cached(
+            "INSERT INTO trigger_secrets (id, secret) VALUES (?1, ?2)
+             ON CONFLICT(id) DO UPDATE SET secret = ?2",
+        )
+        .and_then(|mut st| st.execute(params![t.id, secret.expose()]))
+        .map_err(unavailable)?;
+    }
+    match (changed, expected) {
+        (1, _) => Ok(()),
+        (_, None) => Err(StoreError::AlreadyExists),
+        (_, Some(_)) => Err(StoreError::VersionConflict),
+    }
+}
+
+impl SqliteStore {
+    /// One page of trigger rows: id, kind, version and body.
+    #[allow(clippy::type_complexity)]
+    fn trigger_rows(
+        &self,
+        query: &TriggerQuery,
+    ) -> Result<Page<(String, String, i64, String)>, StoreError> {
+        let mut f = Filter::default();
+        if let Some(cursor) = &query.cursor {
+            f.add("id > ?", [text(&cursor::decode(cursor)?)]);
+        }
+        if let Some(kind) = query.kind {
+            f.add("kind = ?", [text(kind.as_str())]);
+        }
+        if let Some(status) = query.status {
+            f.add("status = ?", [text(status.as_str())]);
+        }
+        let limit = query.limit.max(1);
+        let sql = format!(
+            "SELECT id, kind, version, body FROM triggers {} ORDER BY id LIMIT {}",
+            f.sql(),
+            limit + 1
+        );
+        let rows: Vec<(String, String, i64, String)> = self.read_now(|c| {
+            let mut stmt = c.prepare_cached(&sql).map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params_from_iter(f.params), |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .map_err(unavailable)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(unavailable)
+        })?;
+        Ok(Page::from_overfetch(rows, limit, |(id, ..)| {
+            cursor::encode(id)
+        }))
+    }
+
+    /// Keeps the unreadable body of trigger `id` aside (table `quarantined_triggers`) and
+    /// stores `stub` in its place, marked `broken`, in one transaction: start-up goes on, a
+    /// reader sees what happened, and the original bytes stay for whoever repairs it.
+    pub async fn quarantine_trigger(&self, stub: Trigger, reason: String) -> Result<(), StoreError> {
+        self.write(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO quarantined_triggers (id, body, reason)
+                 SELECT id, body, ?2 FROM triggers WHERE id = ?1",
+                params![stub.id, reason],
+            )
+            .map_err(unavailable)?;
+            c.execute(
+                "UPDATE triggers SET status = ?2, version = ?3, body = ?4 WHERE id = ?1",
+                params![
+                    stub.id,
+                    stub.status.as_str(),
+                    stub.version as i64,
+                    encode(&stub)?
+                ],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl TriggerStore for SqliteStore {
+    async fn insert_trigger(&self, trigger: &Trigger) -> Result<(), StoreError> {
+        let t = trigger.clone();
+        self.write(move |c| write_trigger(c, &t, None)).await
+    }
+
+    async fn get_trigger(&self, id: &str) -> Result<Option<Trigger>, StoreError> {
+        type Row = (String, i64, String, Option<String>);
+        let row: Option<Row> = self.read_now(|c| {
+            c.prepare_cached(
+                "SELECT t.kind, t.version, t.body, s.secret FROM triggers t
+                 LEFT JOIN trigger_secrets s ON s.id = t.id WHERE t.id = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .optional()
+            })
+            .map_err(unavailable)
+        })?;
+        Ok(row.map(|(kind, version, body, secret)| {
+            let mut t = trigger_from_row(id, &kind, version, &body);
+            t.secret = secret.map(Secret::from_stored);
+            t
+        }))
+    }
+
+    async fn list_triggers(&self, query: &TriggerQuery) -> Result<Page<Trigger>, StoreError> {
+        Ok(self.trigger_rows(query)?.try_map(|(id, kind, version, body)| {
+            Ok::<_, StoreError>(trigger_from_row(&id, &kind, version, &body))
+        })?)
+    }
+
+    /// The stored bodies as they are: [`migrate`] keeps them in the current encoding.
+    async fn list_triggers_json(
+        &self,
+        query: &TriggerQuery,
+    ) -> Result<Page<TriggerJson>, StoreError> {
+        self.trigger_rows(query)?
+            .try_map(|(id, _, _, json)| Ok(TriggerJson { id, json }))
+    }
+
+    async fn replace_trigger(
+        &self,
+        trigger: &Trigger,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let t = trigger.clone();
+        self.write(move |c| write_trigger(c, &t, Some(expected_version)))
+            .await
+    }
+
+    async fn delete_trigger(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.write(move |c| {
+            let n = c
+                .execute("DELETE FROM triggers WHERE id = ?1", params![id])
+                .map_err(unavailable)?;
+            c.execute("DELETE FROM trigger_secrets WHERE id = ?1", params![id])
+                .map_err(unavailable)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+}
