@@ -1,5 +1,5 @@
 # The two set-up commands the README promises: `make run` and `make test`.
-.PHONY: run test test-rust test-browser test-fuzz test-sam test-bench test-clock-ahead bench local-bin lint fmt venv
+.PHONY: run test test-rust test-browser test-fuzz test-sam test-sam-local test-bench test-clock-ahead bench local-bin lint fmt venv
 
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -19,7 +19,7 @@ run:
 
 # Every test: unit, contract (SQLite and DynamoDB on moto), API, timer, black-box, SAM checks,
 # then the dashboard and /docs in a real browser, then OpenAPI fuzzing.
-test: test-rust test-sam test-browser test-fuzz test-bench
+test: test-rust test-sam test-sam-local test-browser test-fuzz test-bench
 
 test-rust: $(VENV)/.installed
 	cargo test --workspace --all-features
@@ -45,6 +45,13 @@ test-sam: $(VENV)/.installed
 	$(VENV)/bin/python tests/sam/check_template.py
 	rustup target add aarch64-unknown-linux-gnu
 	SAM_CLI_TELEMETRY=0 sam build
+
+# `sam local start-api` and `sam local invoke` end to end: the functions `sam build` made, in
+# Docker (arm64 through qemu on x86_64), against moto. As root it installs docker.io and qemu when
+# missing and starts dockerd if none runs; where Docker cannot run it prints
+# `sam-local: SKIPPED: <reason>` and passes. About 40 s after test-sam's build.
+test-sam-local: $(VENV)/.installed test-sam
+	tests/sam-local/run
 
 # The benchmark suite at a tiny size, so it cannot rot; its figures mean nothing. Runs after
 # test-sam, whose `sam build` output gives the functions' zip sizes.

@@ -45,7 +45,10 @@ pub async fn seed(
             target: None,
         };
         let t = Trigger::create(def, new_id(), now);
-        store.insert_trigger(&t).await.map_err(|e| e.to_string())?;
+        store
+            .insert_trigger(&t, u64::MAX)
+            .await
+            .map_err(|e| e.to_string())?;
         ids.push(t.id);
     }
     let span_ms = Duration::minutes(47 * 60 + 54).num_milliseconds();

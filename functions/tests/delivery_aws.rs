@@ -115,7 +115,7 @@ async fn the_fire_function_delivers_and_schedules_its_retry_on_eventbridge() {
         etp::domain::new_id(),
         t0(),
     );
-    store.insert_trigger(&trigger).await.unwrap();
+    store.insert_trigger(&trigger, u64::MAX).await.unwrap();
     let occurrence = FireInput::Occurrence {
         trigger_id: trigger.id.clone(),
         scheduled_time: t0() + Duration::seconds(60),

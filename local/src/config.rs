@@ -1,12 +1,18 @@
-//! Local-server configuration (`ETP_LISTEN`, `ETP_DATA_DIR`, `ETP_API_TOKEN`), logging and
-//! the housekeeping tasks around the server.
+//! Local-server configuration from the environment (`ETP_LISTEN`, `ETP_DATA_DIR`,
+//! `ETP_API_TOKEN` and the server's limits), read once at start-up.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::time::Duration;
 
-use etp::app::App;
 use etp::config::{ApiToken, ConfigError, Settings, env_parse, env_var};
+
+/// How long a connection may take to send a request's headers (`ETP_HEADER_READ_TIMEOUT`).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request may take, body included (`ETP_REQUEST_TIMEOUT`).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Open connections at most (`ETP_MAX_CONNECTIONS`); more wait in the kernel's queue.
+const MAX_CONNECTIONS: usize = 2048;
 
 pub struct LocalConfig {
     pub listen: SocketAddr,
@@ -15,11 +21,40 @@ pub struct LocalConfig {
     /// Whether the token was generated because none was given.
     pub generated_token: bool,
     pub settings: Settings,
+    pub server: ServerLimits,
+}
+
+/// What one client may hold of the server.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    pub header_read_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_connections: usize,
+}
+
+fn positive_duration(name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+    match env_var(name) {
+        None => Ok(default),
+        Some(raw) => humantime::parse_duration(raw.trim())
+            .ok()
+            .filter(|d| !d.is_zero() && *d <= Duration::from_secs(3600))
+            .ok_or(ConfigError::Invalid {
+                name,
+                problem: "use a duration from 1ms to 1h, like 10s".into(),
+            }),
+    }
 }
 
 impl LocalConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         let given = env_var("ETP_API_TOKEN").map(ApiToken::new);
+        let max_connections = env_parse::<usize>("ETP_MAX_CONNECTIONS")?.unwrap_or(MAX_CONNECTIONS);
+        if max_connections == 0 {
+            return Err(ConfigError::Invalid {
+                name: "ETP_MAX_CONNECTIONS",
+                problem: "must be at least 1".into(),
+            });
+        }
         Ok(Self {
             listen: env_parse("ETP_LISTEN")?
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
@@ -27,68 +62,14 @@ impl LocalConfig {
             generated_token: given.is_none(),
             token: given.unwrap_or_else(ApiToken::generate),
             settings: Settings::from_env()?,
+            server: ServerLimits {
+                header_read_timeout: positive_duration(
+                    "ETP_HEADER_READ_TIMEOUT",
+                    HEADER_READ_TIMEOUT,
+                )?,
+                request_timeout: positive_duration("ETP_REQUEST_TIMEOUT", REQUEST_TIMEOUT)?,
+                max_connections,
+            },
         })
     }
-}
-
-/// Human-readable logs by default; `ETP_LOG_FORMAT=json` for machines. `RUST_LOG` filters.
-/// Panics are logged (with their location) and counted, and fail only what hit them.
-pub fn init_tracing() {
-    etp::supervise::install_panic_hook();
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if env_var("ETP_LOG_FORMAT").as_deref() == Some("json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
-/// Says where the server listens; a generated token is shown once, with a ready-to-paste call,
-/// because the user has no other way to learn it. A given token is never printed.
-pub fn announce(addr: &SocketAddr, cfg: &LocalConfig) {
-    tracing::info!(%addr, data_dir = %cfg.data_dir.display(),
-        active_for = ?cfg.settings.lifecycle.active_for, retain_for = ?cfg.settings.lifecycle.retain_for,
-        "etp-local listening");
-    if cfg.generated_token {
-        let token = cfg.token.expose();
-        eprintln!(
-            "\nNo ETP_API_TOKEN set; generated one for this run:\n\n  export ETP_API_TOKEN={token}\n  curl -H \"Authorization: Bearer $ETP_API_TOKEN\" http://{addr}/triggers\n"
-        );
-    }
-}
-
-/// Physically removes expired events every `ETP_PURGE_EVERY`; a failed or panicking round is
-/// logged and the next one comes as usual.
-pub async fn purge_periodically(app: Arc<App>) {
-    let mut tick = tokio::time::interval(app.settings.purge_every);
-    loop {
-        tick.tick().await;
-        let app = app.clone();
-        match etp::supervise::contained("purge", async move { app.purge_expired().await }).await {
-            Some(Ok(0)) | None => {}
-            Some(Ok(n)) => tracing::info!(purged = n, "expired events deleted"),
-            Some(Err(e)) => tracing::error!(error = %e, "purge failed"),
-        }
-    }
-}
-
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down");
 }

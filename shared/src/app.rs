@@ -13,10 +13,11 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::event::{EventSource, EventView};
 use crate::domain::lifecycle::EventState;
-use crate::domain::new_id;
-use crate::domain::target::Secret;
 use crate::domain::limits::{Rules, json_size};
+use crate::domain::new_id;
 use crate::domain::payload_schema::{self, Validator};
+use crate::domain::target::Secret;
+use crate::domain::test_run::ScheduledTestRun;
 use crate::domain::trigger::{
     FiringFields, Purpose, Trigger, TriggerDefinition, TriggerKind, TriggerStatus,
 };
@@ -125,6 +126,9 @@ pub enum AppError {
     /// Every slot for schema work stayed taken for the whole budget.
     #[error("schema work is saturated")]
     Busy,
+    /// A quota is reached (`ETP_MAX_*`); nothing was written.
+    #[error("at most {limit} {what} may be kept")]
+    Quota { what: &'static str, limit: u64 },
     /// A bug: a panic, caught and logged where it happened.
     #[error("internal error: {0}")]
     Internal(String),
@@ -137,6 +141,7 @@ impl From<StoreError> for AppError {
                 "cursor",
                 "is not a cursor this listing returned",
             )),
+            StoreError::QuotaExceeded { what, limit } => AppError::Quota { what, limit },
             other => AppError::Store(other),
         }
     }
@@ -378,7 +383,9 @@ impl App {
         let now = self.now();
         self.validate(&def, now, Purpose::Store).await?;
         let trigger = Trigger::create(def, new_id(), now);
-        self.store.insert_trigger(&trigger).await?;
+        self.store
+            .insert_trigger(&trigger, self.settings.limits.max_triggers)
+            .await?;
         if let Err(e) = self.scheduler.schedule(&trigger).await {
             // Nothing half-written: a trigger that cannot be scheduled is not kept.
             if let Err(undo) = self.store.delete_trigger(&trigger.id).await {
@@ -558,10 +565,7 @@ impl App {
         {
             return Ok(v.clone());
         }
-        let schema = trigger
-            .payload_schema
-            .clone()
-            .unwrap_or(Value::Bool(true));
+        let schema = trigger.payload_schema.clone().unwrap_or(Value::Bool(true));
         let limits = self.settings.limits.clone();
         let compiled = self
             .schema_work
@@ -761,9 +765,36 @@ impl App {
                     .as_ref()
                     .and_then(|s| s.next_after(now))
                     .ok_or_else(|| ValidationError::field("schedule", "never fires"))?;
-                self.scheduler
-                    .schedule_test_run(&run_id, &def, first, secret.as_ref())
+                let lead = self.settings.limits.max_test_run_lead;
+                if first - now > lead {
+                    return Err(ValidationError::field(
+                        "schedule",
+                        format!(
+                            "a test run fires at its first occurrence, {}, which is more than {} \
+                             minutes away (ETP_TEST_RUN_MAX_LEAD); test a schedule that fires sooner",
+                            first.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                            lead.num_minutes()
+                        ),
+                    )
+                    .into());
+                }
+                let run = ScheduledTestRun {
+                    id: run_id.clone(),
+                    definition: def,
+                    scheduled_for: first,
+                    created_at: now,
+                    secret,
+                };
+                self.store
+                    .insert_test_run(&run, self.settings.limits.max_pending_test_runs)
                     .await?;
+                if let Err(e) = self.scheduler.schedule_test_run(&run_id, first).await {
+                    // Nothing half-written: a run that cannot be scheduled is not kept.
+                    if let Err(undo) = self.store.delete_test_run(&run_id).await {
+                        tracing::error!(run_id, error = %undo, "could not undo test run insert");
+                    }
+                    return Err(e.into());
+                }
                 Ok(TestRun::Scheduled {
                     run_id,
                     scheduled_for: first,
@@ -771,6 +802,29 @@ impl App {
                 })
             }
         }
+    }
+
+    /// Scheduled test runs still waiting, oldest first.
+    pub async fn list_test_runs(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> AppResult<Page<ScheduledTestRun>> {
+        Ok(self.store.list_test_runs(limit, cursor).await?)
+    }
+
+    /// Cancels a waiting test run: it never fires.
+    pub async fn cancel_test_run(&self, id: &str) -> AppResult<()> {
+        if self.store.get_test_run(id).await?.is_none() {
+            return Err(AppError::NotFound {
+                what: "test run",
+                id: id.to_string(),
+            });
+        }
+        self.scheduler.unschedule_test_run(id).await?;
+        self.store.delete_test_run(id).await?;
+        tracing::info!(run_id = id, "test run cancelled");
+        Ok(())
     }
 
     pub async fn get_event(&self, id: &str) -> AppResult<EventView> {

@@ -9,29 +9,24 @@ use crate::domain::event::{Event, EventSource, EventStatus};
 use crate::domain::new_id;
 use crate::domain::target::{Secret, Target};
 use crate::domain::trigger::{Trigger, TriggerDefinition, TriggerKind, TriggerStatus};
+
 use crate::ports::{NewEvent, Recorded, Store, StoreError};
 
-/// What a timer hands the fire routine: the input EventBridge Scheduler's target carries, and
-/// the shape of the local timer's jobs. `scheduled_time` is the occurrence being fired.
+/// What a timer hands the fire routine: the input EventBridge Scheduler's target carries (and
+/// the AWS adapter serializes from this same type, with `T` its time placeholder, so the two
+/// cannot drift). `scheduled_time` is the occurrence being fired.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
-// One value per invocation, deserialized and consumed at once: boxing would buy nothing.
-#[allow(clippy::large_enum_variant)]
-pub enum FireInput {
+pub enum FireInput<T = DateTime<Utc>> {
     /// An occurrence of a stored trigger.
     Occurrence {
         trigger_id: String,
-        scheduled_time: DateTime<Utc>,
+        scheduled_time: T,
     },
-    /// A test run of a definition that was never stored.
+    /// A stored test run of a definition that was never stored as a trigger.
     TestRun {
         test_run_id: String,
-        definition: TriggerDefinition,
-        scheduled_time: DateTime<Utc>,
-        /// Signs the run's delivery when the definition has a target (shown once, in the
-        /// test-run response).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        secret: Option<Secret>,
+        scheduled_time: T,
     },
     /// A delivery attempt (first or retry) of an event that is due.
     Delivery { delivery_event_id: String },

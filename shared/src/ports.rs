@@ -8,8 +8,8 @@ use utoipa::ToSchema;
 use crate::domain::delivery::DeliveryPlan;
 use crate::domain::event::{Event, EventSource};
 use crate::domain::lifecycle::FiredWindow;
-use crate::domain::target::Secret;
-use crate::domain::trigger::{Trigger, TriggerDefinition, TriggerKind, TriggerStatus};
+use crate::domain::test_run::ScheduledTestRun;
+use crate::domain::trigger::{Trigger, TriggerKind, TriggerStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -27,6 +27,9 @@ pub enum StoreError {
     /// is for logs, never for clients.
     #[error("unreadable stored record: {0}")]
     Corrupt(String),
+    /// A quota (`ETP_MAX_*`) is reached: nothing was written.
+    #[error("at most {limit} {what} may be kept")]
+    QuotaExceeded { what: &'static str, limit: u64 },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,7 +179,8 @@ impl Recorded {
 
 #[async_trait]
 pub trait TriggerStore: Send + Sync {
-    async fn insert_trigger(&self, trigger: &Trigger) -> Result<(), StoreError>;
+    /// Stores a new trigger, unless `max_triggers` are stored already (`QuotaExceeded`).
+    async fn insert_trigger(&self, trigger: &Trigger, max_triggers: u64) -> Result<(), StoreError>;
     /// The trigger; one whose stored definition cannot be read comes back as
     /// [`Trigger::unreadable`] (status `broken`), so a reader sees it and can replace it.
     async fn get_trigger(&self, id: &str) -> Result<Option<Trigger>, StoreError>;
@@ -250,9 +254,84 @@ pub trait EventStore: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
+/// Scheduled test runs waiting for their time.
+#[async_trait]
+pub trait TestRunStore: Send + Sync {
+    /// Keeps `run` (and its secret), unless `max_pending` wait already (`QuotaExceeded`).
+    async fn insert_test_run(
+        &self,
+        run: &ScheduledTestRun,
+        max_pending: u64,
+    ) -> Result<(), StoreError>;
+    /// The run with its secret.
+    async fn get_test_run(&self, id: &str) -> Result<Option<ScheduledTestRun>, StoreError>;
+    /// Waiting runs in id (creation) order, without their secrets.
+    async fn list_test_runs(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<ScheduledTestRun>, StoreError>;
+    /// Removes the run (fired or cancelled); false when there was none.
+    async fn delete_test_run(&self, id: &str) -> Result<bool, StoreError>;
+}
+
 /// Everything the platform keeps.
-pub trait Store: TriggerStore + EventStore {}
-impl<T: TriggerStore + EventStore> Store for T {}
+pub trait Store: TriggerStore + EventStore + TestRunStore {}
+impl<T: TriggerStore + EventStore + TestRunStore> Store for T {}
+
+/// The local timer's own table: a job per trigger and per test run, written before it counts,
+/// so restarts lose nothing. Only the embedded timer uses it.
+#[async_trait]
+pub trait TimerJobs: Send + Sync {
+    /// Every job, for loading at start-up.
+    async fn timer_jobs(&self) -> Result<Vec<TimerJob>, StoreError>;
+    /// Writes a job, replacing any with the same key.
+    async fn put_timer_job(&self, job: TimerJob) -> Result<(), StoreError>;
+    /// Moves job `key` to `next` (due ms, new generation), or removes it, only if it is still
+    /// at `generation`; returns whether it was.
+    async fn advance_timer_job(
+        &self,
+        key: String,
+        generation: i64,
+        next: Option<(i64, i64)>,
+    ) -> Result<bool, StoreError>;
+    async fn delete_timer_job(&self, key: String) -> Result<(), StoreError>;
+    /// Keeps the unreadable stored body of `stand_in`'s trigger aside and stores the stand-in
+    /// (status `broken`) in its place, so start-up goes on and the bytes are not lost.
+    async fn quarantine_trigger(&self, stand_in: Trigger, reason: String)
+    -> Result<(), StoreError>;
+}
+
+/// A job of the local timer: its key (`trigger:<id>` or `test:<run id>`), when it is due, and
+/// its generation (a rescheduled job gets a new one, so a stale firing cannot move it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerJob {
+    pub key: String,
+    pub due_ms: i64,
+    pub generation: i64,
+}
+
+/// The local delivery worker's view of pending deliveries. Only the embedded worker uses it.
+#[async_trait]
+pub trait DeliveryBacklog: Send + Sync {
+    /// Events whose delivery is due at `now`, earliest first, with their target's host;
+    /// deliveries to `skip_hosts` (whose slots are all taken) are left for later.
+    async fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        skip_hosts: &[String],
+    ) -> Result<Vec<(String, String)>, StoreError>;
+    /// When the earliest pending delivery is due.
+    async fn next_delivery_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Moves a delivery that could not be attempted (its attempt panicked, or its stored plan
+    /// is unreadable) to `due`, or out of the queue with `None`.
+    async fn postpone_delivery(
+        &self,
+        event_id: &str,
+        due: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
+}
 
 /// Where deliveries wait for their turn: the local durable queue, or one-time EventBridge
 /// schedules on AWS.
@@ -271,14 +350,14 @@ pub trait Scheduler: Send + Sync {
     async fn schedule(&self, trigger: &Trigger) -> Result<(), SchedulerError>;
     /// The trigger was deleted: never fire it again.
     async fn unschedule(&self, trigger_id: &str) -> Result<(), SchedulerError>;
-    /// Fire a definition that is not stored once at `at`, as a test run.
+    /// Fire the stored test run `run_id` once at `at` (the store holds its definition).
     async fn schedule_test_run(
         &self,
         run_id: &str,
-        definition: &TriggerDefinition,
         at: DateTime<Utc>,
-        secret: Option<&Secret>,
     ) -> Result<(), SchedulerError>;
+    /// The test run was cancelled: never fire it.
+    async fn unschedule_test_run(&self, run_id: &str) -> Result<(), SchedulerError>;
     /// Whether the scheduler is alive and able to fire.
     async fn healthy(&self) -> bool;
 }

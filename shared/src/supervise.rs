@@ -47,7 +47,10 @@ where
     match tokio::spawn(job).await {
         Ok(out) => Some(out),
         Err(e) if e.is_panic() => {
-            tracing::error!(job = what, "job panicked; it is given up and the loop goes on");
+            tracing::error!(
+                job = what,
+                "job panicked; it is given up and the loop goes on"
+            );
             None
         }
         // Cancelled: the runtime is shutting down.

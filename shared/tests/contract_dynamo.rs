@@ -39,7 +39,7 @@ async fn a_firing_costs_at_most_two_writes() {
     let (client, calls) = moto::counting_dynamo_client();
     let (store, _tables) = dynamo_with(client).await;
     let t = trigger("once", TriggerKind::Scheduled);
-    store.insert_trigger(&t).await.expect("insert");
+    store.insert_trigger(&t, u64::MAX).await.expect("insert");
     calls.take();
 
     let first = event(Some(&t), EventSource::Schedule, t0());
@@ -87,7 +87,7 @@ async fn a_firing_costs_at_most_two_writes() {
 async fn a_redelivery_finishes_an_interrupted_completion() {
     let (store, _tables) = dynamo().await;
     let t = trigger("once", TriggerKind::Scheduled);
-    store.insert_trigger(&t).await.expect("insert");
+    store.insert_trigger(&t, u64::MAX).await.expect("insert");
     let key = Some(format!("schedule:{}:1", t.id));
     let first = event(Some(&t), EventSource::Schedule, t0());
     // The first delivery wrote the event but stopped before completing the trigger.

@@ -114,14 +114,14 @@ async fn rig() -> Rig {
         ..Settings::default()
     };
     let queue = LocalDeliveryQueue::default();
-    let worker = DeliveryWorker::new(db.clone(), clock.clone(), &queue);
-    worker.start_with(Arc::new(Deliverer::new(
+    let deliverer = Arc::new(Deliverer::new(
         Arc::new(db.clone()),
         clock.clone(),
         Arc::new(queue.clone()),
         Arc::new(Sender::new(settings.egress.clone()).unwrap()),
         settings.retry.clone(),
-    )));
+    ));
+    let worker = DeliveryWorker::new(Arc::new(db.clone()), clock.clone(), &queue, deliverer);
     let app = Arc::new(App::new(
         Arc::new(db),
         Arc::new(RecordingScheduler::default()),

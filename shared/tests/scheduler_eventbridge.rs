@@ -191,10 +191,7 @@ async fn one_time_triggers_read_back_as_at_and_delete_after_completion() {
     let f = fixture("etp-one-time").await;
     let at = now() + Duration::days(30) + Duration::minutes(30);
     f.scheduler
-        .schedule(&scheduled(
-            ID_A,
-            Schedule::At { at },
-        ))
+        .schedule(&scheduled(ID_A, Schedule::At { at }))
         .await
         .unwrap();
     let delayed = Schedule::Interval {
@@ -449,33 +446,15 @@ async fn api_triggers_have_no_schedule() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_runs_are_one_time_schedules_carrying_the_definition() {
+async fn test_runs_are_one_time_schedules_naming_only_the_stored_run() {
     let f = fixture("etp-test-runs").await;
     let run_id = "01kcccccccccccccccccccccc0";
-    let def = TriggerDefinition {
-        name: "try me".into(),
-        kind: TriggerKind::Scheduled,
-        schedule: Some(Schedule::Cron {
-            expression: "0 9 * * *".into(),
-            timezone: "Asia/Tokyo".into(),
-            start_at: None,
-            end_at: None,
-        }),
-        payload: Some(json!({"n": 1, "text": "quotes \" and ünïcode"})),
-        payload_schema: None,
-        target: None,
-    };
-    f.scheduler
-        .schedule_test_run(run_id, &def, now() + Duration::hours(14), None)
-        .await
-        .unwrap();
+    let at = now() + Duration::hours(14);
+    f.scheduler.schedule_test_run(run_id, at).await.unwrap();
 
     let name = format!("test-{run_id}");
     let out = f.must_get(&name).await;
-    assert_eq!(
-        out.schedule_expression(),
-        Some(at_expression(now() + Duration::hours(14)).as_str())
-    );
+    assert_eq!(out.schedule_expression(), Some(at_expression(at).as_str()));
     assert_eq!(out.schedule_expression_timezone(), Some("UTC"));
     assert_eq!(
         out.action_after_completion(),
@@ -484,36 +463,17 @@ async fn test_runs_are_one_time_schedules_carrying_the_definition() {
     assert_eq!(out.state(), Some(&ScheduleState::Enabled));
     let input = out.target().and_then(|t| t.input()).expect("input");
     let parsed: Value = serde_json::from_str(input).unwrap();
+    // The definition and its delivery secret stay in the store: the input names the run only.
     assert_eq!(
         parsed,
-        json!({
-            "test_run_id": run_id,
-            "definition": serde_json::to_value(&def).unwrap(),
-            "scheduled_time": PLACEHOLDER,
-        })
+        json!({"test_run_id": run_id, "scheduled_time": PLACEHOLDER})
     );
     assert_target(&out, &f.group, input);
 
-    // An input over EventBridge's 8192 characters is refused before any call.
-    let mut big = def.clone();
-    big.payload = Some(json!({"blob": "x".repeat(9000)}));
-    match f
-        .scheduler
-        .schedule_test_run(
-            "01kddddddddddddddddddddddd",
-            &big,
-            now() + Duration::hours(14),
-            None,
-        )
-        .await
-    {
-        Err(SchedulerError::Unsupported { field, message }) => {
-            assert_eq!(field, "payload");
-            assert!(message.contains("8192"), "{message}");
-        }
-        other => panic!("expected Unsupported, got {other:?}"),
-    }
-    assert_eq!(f.names().await, [name]);
+    // Cancelled: the schedule goes, and cancelling again is fine.
+    f.scheduler.unschedule_test_run(run_id).await.unwrap();
+    assert!(f.get(&name).await.is_none());
+    f.scheduler.unschedule_test_run(run_id).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

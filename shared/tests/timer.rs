@@ -29,9 +29,15 @@ struct Rig {
 
 async fn rig_at(dir: tempfile::TempDir, clock: Arc<ManualClock>) -> Rig {
     let store = SqliteStore::open(&dir.path().join("etp.sqlite3")).unwrap();
-    let timer = LocalTimer::open(store.clone(), clock.clone(), Duration::minutes(10))
-        .await
-        .unwrap();
+    let timer = LocalTimer::open(
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        Arc::new(etp::testing::RecordingQueue::default()),
+        clock.clone(),
+        Duration::minutes(10),
+    )
+    .await
+    .unwrap();
     let app = App::new(
         Arc::new(store.clone()),
         Arc::new(timer.clone()),

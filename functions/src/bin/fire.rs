@@ -19,9 +19,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             let queue = rt.scheduler_for(event.context.invoked_function_arn.clone())?;
             let deliverer = rt.deliverer(Arc::new(queue), sender);
             let (store, clock) = (rt.store.as_ref(), rt.clock.as_ref());
-            handle_fire(store, clock, &deliverer, event.payload)
-                .await
-                .map_err(lambda_runtime::Error::from)
+            handle_fire(store, clock, &deliverer, event.payload).await
         }
     }))
     .await

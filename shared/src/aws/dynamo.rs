@@ -6,6 +6,7 @@
 mod events;
 mod maintenance;
 mod tables;
+mod test_runs;
 mod triggers;
 
 use std::collections::HashMap;

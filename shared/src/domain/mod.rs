@@ -10,6 +10,7 @@ pub mod schedule;
 #[cfg(test)]
 mod schedule_props;
 pub mod target;
+pub mod test_run;
 pub mod time_range;
 pub mod timestamp;
 pub mod trigger;

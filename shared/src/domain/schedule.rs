@@ -1,6 +1,6 @@
 //! Schedules and next-fire computation: the one place that knows when a trigger fires.
 
-use chrono::{Datelike, DateTime, Duration, LocalResult, Offset, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, Duration, LocalResult, Offset, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use serde::{Deserialize, Serialize};
@@ -131,25 +131,26 @@ impl Schedule {
         let f = |name: &str| format!("{prefix}.{name}");
         let horizon = time_range::add(now, limits.max_ahead).unwrap_or_else(time_range::latest);
         let before = checks.len();
-        let check_time = |checks: &mut Checks, name: &str, t: &Option<DateTime<Utc>>, start: bool| {
-            let Some(t) = t else { return };
-            if !time_range::contains(*t) {
-                checks.fail(f(name), time_range::out_of_range_message());
-                return;
-            }
-            checks.check(whole_second(t), &f(name), || {
-                "must be a whole second (no fractional part)".into()
-            });
-            if start {
-                checks.check(*t <= horizon, &f(name), || {
-                    format!(
-                        "must be at most {} days ahead (until {}; ETP_MAX_SCHEDULE_AHEAD)",
-                        limits.max_ahead.num_days(),
-                        rfc3339_secs(horizon)
-                    )
+        let check_time =
+            |checks: &mut Checks, name: &str, t: &Option<DateTime<Utc>>, start: bool| {
+                let Some(t) = t else { return };
+                if !time_range::contains(*t) {
+                    checks.fail(f(name), time_range::out_of_range_message());
+                    return;
+                }
+                checks.check(whole_second(t), &f(name), || {
+                    "must be a whole second (no fractional part)".into()
                 });
-            }
-        };
+                if start {
+                    checks.check(*t <= horizon, &f(name), || {
+                        format!(
+                            "must be at most {} days ahead (until {}; ETP_MAX_SCHEDULE_AHEAD)",
+                            limits.max_ahead.num_days(),
+                            rfc3339_secs(horizon)
+                        )
+                    });
+                }
+            };
         match self {
             Schedule::At { at } => {
                 check_time(checks, "at", &Some(*at), true);
@@ -201,7 +202,12 @@ impl Schedule {
         if resolved.next_after(now).is_none() {
             let (field, message) = match self {
                 Schedule::At { .. } => (f("at"), "never fires".to_string()),
-                Schedule::Interval { end_at: Some(_), .. } | Schedule::Cron { end_at: Some(_), .. } => (
+                Schedule::Interval {
+                    end_at: Some(_), ..
+                }
+                | Schedule::Cron {
+                    end_at: Some(_), ..
+                } => (
                     f("end_at"),
                     "the schedule has no occurrence between now (or start_at) and end_at".into(),
                 ),
@@ -322,9 +328,8 @@ impl Schedule {
                 if !*recurring && k > 1 {
                     return None;
                 }
-                let next = DateTime::from_timestamp_millis(
-                    start.checked_add(every_ms.checked_mul(k)?)?,
-                )?;
+                let next =
+                    DateTime::from_timestamp_millis(start.checked_add(every_ms.checked_mul(k)?)?)?;
                 end_at.is_none_or(|end| next <= end).then_some(next)
             }
             Schedule::Cron {
@@ -369,7 +374,8 @@ impl Schedule {
             if k < 1 {
                 return None;
             }
-            let t = DateTime::from_timestamp_millis(start_ms.checked_add(every_ms.checked_mul(k)?)?)?;
+            let t =
+                DateTime::from_timestamp_millis(start_ms.checked_add(every_ms.checked_mul(k)?)?)?;
             return (t >= from).then_some(t);
         }
         let mut latest = None;

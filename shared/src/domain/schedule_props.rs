@@ -2,7 +2,7 @@
 //! schedules fire, occurrences strictly increase inside their window, and DST rules hold in
 //! every zone.
 
-use chrono::{Datelike, DateTime, LocalResult, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, LocalResult, TimeZone, Timelike, Utc};
 use chrono_tz::{TZ_VARIANTS, Tz};
 use proptest::prelude::*;
 
@@ -59,7 +59,11 @@ fn five_fields() -> impl Strategy<Value = String> {
         field(0, 23),
         field(1, 31),
         field(1, 12),
-        prop_oneof![field(0, 6), Just("MON-FRI".to_string()), Just("SUN".to_string())],
+        prop_oneof![
+            field(0, 6),
+            Just("MON-FRI".to_string()),
+            Just("SUN".to_string())
+        ],
     )
         .prop_map(|(m, h, dom, mon, dow)| format!("{m} {h} {dom} {mon} {dow}"))
 }
@@ -135,14 +139,14 @@ fn plausible_at(now: DateTime<Utc>) -> impl Strategy<Value = Schedule> {
                 end_at,
             }
         ),
-        (five_fields(), zone, window()).prop_map(
-            |(expression, timezone, (start_at, end_at))| Schedule::Cron {
+        (five_fields(), zone, window()).prop_map(|(expression, timezone, (start_at, end_at))| {
+            Schedule::Cron {
                 expression,
                 timezone,
                 start_at,
                 end_at,
             }
-        ),
+        }),
     ]
 }
 
@@ -250,13 +254,26 @@ fn dst_rules_hold(
             return Ok(());
         };
         let local = next.with_timezone(&tz);
-        prop_assert_eq!((local.hour(), local.minute()), (hour, minute), "{} {}", tz, next);
+        prop_assert_eq!(
+            (local.hour(), local.minute()),
+            (hour, minute),
+            "{} {}",
+            tz,
+            next
+        );
         match tz.from_local_datetime(&local.naive_local()) {
             LocalResult::Single(x) => prop_assert_eq!(x.with_timezone(&Utc), next),
             LocalResult::Ambiguous(first, _) => {
-                prop_assert_eq!(first.with_timezone(&Utc), next, "{} fires at the first instant", tz)
+                prop_assert_eq!(
+                    first.with_timezone(&Utc),
+                    next,
+                    "{} fires at the first instant",
+                    tz
+                )
             }
-            LocalResult::None => prop_assert!(false, "{tz}: {next} is a local time that does not exist"),
+            LocalResult::None => {
+                prop_assert!(false, "{tz}: {next} is a local time that does not exist")
+            }
         }
         if let Some(p) = previous {
             let (d0, d1) = (p.with_timezone(&tz).date_naive(), local.date_naive());

@@ -10,14 +10,15 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use tokio::sync::{Notify, Semaphore};
 
-use super::sqlite::{SqliteStore, TimerJob};
 use crate::clock::Clock;
 use crate::domain::event::Event;
 use crate::domain::time_range;
-use crate::domain::target::Secret;
-use crate::domain::trigger::{Trigger, TriggerDefinition, TriggerStatus};
+use crate::domain::trigger::{Trigger, TriggerStatus};
 use crate::firing::{Outcome, fire_scheduled, fire_test_run};
-use crate::ports::{DeliveryQueue, Scheduler, SchedulerError, Store, StoreError, TriggerQuery};
+use crate::ports::{
+    DeliveryQueue, Scheduler, SchedulerError, Store, StoreError, TimerJob, TimerJobs, TriggerQuery,
+};
+use crate::supervise;
 
 /// Firings in flight at once; more wait for a slot. A slot is held until the firing's writes
 /// commit, so this must cover a typical burst: with fewer slots than due jobs, the rest take
@@ -29,6 +30,9 @@ const LATE_MS: i64 = 1_000;
 const TICK_MS: i64 = 500;
 /// After a store failure a firing is retried this much later.
 const RETRY_MS: i64 = 1_000;
+/// After a job panicked (a bug, logged and counted) it is tried again this much later, so a
+/// job that always panics costs one attempt a minute, not a busy loop.
+const AFTER_PANIC_MS: i64 = 60_000;
 
 const TRIGGER_PREFIX: &str = "trigger:";
 const TEST_PREFIX: &str = "test:";
@@ -37,11 +41,12 @@ fn unavailable(e: StoreError) -> SchedulerError {
     SchedulerError::Unavailable(e.to_string())
 }
 
-#[derive(Clone)]
+/// What the timer keeps of a job in memory: when it is due and its generation. A test run's
+/// definition stays in the store until it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Live {
     generation: i64,
     due_ms: i64,
-    test_run: Option<Arc<TestRunJob>>,
 }
 
 #[derive(Default)]
@@ -72,7 +77,7 @@ impl State {
                 && live.generation == generation
                 && live.due_ms == due_ms
             {
-                due.push((key, live.clone()));
+                due.push((key, *live));
             }
         }
         due
@@ -84,8 +89,9 @@ impl State {
 }
 
 struct Inner {
-    db: SqliteStore,
     store: Arc<dyn Store>,
+    jobs: Arc<dyn TimerJobs>,
+    deliveries: Arc<dyn DeliveryQueue>,
     clock: Arc<dyn Clock>,
     grace: Duration,
     state: Mutex<State>,
@@ -94,27 +100,6 @@ struct Inner {
     started: Instant,
     heartbeat_ms: AtomicU64,
     permits: Arc<Semaphore>,
-    deliveries: std::sync::OnceLock<Arc<dyn DeliveryQueue>>,
-}
-
-/// A test run waiting for its time: the definition and the secret its delivery is signed with.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct TestRunJob {
-    definition: TriggerDefinition,
-    #[serde(default)]
-    secret: Option<Secret>,
-}
-
-impl TestRunJob {
-    /// Reads a stored job; rows written before test runs had secrets hold the bare definition.
-    fn parse(raw: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(raw).or_else(|_| {
-            serde_json::from_str(raw).map(|definition| Self {
-                definition,
-                secret: None,
-            })
-        })
-    }
 }
 
 /// Fires due triggers on time; survives restarts because every job is written before it counts.
@@ -127,42 +112,42 @@ fn ms_to_time(ms: i64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(ms)
 }
 
+fn trigger_key(id: &str) -> String {
+    format!("{TRIGGER_PREFIX}{id}")
+}
+
+fn test_run_key(run_id: &str) -> String {
+    format!("{TEST_PREFIX}{run_id}")
+}
+
 impl LocalTimer {
     /// Loads the persisted jobs and schedules any active trigger that has none (one written just
-    /// before a crash), so no trigger is lost.
+    /// before a crash), so no trigger is lost. Fired events with a target are handed to
+    /// `deliveries`: the timer is built after the delivery queue, so it cannot lack one.
     pub async fn open(
-        db: SqliteStore,
+        store: Arc<dyn Store>,
+        jobs: Arc<dyn TimerJobs>,
+        deliveries: Arc<dyn DeliveryQueue>,
         clock: Arc<dyn Clock>,
         grace: Duration,
     ) -> Result<Self, StoreError> {
-        let jobs = db.timer_jobs().await?;
         let mut state = State::default();
         let mut max_generation = 0;
-        for job in jobs {
+        for job in jobs.timer_jobs().await? {
             max_generation = max_generation.max(job.generation);
-            let test_run = match &job.test_run {
-                Some(raw) => match TestRunJob::parse(raw) {
-                    Ok(def) => Some(Arc::new(def)),
-                    Err(e) => {
-                        tracing::error!(key = %job.key, error = %e, "dropping unreadable test run");
-                        continue;
-                    }
-                },
-                None => None,
-            };
             state.put(
                 job.key,
                 Live {
                     generation: job.generation,
                     due_ms: job.due_ms,
-                    test_run,
                 },
             );
         }
         let timer = Self {
             inner: Arc::new(Inner {
-                store: Arc::new(db.clone()),
-                db,
+                store,
+                jobs,
+                deliveries,
                 clock,
                 grace,
                 state: Mutex::new(state),
@@ -171,7 +156,6 @@ impl LocalTimer {
                 started: Instant::now(),
                 heartbeat_ms: AtomicU64::new(0),
                 permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
-                deliveries: std::sync::OnceLock::new(),
             }),
         };
         timer.reconcile().await?;
@@ -195,45 +179,53 @@ impl LocalTimer {
                 })
                 .await?;
             for t in &page.items {
-                let now = self.inner.clock.now();
-                if t.status == TriggerStatus::Broken {
-                    // An unreadable body: its stand-in replaces it, the bytes are kept aside.
-                    let reason = t.problem.clone().unwrap_or_default();
-                    self.inner.db.quarantine_trigger(t.clone(), reason).await?;
-                    self.remove_job(trigger_key(&t.id))
-                        .await
-                        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                    continue;
-                }
-                if let Some(problem) = t.stored_problem() {
-                    tracing::error!(trigger_id = %t.id, %problem, "stored trigger cannot fire; marked broken");
-                    match self
-                        .inner
-                        .store
-                        .replace_trigger(&t.broken(problem, now), t.version)
-                        .await
-                    {
-                        Ok(()) | Err(StoreError::VersionConflict) => {}
-                        Err(e) => return Err(e),
-                    }
-                    self.remove_job(trigger_key(&t.id))
-                        .await
-                        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                    continue;
-                }
-                let known = self.state().live.contains_key(&trigger_key(&t.id));
-                if !known && t.schedule.is_some() {
-                    tracing::warn!(trigger_id = %t.id, "active trigger had no timer job; scheduling it");
-                    self.schedule(t)
-                        .await
-                        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                }
+                self.reconcile_one(t).await?;
             }
             match page.next_cursor {
                 Some(c) => cursor = Some(c),
                 None => return Ok(()),
             }
         }
+    }
+
+    async fn reconcile_one(&self, t: &Trigger) -> Result<(), StoreError> {
+        let now = self.inner.clock.now();
+        if t.status == TriggerStatus::Broken {
+            // An unreadable body: its stand-in replaces it, the bytes are kept aside.
+            let reason = t.problem.clone().unwrap_or_default();
+            self.inner
+                .jobs
+                .quarantine_trigger(t.clone(), reason)
+                .await?;
+            return self
+                .remove_job(trigger_key(&t.id))
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()));
+        }
+        if let Some(problem) = t.stored_problem() {
+            tracing::error!(trigger_id = %t.id, %problem, "stored trigger cannot fire; marked broken");
+            match self
+                .inner
+                .store
+                .replace_trigger(&t.broken(problem, now), t.version)
+                .await
+            {
+                Ok(()) | Err(StoreError::VersionConflict) => {}
+                Err(e) => return Err(e),
+            }
+            return self
+                .remove_job(trigger_key(&t.id))
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()));
+        }
+        let known = self.state().live.contains_key(&trigger_key(&t.id));
+        if !known && t.schedule.is_some() {
+            tracing::warn!(trigger_id = %t.id, "active trigger had no timer job; scheduling it");
+            self.schedule(t)
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        }
+        Ok(())
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -244,17 +236,11 @@ impl LocalTimer {
         self.inner.gens.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Where fired events with a target go to be delivered.
-    pub fn deliver_through(&self, queue: Arc<dyn DeliveryQueue>) {
-        let _ = self.inner.deliveries.set(queue);
-    }
-
     async fn hand_over(&self, event: &Event) {
-        if let (Some(due), Some(queue)) = (event.first_delivery_due(), self.inner.deliveries.get())
+        if let Some(due) = event.first_delivery_due()
+            && let Err(e) = self.inner.deliveries.enqueue(&event.id, due).await
         {
-            if let Err(e) = queue.enqueue(&event.id, due).await {
-                tracing::error!(event_id = %event.id, error = %e, "could not queue a delivery");
-            }
+            tracing::error!(event_id = %event.id, error = %e, "could not queue a delivery");
         }
     }
 
@@ -276,7 +262,7 @@ impl LocalTimer {
                 };
                 let timer = self.clone();
                 tokio::spawn(async move {
-                    timer.process(key, live).await;
+                    timer.process_contained(key, live).await;
                     drop(permit);
                 });
             }
@@ -295,7 +281,7 @@ impl LocalTimer {
         let due = self.state().take_due(now_ms);
         let n = due.len();
         for (key, live) in due {
-            self.process(key, live).await;
+            self.process_contained(key, live).await;
         }
         n
     }
@@ -308,48 +294,86 @@ impl LocalTimer {
             .and_then(|l| ms_to_time(l.due_ms))
     }
 
+    /// When the test run `run_id` is due, if it is waiting.
+    pub fn test_run_due(&self, run_id: &str) -> Option<DateTime<Utc>> {
+        self.state()
+            .live
+            .get(&test_run_key(run_id))
+            .and_then(|l| ms_to_time(l.due_ms))
+    }
+
+    /// Processes one job; a panic in it (a bug, logged and counted by the hook) ends only it:
+    /// the job is put back a minute later, so the loop and every other job go on.
+    async fn process_contained(&self, key: String, live: Live) {
+        let timer = self.clone();
+        let (k, l) = (key.clone(), live);
+        if supervise::contained("timer job", async move { timer.process(k, l).await })
+            .await
+            .is_none()
+        {
+            let due_ms = self
+                .inner
+                .clock
+                .now()
+                .timestamp_millis()
+                .saturating_add(AFTER_PANIC_MS);
+            self.requeue(key, live, due_ms);
+        }
+    }
+
+    /// Puts job `key` back in memory at `due_ms`, unless it was rescheduled meanwhile.
+    fn requeue(&self, key: String, live: Live, due_ms: i64) {
+        let mut state = self.state();
+        if state
+            .live
+            .get(&key)
+            .is_some_and(|l| l.generation == live.generation)
+        {
+            state.put(key, Live { due_ms, ..live });
+        }
+    }
+
     async fn process(&self, key: String, live: Live) {
-        let result = match (&live.test_run, key.strip_prefix(TRIGGER_PREFIX)) {
-            (Some(job), _) => self.process_test_run(&key, &live, job).await,
-            (None, Some(id)) => self.process_trigger(&key, id, &live).await,
+        let result = match (
+            key.strip_prefix(TEST_PREFIX),
+            key.strip_prefix(TRIGGER_PREFIX),
+        ) {
+            (Some(run_id), _) => self.process_test_run(&key, run_id, live).await,
+            (None, Some(id)) => self.process_trigger(&key, id, live).await,
             (None, None) => self.advance(&key, live.generation, None).await,
         };
         if let Err(e) = result {
             tracing::error!(key = %key, error = %e, "firing failed; retrying shortly");
             let due_ms = self.inner.clock.now().timestamp_millis() + RETRY_MS;
-            let mut state = self.state();
-            if state
-                .live
-                .get(&key)
-                .is_some_and(|l| l.generation == live.generation)
-            {
-                state.put(key, Live { due_ms, ..live });
-            }
+            self.requeue(key, live, due_ms);
         }
     }
 
     async fn process_test_run(
         &self,
         key: &str,
-        live: &Live,
-        job: &TestRunJob,
+        run_id: &str,
+        live: Live,
     ) -> Result<(), StoreError> {
-        let run_id = key.trim_start_matches(TEST_PREFIX);
         let store = self.inner.store.as_ref();
-        let recorded = fire_test_run(
-            store,
-            self.inner.clock.as_ref(),
-            run_id,
-            &job.definition,
-            ms_to_time(live.due_ms),
-            job.secret.as_ref(),
-        )
-        .await?;
-        self.hand_over(recorded.event()).await;
+        // Cancelled (or already fired by a run that crashed before advancing): nothing to do.
+        if let Some(run) = store.get_test_run(run_id).await? {
+            let recorded = fire_test_run(
+                store,
+                self.inner.clock.as_ref(),
+                run_id,
+                &run.definition,
+                ms_to_time(live.due_ms),
+                run.secret.as_ref(),
+            )
+            .await?;
+            self.hand_over(recorded.event()).await;
+            store.delete_test_run(run_id).await?;
+        }
         self.advance(key, live.generation, None).await
     }
 
-    async fn process_trigger(&self, key: &str, id: &str, live: &Live) -> Result<(), StoreError> {
+    async fn process_trigger(&self, key: &str, id: &str, live: Live) -> Result<(), StoreError> {
         let store = self.inner.store.as_ref();
         let clock = self.inner.clock.as_ref();
         let Some(mut scheduled_for) = ms_to_time(live.due_ms) else {
@@ -417,7 +441,7 @@ impl LocalTimer {
         let next_ms = next.map(|t| t.timestamp_millis());
         let moved = self
             .inner
-            .db
+            .jobs
             .advance_timer_job(
                 key.to_string(),
                 generation,
@@ -439,7 +463,6 @@ impl LocalTimer {
                     Live {
                         generation: new_generation,
                         due_ms,
-                        test_run: None,
                     },
                 ),
                 None => {
@@ -450,44 +473,26 @@ impl LocalTimer {
         Ok(())
     }
 
-    async fn put_job(
-        &self,
-        key: String,
-        due: DateTime<Utc>,
-        test_run: Option<TestRunJob>,
-    ) -> Result<(), SchedulerError> {
+    async fn put_job(&self, key: String, due: DateTime<Utc>) -> Result<(), SchedulerError> {
         let generation = self.next_gen();
-        let raw = test_run
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| SchedulerError::Unavailable(e.to_string()))?;
         let due_ms = due.timestamp_millis();
         self.inner
-            .db
+            .jobs
             .put_timer_job(TimerJob {
                 key: key.clone(),
                 due_ms,
                 generation,
-                test_run: raw,
             })
             .await
             .map_err(unavailable)?;
-        self.state().put(
-            key,
-            Live {
-                generation,
-                due_ms,
-                test_run: test_run.map(Arc::new),
-            },
-        );
+        self.state().put(key, Live { generation, due_ms });
         self.inner.wake.notify_one();
         Ok(())
     }
 
     async fn remove_job(&self, key: String) -> Result<(), SchedulerError> {
         self.inner
-            .db
+            .jobs
             .delete_timer_job(key.clone())
             .await
             .map_err(unavailable)?;
@@ -496,16 +501,12 @@ impl LocalTimer {
     }
 }
 
-fn trigger_key(id: &str) -> String {
-    format!("{TRIGGER_PREFIX}{id}")
-}
-
 #[async_trait]
 impl Scheduler for LocalTimer {
     async fn schedule(&self, trigger: &Trigger) -> Result<(), SchedulerError> {
         let key = trigger_key(&trigger.id);
         match trigger.next_fire_after(self.inner.clock.now()) {
-            Some(due) => self.put_job(key, due, None).await,
+            Some(due) => self.put_job(key, due).await,
             None => self.remove_job(key).await,
         }
     }
@@ -517,16 +518,13 @@ impl Scheduler for LocalTimer {
     async fn schedule_test_run(
         &self,
         run_id: &str,
-        definition: &TriggerDefinition,
         at: DateTime<Utc>,
-        secret: Option<&Secret>,
     ) -> Result<(), SchedulerError> {
-        let job = TestRunJob {
-            definition: definition.clone(),
-            secret: secret.cloned(),
-        };
-        self.put_job(format!("{TEST_PREFIX}{run_id}"), at, Some(job))
-            .await
+        self.put_job(test_run_key(run_id), at).await
+    }
+
+    async fn unschedule_test_run(&self, run_id: &str) -> Result<(), SchedulerError> {
+        self.remove_job(test_run_key(run_id)).await
     }
 
     async fn healthy(&self) -> bool {

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::ApiQuery;
+use super::extract::{ApiQuery, PathId};
 use super::json_page::JsonPage;
 use super::problem::{ApiError, Problem};
 use super::{default_limit, page_limit};
@@ -60,10 +60,18 @@ pub async fn list(
     State(app): State<Arc<App>>,
     ApiQuery(q): ApiQuery<EventListQuery>,
 ) -> Result<JsonPage, ApiError> {
+    let trigger_id = q
+        .trigger_id
+        .map(|raw| {
+            super::extract::parse_id(&raw).ok_or_else(|| {
+                ApiError::bad_request("trigger_id", "is not a trigger id (a 26-character ULID)")
+            })
+        })
+        .transpose()?;
     let page = app
         .list_event_views_json(EventFilter {
             state: q.state,
-            trigger_id: q.trigger_id,
+            trigger_id,
             source: q.source,
             is_test: q.is_test,
             limit: page_limit(q.limit)?,
@@ -82,7 +90,7 @@ pub async fn list(
     ))]
 pub async fn get(
     State(app): State<Arc<App>>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<EventView>, ApiError> {
     Ok(Json(app.get_event(&id).await?))
 }

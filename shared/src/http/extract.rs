@@ -148,6 +148,40 @@ impl<S: Send + Sync, T: DeserializeOwned + 'static> FromRequest<S> for OptionalJ
     }
 }
 
+/// An id from the path, checked before any store call: ids are ULIDs (26 characters of
+/// Crockford base32, any case), so anything else names nothing and is a 404 at once, however
+/// long or strange (no store sees it, no key limit is met).
+pub struct PathId(pub String);
+
+/// Parses `raw` as an id this API issues, normalized to the lowercase form it stores.
+pub fn parse_id(raw: &str) -> Option<String> {
+    let id = ulid::Ulid::from_string(raw).ok()?.to_string();
+    // The decoder wraps an over-large first character instead of refusing it.
+    id.eq_ignore_ascii_case(raw)
+        .then(|| id.to_ascii_lowercase())
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::NoRoute)?;
+        parse_id(&raw).map(PathId).ok_or_else(|| {
+            let shown: String = raw.chars().take(40).collect();
+            ApiError::UnknownId {
+                id: if shown.len() < raw.len() {
+                    format!("{shown}...")
+                } else {
+                    shown
+                },
+            }
+        })
+    }
+}
+
 /// A query string parsed strictly into `T`.
 pub struct ApiQuery<T>(pub T);
 
@@ -172,6 +206,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_ulids_in_any_case() {
+        let id = crate::domain::new_id();
+        assert_eq!(parse_id(&id), Some(id.clone()));
+        assert_eq!(parse_id(&id.to_ascii_uppercase()), Some(id));
+        for bad in [
+            "",
+            "x",
+            "../etc/passwd",
+            &"a".repeat(2048),
+            "01KAW3ZZZZZZZZZZZZZZZZZZZ!",
+            "81kaw3zzzzzzzzzzzzzzzzzzzz",
+        ] {
+            assert_eq!(parse_id(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn fields_are_named_by_path() {

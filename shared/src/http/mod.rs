@@ -8,6 +8,7 @@ mod json_page;
 pub mod openapi;
 pub mod problem;
 pub mod system;
+pub mod test_runs;
 pub mod triggers;
 pub mod ui;
 
@@ -58,6 +59,8 @@ fn protected(app: Arc<App>) -> Router {
             "/triggers/{id}/rotate-secret",
             post(triggers::rotate_secret),
         )
+        .route("/test-runs", get(test_runs::list))
+        .route("/test-runs/{id}", axum::routing::delete(test_runs::cancel))
         .route("/events", get(events::list))
         .route("/events/stats", get(events::stats))
         .route("/events/{id}", get(events::get))

@@ -9,13 +9,14 @@ use std::sync::LazyLock;
 use serde_json::{Map, Value, json};
 use utoipa::OpenApi;
 
-use super::{docs, events, problem, system, triggers, ui};
+use super::{docs, events, problem, system, test_runs, triggers, ui};
 use crate::app::{TestRun, TriggerView};
 use crate::domain::delivery::{Attempt, AttemptError};
 use crate::domain::event::{Event, EventSource, EventStatus, EventView};
 use crate::domain::lifecycle::EventState;
 use crate::domain::schedule::{MAX_EVERY_SECONDS, Schedule};
 use crate::domain::target::Target;
+use crate::domain::test_run::ScheduledTestRun;
 use crate::domain::trigger::{
     MAX_NAME_CHARS, Trigger, TriggerDefinition, TriggerKind, TriggerStatus,
 };
@@ -32,18 +33,20 @@ use crate::ports::TriggerStats;
         triggers::create, triggers::list, triggers::get, triggers::replace, triggers::delete,
         triggers::pause, triggers::resume, triggers::fire, triggers::test_stored,
         triggers::rotate_secret,
-        triggers::test_definition, events::list, events::get, events::stats,
+        triggers::test_definition, test_runs::list, test_runs::cancel, events::list, events::get,
+        events::stats,
         system::health, system::openapi, ui::index, docs::page,
     ),
     components(schemas(
         Trigger, TriggerView, TriggerDefinition, TriggerKind, TriggerStatus, Schedule, Event,
         EventView, EventSource, EventStatus, EventState, TriggerStats, TestRun, FieldError,
         problem::Problem, events::StatsResponse, system::HealthReport, Target, Attempt,
-        AttemptError,
+        AttemptError, ScheduledTestRun,
     )),
     security(("bearer" = [])),
     tags(
         (name = "triggers", description = "Define, change and fire triggers"),
+        (name = "test runs", description = "Scheduled test runs waiting for their time"),
         (name = "events", description = "The event log"),
         (name = "system", description = "Health, this document and the pages; no token needed"),
     )

@@ -44,8 +44,14 @@ pub enum ApiError {
     Unauthorized,
     #[error("no such route")]
     NoRoute,
+    /// A path id that is not an id this API issues.
+    #[error("unknown id")]
+    UnknownId { id: String },
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The request, body included, took longer than the server allows.
+    #[error("request timed out")]
+    Timeout { limit_ms: u64 },
 }
 
 impl From<ValidationError> for ApiError {
@@ -93,10 +99,35 @@ impl ApiError {
                 "the resource was changed concurrently; read it again and retry".into(),
                 vec![],
             ),
+            ApiError::App(AppError::Store(StoreError::Corrupt(_))) => (
+                S::INTERNAL_SERVER_ERROR,
+                "internal-error",
+                "a stored record could not be read; the failure is logged".into(),
+                vec![],
+            ),
             ApiError::App(AppError::Store(_) | AppError::Scheduler(_)) => (
                 S::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "a backing service is unavailable; retry shortly".into(),
+                vec![],
+            ),
+            ApiError::App(e @ AppError::Quota { what, .. }) => (
+                // Waiting test runs drain by themselves: a retry later can succeed. Stored
+                // triggers stay until deleted: the collection is full.
+                if *what == "triggers" {
+                    S::CONFLICT
+                } else {
+                    S::TOO_MANY_REQUESTS
+                },
+                "quota-exceeded",
+                format!(
+                    "{e}; {}",
+                    if *what == "triggers" {
+                        "delete triggers first (ETP_MAX_TRIGGERS)"
+                    } else {
+                        "wait for one to fire, or cancel one (ETP_MAX_PENDING_TEST_RUNS)"
+                    }
+                ),
                 vec![],
             ),
             ApiError::App(AppError::Busy) => (
@@ -141,10 +172,22 @@ impl ApiError {
                 "send a valid API token as Authorization: Bearer <token>".into(),
                 vec![],
             ),
+            ApiError::UnknownId { id } => (
+                S::NOT_FOUND,
+                "not-found",
+                format!("nothing has the id {id:?}: ids are 26-character ULIDs"),
+                vec![],
+            ),
             ApiError::NoRoute => (
                 S::NOT_FOUND,
                 "not-found",
                 "no such route; see /openapi.json".into(),
+                vec![],
+            ),
+            ApiError::Timeout { limit_ms } => (
+                S::REQUEST_TIMEOUT,
+                "request-timeout",
+                format!("the request was not completed within {limit_ms} ms (ETP_REQUEST_TIMEOUT)"),
                 vec![],
             ),
             ApiError::MethodNotAllowed => (

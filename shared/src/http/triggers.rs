@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::IntoParams;
 
-use super::extract::{ApiQuery, JsonBody, OptionalJsonBody};
+use super::extract::{ApiQuery, JsonBody, OptionalJsonBody, PathId};
 use super::json_page::JsonPage;
 use super::problem::{ApiError, Problem};
 use super::{default_limit, page_limit};
@@ -126,7 +126,7 @@ fn showing_secret(mut response: Response) -> Response {
     ))]
 pub async fn rotate_secret(
     State(app): State<Arc<App>>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     headers: HeaderMap,
 ) -> Result<Response> {
     let t = app
@@ -169,7 +169,7 @@ pub async fn list(
             headers(("ETag" = String, description = "The version, for `If-Match`"))),
         (status = 404, description = "No such trigger", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response> {
+pub async fn get(State(app): State<Arc<App>>, PathId(id): PathId) -> Result<Response> {
     let trigger = app.get_trigger(&id).await?;
     Ok(with_etag(StatusCode::OK, app.view(trigger)))
 }
@@ -187,7 +187,7 @@ pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<
     ))]
 pub async fn replace(
     State(app): State<Arc<App>>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     headers: HeaderMap,
     JsonBody(def): JsonBody<TriggerDefinition>,
 ) -> Result<Response> {
@@ -206,7 +206,7 @@ pub async fn replace(
     ))]
 pub async fn delete(
     State(app): State<Arc<App>>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     headers: HeaderMap,
 ) -> Result<StatusCode> {
     app.delete_trigger(&id, header_str(&headers, "if-match")?)
@@ -226,7 +226,7 @@ pub async fn delete(
     ))]
 pub async fn pause(
     State(app): State<Arc<App>>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     headers: HeaderMap,
 ) -> Result<Response> {
     let t = app
@@ -247,7 +247,7 @@ pub async fn pause(
     ))]
 pub async fn resume(
     State(app): State<Arc<App>>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     headers: HeaderMap,
 ) -> Result<Response> {
     let t = app
@@ -283,7 +283,7 @@ fn accepted(event: EventView, replayed: bool) -> Response {
     ))]
 pub async fn fire(
     State(app): State<Arc<App>>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     headers: HeaderMap,
     JsonBody(payload): JsonBody<Value>,
 ) -> Result<Response> {
@@ -313,7 +313,7 @@ pub async fn fire(
     ))]
 pub async fn test_stored(
     State(app): State<Arc<App>>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     OptionalJsonBody(payload): OptionalJsonBody<Value>,
 ) -> Result<Response> {
     let event = app.test_trigger(&id, payload).await?;

@@ -22,7 +22,8 @@ macro_rules! store_contract_tests {
             recording_is_idempotent_per_key, recording_completes_one_time_triggers,
             events_list_by_window_newest_first, events_page_and_filter,
             stats_count_per_trigger_exactly, purge_deletes_only_expired, ping_answers,
-            secrets_are_kept_with_the_trigger, deliveries_record_attempts_once);
+            secrets_are_kept_with_the_trigger, deliveries_record_attempts_once,
+            trigger_quota_writes_nothing_beyond_it, test_runs_are_kept_listed_and_bounded);
     };
     (@cases $make:expr; $($name:ident),*) => {
         $(
@@ -113,21 +114,21 @@ fn query(after: DateTime<Utc>, until: Option<DateTime<Utc>>, limit: usize) -> Ev
 
 pub async fn trigger_round_trip(store: &dyn Store) {
     let t = trigger("round trip", TriggerKind::Scheduled);
-    store.insert_trigger(&t).await.expect("insert");
+    store.insert_trigger(&t, u64::MAX).await.expect("insert");
     assert_eq!(store.get_trigger(&t.id).await.expect("get"), Some(t));
     assert_eq!(store.get_trigger("missing").await.expect("get"), None);
 }
 
 pub async fn duplicate_trigger_insert_is_rejected(store: &dyn Store) {
     let t = trigger("dup", TriggerKind::Api);
-    store.insert_trigger(&t).await.expect("insert");
-    let again = store.insert_trigger(&t).await;
+    store.insert_trigger(&t, u64::MAX).await.expect("insert");
+    let again = store.insert_trigger(&t, u64::MAX).await;
     assert!(matches!(again, Err(StoreError::AlreadyExists)), "{again:?}");
 }
 
 pub async fn replace_checks_the_version(store: &dyn Store) {
     let t = trigger("v", TriggerKind::Scheduled);
-    store.insert_trigger(&t).await.expect("insert");
+    store.insert_trigger(&t, u64::MAX).await.expect("insert");
     let paused = t.with_status(TriggerStatus::Paused, t0() + Duration::seconds(1));
     store
         .replace_trigger(&paused, 1)
@@ -145,7 +146,7 @@ pub async fn replace_checks_the_version(store: &dyn Store) {
 
 pub async fn delete_keeps_events(store: &dyn Store) {
     let t = trigger("gone", TriggerKind::Api);
-    store.insert_trigger(&t).await.expect("insert");
+    store.insert_trigger(&t, u64::MAX).await.expect("insert");
     let e = event(Some(&t), EventSource::Api, t0());
     put(store, &e).await;
     assert!(store.delete_trigger(&t.id).await.expect("delete"));
@@ -163,7 +164,7 @@ pub async fn triggers_page_and_filter(store: &dyn Store) {
             TriggerKind::Api
         };
         let t = trigger(&format!("t{i}"), kind);
-        store.insert_trigger(&t).await.expect("insert");
+        store.insert_trigger(&t, u64::MAX).await.expect("insert");
         made.push(t);
     }
     let paused = made[0].with_status(TriggerStatus::Paused, t0());
@@ -229,7 +230,7 @@ pub async fn triggers_page_and_filter(store: &dyn Store) {
 
 pub async fn recording_is_idempotent_per_key(store: &dyn Store) {
     let t = trigger("idem", TriggerKind::Scheduled);
-    store.insert_trigger(&t).await.expect("insert");
+    store.insert_trigger(&t, u64::MAX).await.expect("insert");
     let first = event(Some(&t), EventSource::Schedule, t0());
     let second = event(Some(&t), EventSource::Schedule, t0() + Duration::seconds(1));
     let key = Some(format!("schedule:{}:1", t.id));
@@ -260,7 +261,7 @@ pub async fn recording_is_idempotent_per_key(store: &dyn Store) {
 
 pub async fn recording_completes_one_time_triggers(store: &dyn Store) {
     let t = trigger("once", TriggerKind::Scheduled);
-    store.insert_trigger(&t).await.expect("insert");
+    store.insert_trigger(&t, u64::MAX).await.expect("insert");
     let e = event(Some(&t), EventSource::Schedule, t0());
     store
         .record_event(NewEvent {
@@ -280,7 +281,7 @@ pub async fn recording_completes_one_time_triggers(store: &dyn Store) {
     assert_eq!(done.version, t.version + 1);
     // A completion based on a stale version leaves a changed trigger alone.
     let u = trigger("edited meanwhile", TriggerKind::Scheduled);
-    store.insert_trigger(&u).await.expect("insert");
+    store.insert_trigger(&u, u64::MAX).await.expect("insert");
     let edited = u.with_status(TriggerStatus::Active, t0());
     store.replace_trigger(&edited, 1).await.expect("edit");
     store
@@ -505,7 +506,7 @@ pub async fn ping_answers(store: &dyn Store) {
 pub async fn secrets_are_kept_with_the_trigger(store: &dyn Store) {
     let t = trigger("secret", TriggerKind::Api);
     assert!(t.secret.is_some());
-    store.insert_trigger(&t).await.expect("insert");
+    store.insert_trigger(&t, u64::MAX).await.expect("insert");
     let got = store.get_trigger(&t.id).await.expect("get").expect("found");
     assert_eq!(got.secret, t.secret, "the secret survives a round trip");
     let rotated = got.with_new_secret(t0());
@@ -589,4 +590,93 @@ pub async fn deliveries_record_attempts_once(store: &dyn Store) {
         Some(after),
         "readers see the attempts"
     );
+}
+
+pub async fn trigger_quota_writes_nothing_beyond_it(store: &dyn Store) {
+    let a = trigger("first", TriggerKind::Api);
+    let b = trigger("second", TriggerKind::Api);
+    // Stores shared by a test binary may hold other triggers: count from what is there.
+    let before = list_all_triggers(store).await;
+    let limit = before + 1;
+    store
+        .insert_trigger(&a, limit)
+        .await
+        .expect("under the quota");
+    match store.insert_trigger(&b, limit).await {
+        Err(StoreError::QuotaExceeded { what, limit: l }) => {
+            assert_eq!((what, l), ("triggers", limit));
+        }
+        other => panic!("expected QuotaExceeded, got {other:?}"),
+    }
+    assert!(
+        store.get_trigger(&b.id).await.expect("get").is_none(),
+        "nothing half-written"
+    );
+    assert!(store.delete_trigger(&a.id).await.expect("delete"));
+    assert!(!store.delete_trigger(&a.id).await.expect("delete again"));
+    store
+        .insert_trigger(&b, limit)
+        .await
+        .expect("a delete frees its place");
+}
+
+async fn list_all_triggers(store: &dyn Store) -> u64 {
+    let mut n = 0;
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list_triggers(&TriggerQuery {
+                limit: 200,
+                cursor,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        n += page.items.len() as u64;
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return n,
+        }
+    }
+}
+
+pub async fn test_runs_are_kept_listed_and_bounded(store: &dyn Store) {
+    use crate::domain::target::Secret;
+    use crate::domain::test_run::ScheduledTestRun;
+    let run = |name: &str| ScheduledTestRun {
+        id: new_id(),
+        definition: trigger(name, TriggerKind::Scheduled).definition(),
+        scheduled_for: t0() + Duration::minutes(5),
+        created_at: t0(),
+        secret: Some(Secret::generate()),
+    };
+    let (a, b, c) = (run("a"), run("b"), run("c"));
+    store.insert_test_run(&a, 2).await.expect("insert a");
+    store.insert_test_run(&b, 2).await.expect("insert b");
+    match store.insert_test_run(&c, 2).await {
+        Err(StoreError::QuotaExceeded { limit: 2, .. }) => {}
+        other => panic!("expected QuotaExceeded, got {other:?}"),
+    }
+    let got = store.get_test_run(&a.id).await.expect("get").expect("kept");
+    assert_eq!(got, a, "definition, time and secret come back");
+    // Id (creation) order; two ids made in one millisecond order at random.
+    let (first, second) = if a.id < b.id { (&a, &b) } else { (&b, &a) };
+    let page = store.list_test_runs(1, None).await.expect("list");
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].id, first.id);
+    assert_eq!(page.items[0].secret, None, "listings carry no secret");
+    let next = store
+        .list_test_runs(10, page.next_cursor.as_deref())
+        .await
+        .expect("next page");
+    assert_eq!(
+        next.items.iter().map(|r| &r.id).collect::<Vec<_>>(),
+        [&second.id]
+    );
+    assert!(store.delete_test_run(&a.id).await.expect("delete"));
+    assert!(!store.delete_test_run(&a.id).await.expect("delete again"));
+    assert!(store.get_test_run(&a.id).await.expect("get").is_none());
+    store.insert_test_run(&c, 2).await.expect("room again");
+    assert!(store.delete_test_run(&b.id).await.expect("delete b"));
+    assert!(store.delete_test_run(&c.id).await.expect("delete c"));
 }

@@ -11,19 +11,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::trigger::{Trigger, TriggerDefinition};
+use crate::domain::trigger::Trigger;
 use crate::ports::{Scheduler, SchedulerError};
 
 /// What the API told the scheduler, in order.
 #[derive(Debug, Clone, PartialEq)]
+// Test calls, compared and printed, never moved in bulk: boxing would only add noise.
+#[allow(clippy::large_enum_variant)]
 pub enum SchedulerCall {
     Schedule(Trigger),
     Unschedule(String),
-    TestRun {
-        run_id: String,
-        definition: TriggerDefinition,
-        at: DateTime<Utc>,
-    },
+    TestRun { run_id: String, at: DateTime<Utc> },
+    CancelTestRun(String),
 }
 
 /// A scheduler that records calls and can be told to fail, for API tests.
@@ -67,15 +66,16 @@ impl Scheduler for RecordingScheduler {
     async fn schedule_test_run(
         &self,
         run_id: &str,
-        definition: &TriggerDefinition,
         at: DateTime<Utc>,
-        _secret: Option<&crate::domain::target::Secret>,
     ) -> Result<(), SchedulerError> {
         self.record(SchedulerCall::TestRun {
             run_id: run_id.to_string(),
-            definition: definition.clone(),
             at,
         })
+    }
+
+    async fn unschedule_test_run(&self, run_id: &str) -> Result<(), SchedulerError> {
+        self.record(SchedulerCall::CancelTestRun(run_id.to_string()))
     }
 
     async fn healthy(&self) -> bool {

@@ -243,20 +243,22 @@ impl aws_sdk_scheduler::config::Intercept for PastInstantGuard {
 
     fn read_before_execution(
         &self,
-        context: &aws_sdk_scheduler::config::interceptors::BeforeSerializationInterceptorContextRef<'_>,
+        context: &aws_sdk_scheduler::config::interceptors::BeforeSerializationInterceptorContextRef<
+            '_,
+        >,
         _: &mut aws_sdk_scheduler::config::ConfigBag,
     ) -> Result<(), aws_sdk_scheduler::error::BoxError> {
         use aws_sdk_scheduler::operation::create_schedule::CreateScheduleInput;
         use aws_sdk_scheduler::operation::update_schedule::UpdateScheduleInput;
         let input = context.input();
-        let (name, start, expression) =
-            if let Some(i) = input.downcast_ref::<CreateScheduleInput>() {
-                (i.name(), i.start_date(), i.schedule_expression())
-            } else if let Some(i) = input.downcast_ref::<UpdateScheduleInput>() {
-                (i.name(), i.start_date(), i.schedule_expression())
-            } else {
-                return Ok(());
-            };
+        let (name, start, expression) = if let Some(i) = input.downcast_ref::<CreateScheduleInput>()
+        {
+            (i.name(), i.start_date(), i.schedule_expression())
+        } else if let Some(i) = input.downcast_ref::<UpdateScheduleInput>() {
+            (i.name(), i.start_date(), i.schedule_expression())
+        } else {
+            return Ok(());
+        };
         let now = chrono::Utc::now();
         if let Some(problem) = past_instant(start, expression, now) {
             panic!(

@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 
 use super::{
@@ -61,8 +62,7 @@ fn from_item(item: &Item) -> Result<Trigger, StoreError> {
                 id,
                 kind,
                 get_n(item, "version").unwrap_or(0),
-                "its stored definition could not be read; PUT a new definition or DELETE it"
-                    .into(),
+                "its stored definition could not be read; PUT a new definition or DELETE it".into(),
             ))
         }
     }
@@ -151,8 +151,26 @@ impl DynamoStore {
 
 #[async_trait]
 impl TriggerStore for DynamoStore {
-    async fn insert_trigger(&self, trigger: &Trigger) -> Result<(), StoreError> {
-        self.put_trigger(trigger, None).await
+    /// One transaction: the trigger (if its id is new) and the trigger count (if below the
+    /// quota), so a full quota writes nothing.
+    async fn insert_trigger(&self, trigger: &Trigger, max_triggers: u64) -> Result<(), StoreError> {
+        let put = Put::builder()
+            .table_name(&self.tables.triggers)
+            .set_item(Some(item(trigger)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(unavailable)?;
+        self.counted_write(
+            TransactWriteItem::builder().put(put).build(),
+            TRIGGER_COUNT,
+            1,
+            Some(("triggers", max_triggers)),
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::VersionConflict => StoreError::AlreadyExists,
+            other => other,
+        })
     }
 
     async fn get_trigger(&self, id: &str) -> Result<Option<Trigger>, StoreError> {
@@ -217,16 +235,81 @@ impl TriggerStore for DynamoStore {
         self.put_trigger(trigger, Some(expected_version)).await
     }
 
+    /// One transaction: the trigger (if it exists) and the trigger count.
     async fn delete_trigger(&self, id: &str) -> Result<bool, StoreError> {
-        let out = self
-            .client
-            .delete_item()
+        let delete = Delete::builder()
             .table_name(&self.tables.triggers)
             .key("pk", s(id))
-            .return_values(ReturnValue::AllOld)
-            .send()
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(unavailable)?;
+        match self
+            .counted_write(
+                TransactWriteItem::builder().delete(delete).build(),
+                TRIGGER_COUNT,
+                -1,
+                None,
+            )
             .await
-            .map_err(|e| sdk_error("DeleteItem", e))?;
-        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+        {
+            Ok(()) => Ok(true),
+            Err(StoreError::VersionConflict) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The item counting stored triggers (for `ETP_MAX_TRIGGERS`); outside every index.
+pub(super) const TRIGGER_COUNT: &str = "COUNT#triggers";
+
+impl DynamoStore {
+    /// Writes `write` and moves counter item `counter` by `by` in one transaction; with a
+    /// quota `(what, limit)`, only while the counter is below it. A failed condition on `write`
+    /// is `VersionConflict` (the caller says what it means); on the counter, `QuotaExceeded`.
+    pub(super) async fn counted_write(
+        &self,
+        write: TransactWriteItem,
+        counter: &str,
+        by: i64,
+        quota: Option<(&'static str, u64)>,
+    ) -> Result<(), StoreError> {
+        let mut update = Update::builder()
+            .table_name(&self.tables.triggers)
+            .key("pk", s(counter))
+            .update_expression("ADD #n :by")
+            .expression_attribute_names("#n", "n")
+            .expression_attribute_values(":by", n(by));
+        if let Some((_, limit)) = quota {
+            update = update
+                .condition_expression("attribute_not_exists(#n) OR #n < :limit")
+                .expression_attribute_values(":limit", n(limit));
+        }
+        let update = update.build().map_err(unavailable)?;
+        let sent = self
+            .client
+            .transact_write_items()
+            .transact_items(write)
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            .send()
+            .await;
+        let Err(err) = sent else { return Ok(()) };
+        let reasons = match err.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                c.cancellation_reasons().to_vec()
+            }
+            _ => return Err(sdk_error("TransactWriteItems", err)),
+        };
+        let failed = |i: usize| {
+            reasons
+                .get(i)
+                .is_some_and(|r| r.code() == Some("ConditionalCheckFailed"))
+        };
+        if failed(0) {
+            return Err(StoreError::VersionConflict);
+        }
+        match quota {
+            Some((what, limit)) if failed(1) => Err(StoreError::QuotaExceeded { what, limit }),
+            _ => Err(sdk_error("TransactWriteItems", err)),
+        }
     }
 }

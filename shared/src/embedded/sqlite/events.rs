@@ -52,11 +52,17 @@ fn record(tx: &Connection, new: NewEvent) -> Result<Recorded, StoreError> {
     })
     .map_err(unavailable)?;
     count_event(tx, key, fired, &e.trigger_name, highest)?;
-    if let Some(plan) = &new.delivery {
-        let plan = encode(plan)?;
-        tx.prepare_cached("INSERT INTO deliveries (event_id, due_ms, plan) VALUES (?1, ?2, ?3)")
-            .and_then(|mut st| st.execute(params![e.id, fired, plan]))
-            .map_err(unavailable)?;
+    if let Some(delivery) = &new.delivery {
+        let plan = encode(delivery)?;
+        let host = url::Url::parse(&delivery.target.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            .unwrap_or_default();
+        tx.prepare_cached(
+            "INSERT INTO deliveries (event_id, due_ms, plan, host) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .and_then(|mut st| st.execute(params![e.id, fired, plan, host]))
+        .map_err(unavailable)?;
     }
     if let Some((id, version)) = &new.complete {
         let body: Option<String> = tx

@@ -1,56 +1,21 @@
 //! The local timer's jobs and the delivery queue's due times: the tables only the embedded
 //! timer and delivery worker use.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::params;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params, params_from_iter};
 
-use super::{SqliteStore, from_ms, ms, unavailable};
-use crate::ports::StoreError;
+use super::{SqliteStore, encode, from_ms, ms, unavailable};
+use crate::domain::trigger::Trigger;
+use crate::ports::{DeliveryBacklog, StoreError, TimerJob, TimerJobs};
 
-/// A job the local timer keeps: when it is due and, for test runs, the definition to fire.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimerJob {
-    pub key: String,
-    pub due_ms: i64,
-    pub generation: i64,
-    pub test_run: Option<String>,
-}
-
-impl SqliteStore {
-    /// Events whose delivery is due at `now`, earliest first (the local delivery queue).
-    pub async fn due_deliveries(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        let now = ms(now);
-        self.read_now(|c| {
-            c.prepare_cached(
-                "SELECT event_id FROM deliveries WHERE due_ms IS NOT NULL AND due_ms <= ?1
-                 ORDER BY due_ms LIMIT ?2",
-            )
-            .and_then(|mut s| {
-                s.query_map(params![now, limit as i64], |r| r.get(0))?
-                    .collect::<rusqlite::Result<Vec<String>>>()
-            })
-            .map_err(unavailable)
-        })
-    }
-
-    /// When the earliest pending delivery is due.
-    pub async fn next_delivery_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let due: Option<i64> = self.read_now(|c| {
-            c.prepare_cached("SELECT min(due_ms) FROM deliveries WHERE due_ms IS NOT NULL")
-                .and_then(|mut s| s.query_row([], |r| r.get(0)))
-                .map_err(unavailable)
-        })?;
-        Ok(due.and_then(from_ms))
-    }
-
-    pub async fn timer_jobs(&self) -> Result<Vec<TimerJob>, StoreError> {
+#[async_trait]
+impl TimerJobs for SqliteStore {
+    async fn timer_jobs(&self) -> Result<Vec<TimerJob>, StoreError> {
         self.read(|c| {
             let mut stmt = c
-                .prepare("SELECT key, due_ms, generation, test_run FROM timer_jobs")
+                .prepare("SELECT key, due_ms, generation FROM timer_jobs")
                 .map_err(unavailable)?;
             let rows = stmt
                 .query_map([], |r| {
@@ -58,7 +23,6 @@ impl SqliteStore {
                         key: r.get(0)?,
                         due_ms: r.get(1)?,
                         generation: r.get(2)?,
-                        test_run: r.get(3)?,
                     })
                 })
                 .map_err(unavailable)?;
@@ -68,23 +32,22 @@ impl SqliteStore {
         .await
     }
 
-    /// Writes a job, replacing any with the same key.
-    pub async fn put_timer_job(&self, job: TimerJob) -> Result<(), StoreError> {
+    async fn put_timer_job(&self, job: TimerJob) -> Result<(), StoreError> {
         self.write(move |c| {
-            c.execute(
-                "INSERT INTO timer_jobs (key, due_ms, generation, test_run) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(key) DO UPDATE SET due_ms = ?2, generation = ?3, test_run = ?4",
-                params![job.key, job.due_ms, job.generation, job.test_run],
+            c.prepare_cached(
+                "INSERT INTO timer_jobs (key, due_ms, generation) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(key) DO UPDATE SET due_ms = ?2, generation = ?3, test_run = NULL",
             )
+            .and_then(|mut st| st.execute(params![job.key, job.due_ms, job.generation]))
             .map_err(unavailable)?;
             Ok(())
         })
         .await
     }
 
-    /// Moves a job to `next` (or removes it) only if it is still generation `generation`, so a firing
-    /// that finishes after the API rescheduled the trigger cannot undo that change.
-    pub async fn advance_timer_job(
+    /// Only if still at `generation`, so a firing that finishes after the API rescheduled the
+    /// trigger cannot undo that change.
+    async fn advance_timer_job(
         &self,
         key: String,
         generation: i64,
@@ -109,10 +72,95 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn delete_timer_job(&self, key: String) -> Result<(), StoreError> {
+    async fn delete_timer_job(&self, key: String) -> Result<(), StoreError> {
         self.write(move |c| {
             c.execute("DELETE FROM timer_jobs WHERE key = ?1", params![key])
                 .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// In one transaction, so the bytes are never lost between the two steps.
+    async fn quarantine_trigger(
+        &self,
+        stand_in: Trigger,
+        reason: String,
+    ) -> Result<(), StoreError> {
+        self.write(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO quarantined_triggers (id, body, reason)
+                 SELECT id, body, ?2 FROM triggers WHERE id = ?1",
+                params![stand_in.id, reason],
+            )
+            .map_err(unavailable)?;
+            c.execute(
+                "UPDATE triggers SET status = ?2, version = ?3, body = ?4 WHERE id = ?1",
+                params![
+                    stand_in.id,
+                    stand_in.status.as_str(),
+                    stand_in.version as i64,
+                    encode(&stand_in)?
+                ],
+            )
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl DeliveryBacklog for SqliteStore {
+    async fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        skip_hosts: &[String],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let now = ms(now);
+        // At most CONCURRENCY / PER_HOST hosts are ever skipped: a short list of parameters.
+        let skip = vec!["?"; skip_hosts.len()].join(",");
+        let sql = format!(
+            "SELECT event_id, host FROM deliveries WHERE due_ms IS NOT NULL AND due_ms <= ?1
+             AND host NOT IN ({skip}) ORDER BY due_ms LIMIT ?2"
+        );
+        self.read_now(|c| {
+            let mut params: Vec<SqlValue> = vec![
+                SqlValue::Integer(now),
+                SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)),
+            ];
+            params.extend(skip_hosts.iter().map(|h| SqlValue::Text(h.clone())));
+            c.prepare_cached(&sql)
+                .and_then(|mut s| {
+                    s.query_map(params_from_iter(params), |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect::<rusqlite::Result<Vec<(String, String)>>>()
+                })
+                .map_err(unavailable)
+        })
+    }
+
+    async fn next_delivery_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let due: Option<i64> = self.read_now(|c| {
+            c.prepare_cached("SELECT min(due_ms) FROM deliveries WHERE due_ms IS NOT NULL")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(unavailable)
+        })?;
+        Ok(due.and_then(from_ms))
+    }
+
+    async fn postpone_delivery(
+        &self,
+        event_id: &str,
+        due: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let (id, due) = (event_id.to_string(), due.map(ms));
+        self.write(move |c| {
+            c.execute(
+                "UPDATE deliveries SET due_ms = ?2 WHERE event_id = ?1",
+                params![id, due],
+            )
+            .map_err(unavailable)?;
             Ok(())
         })
         .await

@@ -4,10 +4,11 @@
 mod events;
 mod jobs;
 mod schema;
-mod threads;
-mod triggers;
+mod test_runs;
 #[cfg(test)]
 mod tests;
+mod threads;
+mod triggers;
 
 use std::path::Path;
 use std::sync::atomic::AtomicUsize;
@@ -20,8 +21,6 @@ use rusqlite::types::Value as SqlValue;
 use crate::ports::StoreError;
 use schema::{INDEXES, TABLES, connect, migrate};
 use threads::{Job, LongRead, run_long_reader, run_writer};
-
-pub use jobs::TimerJob;
 
 const READERS: usize = 4;
 /// Threads (each with its own connection) for long reads.

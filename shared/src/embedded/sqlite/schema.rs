@@ -7,7 +7,9 @@ use rusqlite::{Connection, params};
 
 use super::{decode, encode};
 use crate::domain::event::Event;
-use crate::domain::trigger::Trigger;
+use crate::domain::target::Secret;
+use crate::domain::test_run::ScheduledTestRun;
+use crate::domain::trigger::{Trigger, TriggerDefinition};
 
 /// The encoding of trigger and event bodies, kept in `PRAGMA user_version`: listings serve the
 /// stored JSON as it is, so a change to the JSON shape of `Trigger` or `Event` must raise this
@@ -35,14 +37,21 @@ CREATE TABLE IF NOT EXISTS trigger_event_totals (
 CREATE TABLE IF NOT EXISTS trigger_secrets (
     id TEXT PRIMARY KEY, secret TEXT NOT NULL
 ) WITHOUT ROWID;
+-- host: the target's, so one slow host cannot take every delivery slot.
 CREATE TABLE IF NOT EXISTS deliveries (
-    event_id TEXT PRIMARY KEY, due_ms INTEGER, plan TEXT NOT NULL
+    event_id TEXT PRIMARY KEY, due_ms INTEGER, plan TEXT NOT NULL, host TEXT NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(due_ms) WHERE due_ms IS NOT NULL;
 -- Bodies of triggers that could not be read at start-up, as they were (see quarantine_trigger).
 CREATE TABLE IF NOT EXISTS quarantined_triggers (
     id TEXT PRIMARY KEY, body TEXT NOT NULL, reason TEXT NOT NULL
 ) WITHOUT ROWID;
+-- Scheduled test runs waiting for their time (the timer's job holds only the id).
+CREATE TABLE IF NOT EXISTS test_runs (
+    id TEXT PRIMARY KEY, scheduled_ms INTEGER NOT NULL, body TEXT NOT NULL, secret TEXT
+) WITHOUT ROWID;
+-- Running counts that quotas check without counting rows (name -> n).
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS timer_jobs (
     key TEXT PRIMARY KEY, due_ms INTEGER NOT NULL, generation INTEGER NOT NULL, test_run TEXT
 ) WITHOUT ROWID;
@@ -65,7 +74,15 @@ pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         [],
         |r| r.get(0),
     )?;
+    let has_host: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('deliveries') WHERE name = 'host'",
+        [],
+        |r| r.get(0),
+    )?;
     let tx = conn.transaction()?;
+    if !has_host {
+        tx.execute_batch("ALTER TABLE deliveries ADD COLUMN host TEXT NOT NULL DEFAULT '';")?;
+    }
     if !has_seq {
         tracing::info!("migrating the event log to per-trigger ranks (once)");
         tx.execute_batch(
@@ -84,6 +101,14 @@ pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
          DROP INDEX IF EXISTS events_by_time;
          DROP INDEX IF EXISTS events_by_trigger;",
     )?;
+    // The trigger count starts from the rows there are (once; a constant false WHERE skips
+    // the scan when the counter exists).
+    tx.execute_batch(
+        "INSERT OR IGNORE INTO counters (name, n)
+         SELECT 'triggers', COUNT(*) FROM triggers
+         WHERE NOT EXISTS (SELECT 1 FROM counters WHERE name = 'triggers');",
+    )?;
+    move_test_runs_out_of_timer_jobs(&tx)?;
     let format: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if format < BODY_FORMAT {
         reencode::<Trigger>(&tx, "triggers")?;
@@ -91,6 +116,61 @@ pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.execute_batch(&format!("PRAGMA user_version = {BODY_FORMAT};"))?;
     }
     tx.commit()
+}
+
+/// Earlier versions kept a test run's definition (and secret) in its timer job; now the
+/// `test_runs` table holds it and the job only the id. Moves each such run over, once; one
+/// that cannot be read is logged and dropped (it could never have fired).
+fn move_test_runs_out_of_timer_jobs(tx: &Connection) -> rusqlite::Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Legacy {
+        definition: TriggerDefinition,
+        #[serde(default)]
+        secret: Option<Secret>,
+    }
+    let legacy: Vec<(String, i64, String)> = tx
+        .prepare("SELECT key, due_ms, test_run FROM timer_jobs WHERE test_run IS NOT NULL")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (key, due_ms, raw) in legacy {
+        let id = key.trim_start_matches("test:").to_string();
+        let parsed = serde_json::from_str::<Legacy>(&raw).or_else(|_| {
+            serde_json::from_str::<TriggerDefinition>(&raw).map(|definition| Legacy {
+                definition,
+                secret: None,
+            })
+        });
+        let when = chrono::DateTime::from_timestamp_millis(due_ms);
+        match (parsed, when) {
+            (Ok(l), Some(at)) => {
+                let run = ScheduledTestRun {
+                    id: id.clone(),
+                    definition: l.definition,
+                    scheduled_for: at,
+                    created_at: at,
+                    secret: None,
+                };
+                let body = serde_json::to_string(&run).unwrap_or_default();
+                tx.execute(
+                    "INSERT OR IGNORE INTO test_runs (id, scheduled_ms, body, secret)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![id, due_ms, body, l.secret.as_ref().map(Secret::expose)],
+                )?;
+                tx.execute(
+                    "UPDATE timer_jobs SET test_run = NULL WHERE key = ?1",
+                    params![key],
+                )?;
+            }
+            _ => {
+                tracing::error!(
+                    key,
+                    "dropping an unreadable test run left by an earlier version"
+                );
+                tx.execute("DELETE FROM timer_jobs WHERE key = ?1", params![key])?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Rewrites every body of `table` (keyed by `id`) in the current encoding of `T`, so listings

@@ -4,8 +4,8 @@ use chrono::{DateTime, Duration, Utc};
 use rusqlite::{Connection, params};
 
 use super::SqliteStore;
-use super::{encode, ms};
 use super::schema::BODY_FORMAT;
+use super::{encode, ms};
 use crate::domain::event::{Event, EventSource, EventStatus};
 use crate::domain::lifecycle::{EventState, Lifecycle};
 use crate::domain::trigger::{Trigger, TriggerKind};

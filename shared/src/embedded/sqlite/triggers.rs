@@ -26,7 +26,11 @@ fn trigger_from_row(id: &str, kind: &str, version: i64, body: &str) -> Trigger {
 }
 
 /// Inserts (`expected` = None) or replaces at `expected` version; returns rows changed.
-pub(super) fn write_trigger(c: &Connection, t: &Trigger, expected: Option<u64>) -> Result<(), StoreError> {
+pub(super) fn write_trigger(
+    c: &Connection,
+    t: &Trigger,
+    expected: Option<u64>,
+) -> Result<(), StoreError> {
     let body = encode(t)?;
     let changed = match expected {
         None => c.execute(
@@ -71,6 +75,28 @@ pub(super) fn write_trigger(c: &Connection, t: &Trigger, expected: Option<u64>) 
     }
 }
 
+/// The `counters` row that counts stored triggers (for `ETP_MAX_TRIGGERS`).
+const TRIGGERS: &str = "triggers";
+
+/// The value of counter `name` (0 when it has no row yet).
+pub(super) fn counter(c: &Connection, name: &str) -> Result<u64, StoreError> {
+    let n: Option<i64> = c
+        .prepare_cached("SELECT n FROM counters WHERE name = ?1")
+        .and_then(|mut st| st.query_row(params![name], |r| r.get(0)).optional())
+        .map_err(unavailable)?;
+    Ok(n.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+}
+
+pub(super) fn add_to_counter(c: &Connection, name: &str, by: i64) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO counters (name, n) VALUES (?1, max(?2, 0))
+         ON CONFLICT(name) DO UPDATE SET n = max(n + ?2, 0)",
+    )
+    .and_then(|mut st| st.execute(params![name, by]))
+    .map_err(unavailable)?;
+    Ok(())
+}
+
 impl SqliteStore {
     /// One page of trigger rows: id, kind, version and body.
     #[allow(clippy::type_complexity)]
@@ -107,39 +133,24 @@ impl SqliteStore {
             cursor::encode(id)
         }))
     }
-
-    /// Keeps the unreadable body of trigger `id` aside (table `quarantined_triggers`) and
-    /// stores `stub` in its place, marked `broken`, in one transaction: start-up goes on, a
-    /// reader sees what happened, and the original bytes stay for whoever repairs it.
-    pub async fn quarantine_trigger(&self, stub: Trigger, reason: String) -> Result<(), StoreError> {
-        self.write(move |c| {
-            c.execute(
-                "INSERT OR REPLACE INTO quarantined_triggers (id, body, reason)
-                 SELECT id, body, ?2 FROM triggers WHERE id = ?1",
-                params![stub.id, reason],
-            )
-            .map_err(unavailable)?;
-            c.execute(
-                "UPDATE triggers SET status = ?2, version = ?3, body = ?4 WHERE id = ?1",
-                params![
-                    stub.id,
-                    stub.status.as_str(),
-                    stub.version as i64,
-                    encode(&stub)?
-                ],
-            )
-            .map_err(unavailable)?;
-            Ok(())
-        })
-        .await
-    }
 }
 
 #[async_trait]
 impl TriggerStore for SqliteStore {
-    async fn insert_trigger(&self, trigger: &Trigger) -> Result<(), StoreError> {
+    async fn insert_trigger(&self, trigger: &Trigger, max_triggers: u64) -> Result<(), StoreError> {
         let t = trigger.clone();
-        self.write(move |c| write_trigger(c, &t, None)).await
+        self.write(move |c| {
+            let stored = counter(c, TRIGGERS)?;
+            if stored >= max_triggers {
+                return Err(StoreError::QuotaExceeded {
+                    what: "triggers",
+                    limit: max_triggers,
+                });
+            }
+            write_trigger(c, &t, None)?;
+            add_to_counter(c, TRIGGERS, 1)
+        })
+        .await
     }
 
     async fn get_trigger(&self, id: &str) -> Result<Option<Trigger>, StoreError> {
@@ -165,9 +176,11 @@ impl TriggerStore for SqliteStore {
     }
 
     async fn list_triggers(&self, query: &TriggerQuery) -> Result<Page<Trigger>, StoreError> {
-        Ok(self.trigger_rows(query)?.try_map(|(id, kind, version, body)| {
-            Ok::<_, StoreError>(trigger_from_row(&id, &kind, version, &body))
-        })?)
+        Ok(self
+            .trigger_rows(query)?
+            .try_map(|(id, kind, version, body)| {
+                Ok::<_, StoreError>(trigger_from_row(&id, &kind, version, &body))
+            })?)
     }
 
     /// The stored bodies as they are: [`migrate`] keeps them in the current encoding.
@@ -197,6 +210,9 @@ impl TriggerStore for SqliteStore {
                 .map_err(unavailable)?;
             c.execute("DELETE FROM trigger_secrets WHERE id = ?1", params![id])
                 .map_err(unavailable)?;
+            if n == 1 {
+                add_to_counter(c, TRIGGERS, -1)?;
+            }
             Ok(n == 1)
         })
         .await

@@ -1,0 +1,72 @@
+//! Builds the platform in dependency order (store, delivery queue, deliverer, worker, timer,
+//! app), so a missing piece is a compile error, then serves until a shutdown signal.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use etp::app::App;
+use etp::clock::{Clock, SystemClock};
+use etp::delivery::{Deliverer, Sender};
+use etp::embedded::{DeliveryWorker, LocalDeliveryQueue, LocalTimer, SqliteStore};
+use tokio::net::TcpListener;
+
+use crate::config::LocalConfig;
+use crate::{serve, tasks};
+
+pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let cfg = LocalConfig::from_env()?;
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    cfg.settings.warn_about_relaxed_egress();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let db = SqliteStore::open(&cfg.data_dir.join("etp.sqlite3"))?;
+    let store = Arc::new(db.clone());
+    let queue = LocalDeliveryQueue::default();
+    let deliverer = Arc::new(Deliverer::new(
+        store.clone(),
+        clock.clone(),
+        Arc::new(queue.clone()),
+        Arc::new(Sender::new(cfg.settings.egress.clone())?),
+        cfg.settings.retry.clone(),
+    ));
+    let worker = DeliveryWorker::new(store.clone(), clock.clone(), &queue, deliverer);
+    let timer = LocalTimer::open(
+        store.clone(),
+        store.clone(),
+        Arc::new(queue.clone()),
+        clock.clone(),
+        cfg.settings.catch_up_grace,
+    )
+    .await?;
+    let app = Arc::new(App::new(
+        store,
+        Arc::new(timer.clone()),
+        Arc::new(queue),
+        clock,
+        cfg.settings.clone(),
+    ));
+    tokio::spawn(timer.run());
+    tokio::spawn(worker.run());
+    tokio::spawn(tasks::purge_periodically(app.clone()));
+    let listener = TcpListener::bind(cfg.listen).await?;
+    announce(&listener.local_addr()?, &cfg);
+    let router = etp::http::router(app, cfg.token.clone());
+    serve::serve(listener, router, cfg.server, tasks::shutdown_signal()).await;
+    Ok(())
+}
+
+/// Says where the server listens; a generated token is shown once, with a ready-to-paste call,
+/// because the user has no other way to learn it. A given token is never printed.
+fn announce(addr: &SocketAddr, cfg: &LocalConfig) {
+    tracing::info!(%addr, data_dir = %cfg.data_dir.display(),
+        active_for = ?cfg.settings.lifecycle.active_for, retain_for = ?cfg.settings.lifecycle.retain_for,
+        max_connections = cfg.server.max_connections,
+        header_read_timeout = ?cfg.server.header_read_timeout,
+        request_timeout = ?cfg.server.request_timeout,
+        "etp-local listening");
+    if cfg.generated_token {
+        let token = cfg.token.expose();
+        eprintln!(
+            "\nNo ETP_API_TOKEN set; generated one for this run:\n\n  export ETP_API_TOKEN={token}\n  curl -H \"Authorization: Bearer $ETP_API_TOKEN\" http://{addr}/triggers\n"
+        );
+    }
+}

@@ -1,0 +1,330 @@
+//! The scheduler port on EventBridge Scheduler: one schedule per trigger in the stack's group,
+//! one-time schedules for test runs and delivery retries. The SDK calls live here; what each
+//! schedule is (`plan`), its expression (`expression`) and its input (`input`) beside it.
+
+mod expression;
+mod input;
+mod plan;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_scheduler::error::{DisplayErrorContext, SdkError};
+use aws_sdk_scheduler::operation::create_schedule::CreateScheduleError;
+use aws_sdk_scheduler::operation::delete_schedule::DeleteScheduleError;
+use aws_sdk_scheduler::operation::update_schedule::UpdateScheduleError;
+use aws_sdk_scheduler::primitives::DateTime as AwsDateTime;
+use aws_sdk_scheduler::types::{
+    ActionAfterCompletion, DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode,
+    RetryPolicy, ScheduleGroupState, ScheduleState, Target,
+};
+use chrono::{DateTime, Utc};
+
+use crate::clock::Clock;
+use crate::domain::trigger::Trigger;
+use crate::ports::{DeliveryQueue, Scheduler, SchedulerError};
+
+pub use expression::{at_expression, cron_expression, rate_expression};
+pub use input::{
+    MAX_INPUT_CHARS, SCHEDULED_TIME_PLACEHOLDER, ScheduledTimePlaceholder, delivery_input,
+    occurrence_input, test_run_input,
+};
+use plan::one_time_spec;
+pub use plan::{Plan, ScheduleSpec, plan, test_run_spec};
+
+/// EventBridge Scheduler's limit on schedule names.
+const MAX_NAME_CHARS: usize = 64;
+/// EventBridge Scheduler's limit on client tokens.
+const MAX_CLIENT_TOKEN_CHARS: usize = 64;
+/// Retries of a failed invocation before the event goes to the dead-letter queue. The fire
+/// function is idempotent per occurrence, so a retry can never write a second event.
+const MAX_RETRY_ATTEMPTS: i32 = 5;
+/// A firing more than an hour late is better dead-lettered (and inspected) than recorded.
+const MAX_EVENT_AGE_SECONDS: i32 = 3600;
+
+/// Where schedules live and what they invoke: the stack's resources, from the template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleTarget {
+    pub group: String,
+    pub role_arn: String,
+    pub fire_function_arn: String,
+    pub dead_letter_arn: String,
+}
+
+fn test_run_schedule_name(run_id: &str) -> Result<String, SchedulerError> {
+    checked_name(format!("test-{run_id}"))
+}
+
+/// EventBridge accepts 1 to 64 of `[0-9a-zA-Z-_.]`; ids and run ids are ours, so a bad one is a
+/// bug here, not a client error.
+fn checked_name(name: String) -> Result<String, SchedulerError> {
+    let ok = (1..=MAX_NAME_CHARS).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(name)
+    } else {
+        Err(SchedulerError::Unavailable(format!(
+            "{name:?} is not a valid EventBridge schedule name"
+        )))
+    }
+}
+
+fn aws_time(t: DateTime<Utc>) -> AwsDateTime {
+    AwsDateTime::from_millis(t.timestamp_millis())
+}
+
+/// The SDK error with its full context, for logs only.
+fn unavailable<E, R>(operation: &str, name: &str, err: &SdkError<E, R>) -> SchedulerError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let detail = DisplayErrorContext(err).to_string();
+    tracing::error!(schedule = name, operation, error = %detail, "EventBridge Scheduler call failed");
+    SchedulerError::Unavailable(format!("{operation} {name}: {detail}"))
+}
+
+/// Sets every field of a `ScheduleSpec` on a CreateSchedule or UpdateSchedule builder: the two
+/// share setters but no trait, and UpdateSchedule replaces all fields, so both get the same set.
+macro_rules! full_definition {
+    ($builder:expr, $self:expr, $name:expr, $spec:expr, $target:expr) => {
+        $builder
+            .name($name)
+            .group_name(&$self.target.group)
+            .schedule_expression(&$spec.expression)
+            .schedule_expression_timezone(&$spec.timezone)
+            .set_start_date($spec.start_date.map(aws_time))
+            .set_end_date($spec.end_date.map(aws_time))
+            .state(if $spec.enabled {
+                ScheduleState::Enabled
+            } else {
+                ScheduleState::Disabled
+            })
+            .action_after_completion(if $spec.delete_after_completion {
+                ActionAfterCompletion::Delete
+            } else {
+                ActionAfterCompletion::None
+            })
+            .flexible_time_window($self.exact_time()?)
+            .target($target)
+    };
+}
+
+/// [`Scheduler`] on EventBridge Scheduler.
+#[derive(Clone)]
+pub struct EventBridgeScheduler {
+    client: aws_sdk_scheduler::Client,
+    target: ScheduleTarget,
+    clock: Arc<dyn Clock>,
+}
+
+impl EventBridgeScheduler {
+    pub fn new(
+        client: aws_sdk_scheduler::Client,
+        target: ScheduleTarget,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            client,
+            target,
+            clock,
+        }
+    }
+
+    pub fn group(&self) -> &str {
+        &self.target.group
+    }
+
+    fn exact_time(&self) -> Result<FlexibleTimeWindow, SchedulerError> {
+        FlexibleTimeWindow::builder()
+            .mode(FlexibleTimeWindowMode::Off)
+            .build()
+            .map_err(|e| SchedulerError::Unavailable(e.to_string()))
+    }
+
+    fn invocation(&self, input: &str) -> Result<Target, SchedulerError> {
+        Target::builder()
+            .arn(&self.target.fire_function_arn)
+            .role_arn(&self.target.role_arn)
+            .input(input)
+            .retry_policy(
+                RetryPolicy::builder()
+                    .maximum_retry_attempts(MAX_RETRY_ATTEMPTS)
+                    .maximum_event_age_in_seconds(MAX_EVENT_AGE_SECONDS)
+                    .build(),
+            )
+            .dead_letter_config(
+                DeadLetterConfig::builder()
+                    .arn(&self.target.dead_letter_arn)
+                    .build(),
+            )
+            .build()
+            .map_err(|e| SchedulerError::Unavailable(e.to_string()))
+    }
+
+    /// A token for this one call, so the SDK's own retries cannot apply it twice. It names the
+    /// trigger and version (for CloudTrail) and the operation, and carries the time because a
+    /// deliberate re-create of the same version (the API's undo after a failed delete) must not
+    /// be taken for a replay of the first create.
+    fn client_token(&self, key: &str, operation: char) -> Option<String> {
+        let token = format!("{key}-{operation}{}", self.clock.now().timestamp_millis());
+        (token.len() <= MAX_CLIENT_TOKEN_CHARS).then_some(token)
+    }
+
+    /// Creates the schedule, or replaces it in full when it exists.
+    async fn put(
+        &self,
+        name: &str,
+        spec: &ScheduleSpec,
+        token_key: &str,
+    ) -> Result<(), SchedulerError> {
+        let target = self.invocation(&spec.input)?;
+        // Two rounds at most: a one-time schedule can delete itself between our create and update.
+        for _ in 0..2 {
+            let created = full_definition!(
+                self.client.create_schedule(),
+                self,
+                name,
+                spec,
+                target.clone()
+            )
+            .set_client_token(self.client_token(token_key, 'c'))
+            .send()
+            .await;
+            match created {
+                Ok(_) => {
+                    tracing::info!(schedule = name, expression = %spec.expression, enabled = spec.enabled, "schedule created");
+                    return Ok(());
+                }
+                Err(e)
+                    if matches!(
+                        e.as_service_error(),
+                        Some(CreateScheduleError::ConflictException(_))
+                    ) => {}
+                Err(e) => return Err(unavailable("CreateSchedule", name, &e)),
+            }
+            let updated = full_definition!(
+                self.client.update_schedule(),
+                self,
+                name,
+                spec,
+                target.clone()
+            )
+            .set_client_token(self.client_token(token_key, 'u'))
+            .send()
+            .await;
+            match updated {
+                Ok(_) => {
+                    tracing::info!(schedule = name, expression = %spec.expression, enabled = spec.enabled, "schedule updated");
+                    return Ok(());
+                }
+                Err(e)
+                    if matches!(
+                        e.as_service_error(),
+                        Some(UpdateScheduleError::ResourceNotFoundException(_))
+                    ) => {}
+                Err(e) => return Err(unavailable("UpdateSchedule", name, &e)),
+            }
+        }
+        Err(SchedulerError::Unavailable(format!(
+            "schedule {name} kept appearing and disappearing"
+        )))
+    }
+
+    /// Deletes the schedule; one that is already gone is fine.
+    async fn delete(&self, name: &str) -> Result<(), SchedulerError> {
+        let deleted = self
+            .client
+            .delete_schedule()
+            .name(name)
+            .group_name(&self.target.group)
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => {
+                tracing::info!(schedule = name, "schedule deleted");
+                Ok(())
+            }
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(DeleteScheduleError::ResourceNotFoundException(_))
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(unavailable("DeleteSchedule", name, &e)),
+        }
+    }
+}
+
+#[async_trait]
+impl Scheduler for EventBridgeScheduler {
+    async fn schedule(&self, trigger: &Trigger) -> Result<(), SchedulerError> {
+        match plan(trigger, self.clock.now())? {
+            Plan::Nothing => Ok(()),
+            Plan::Delete => self.delete(&checked_name(trigger.id.clone())?).await,
+            Plan::Put(spec) => {
+                let name = checked_name(trigger.id.clone())?;
+                self.put(&name, &spec, &format!("{}-{}", trigger.id, trigger.version))
+                    .await
+            }
+        }
+    }
+
+    async fn unschedule(&self, trigger_id: &str) -> Result<(), SchedulerError> {
+        self.delete(&checked_name(trigger_id.to_string())?).await
+    }
+
+    async fn schedule_test_run(
+        &self,
+        run_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), SchedulerError> {
+        let spec = test_run_spec(run_id, at)?;
+        let name = test_run_schedule_name(run_id)?;
+        self.put(&name, &spec, &name).await
+    }
+
+    async fn unschedule_test_run(&self, run_id: &str) -> Result<(), SchedulerError> {
+        self.delete(&test_run_schedule_name(run_id)?).await
+    }
+
+    async fn healthy(&self) -> bool {
+        match self
+            .client
+            .get_schedule_group()
+            .name(&self.target.group)
+            .send()
+            .await
+        {
+            // A group being deleted takes its schedules with it: not a place to schedule into.
+            Ok(out) => out.state() != Some(&ScheduleGroupState::Deleting),
+            Err(e) => {
+                tracing::warn!(group = %self.target.group, error = %DisplayErrorContext(&e), "schedule group unreachable");
+                false
+            }
+        }
+    }
+}
+
+/// Pending delivery attempts are one-time schedules (`at()`, deleted after they run) that invoke
+/// the fire function, one per event and due time.
+#[async_trait]
+impl DeliveryQueue for EventBridgeScheduler {
+    async fn enqueue(&self, event_id: &str, due: DateTime<Utc>) -> Result<(), SchedulerError> {
+        // `at()` has whole seconds; a time already past would not fire, so the earliest is the
+        // next second.
+        let earliest = self.clock.now() + chrono::Duration::seconds(1);
+        let at = due.max(earliest);
+        let spec = one_time_spec(at, delivery_input(event_id));
+        // Named by the due time asked for (not the clamped one): each attempt gets its own
+        // schedule, and queueing the same attempt twice is the same schedule.
+        let name = checked_name(format!("dlv-{event_id}-{}", due.timestamp_millis()))?;
+        self.put(&name, &spec, &name).await
+    }
+}
