@@ -513,7 +513,7 @@ impl App {
     pub async fn rotate_secret(&self, id: &str, if_match: Option<&str>) -> AppResult<Trigger> {
         let current = self.load(id).await?;
         self.check_version(if_match, &current)?;
-        let next = current.with_new_secret(self.now());
+        let next = current.with_new_secret(self.now(), self.settings.secret_rotation_grace);
         match self.store.replace_trigger(&next, current.version).await {
             Err(StoreError::VersionConflict) => {
                 let latest = self.load(id).await?;

@@ -68,6 +68,8 @@ pub struct Settings {
     pub retry: RetrySchedule,
     /// Bounds on input and on what is kept (`ETP_MAX_*`).
     pub limits: Limits,
+    /// How long a rotated-out secret keeps signing deliveries beside the new one.
+    pub secret_rotation_grace: Duration,
 }
 
 impl Default for Settings {
@@ -81,6 +83,7 @@ impl Default for Settings {
             egress: EgressPolicy::default(),
             retry: RetrySchedule::default(),
             limits: Limits::default(),
+            secret_rotation_grace: Duration::hours(24),
         }
     }
 }
@@ -119,6 +122,8 @@ impl Settings {
                 None => d.retry,
             },
             limits: limits_from_env(d.limits)?,
+            secret_rotation_grace: env_duration("ETP_SECRET_ROTATION_GRACE")?
+                .unwrap_or(d.secret_rotation_grace),
         })
     }
 

@@ -937,3 +937,71 @@ async fn firing_a_trigger_with_a_target_records_a_pending_delivery() {
         "no target: recorded is success"
     );
 }
+
+#[tokio::test]
+async fn target_header_values_are_write_only() {
+    let api = api();
+    let created = api
+        .create(
+            json!({"name": "hooked", "kind": "api", "payload_schema": {"type": "object"},
+            "target": {"url": "https://example.com/hook",
+                       "headers": {"authorization": "Bearer s3cr3t", "x-team": "billing"}}}),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let listed = api.get("/triggers").await;
+    let one = api.get(&format!("/triggers/{id}")).await;
+    for body in [&created, &listed.body["items"][0], &one.body] {
+        assert_eq!(
+            body["target"],
+            json!({"url": "https://example.com/hook", "header_names": ["authorization", "x-team"]}),
+            "{body}"
+        );
+        assert!(!body.to_string().contains("s3cr3t"));
+    }
+}
+
+#[tokio::test]
+async fn hostile_instants_are_refused_naming_the_field_and_the_range() {
+    let api = api();
+    let cases = [
+        (
+            json!({"type": "interval", "every_seconds": 60, "start_at": "+262142-01-01T00:00:00Z"}),
+            "schedule.start_at",
+        ),
+        (
+            json!({"type": "at", "at": "+262142-01-01T00:00:00Z"}),
+            "schedule.at",
+        ),
+        (
+            json!({"type": "cron", "expression": "* * * * *", "timezone": "Pacific/Kiritimati",
+                "start_at": "+262142-01-01T00:00:00Z"}),
+            "schedule.start_at",
+        ),
+        (
+            json!({"type": "interval", "every_seconds": 60, "end_at": "-262143-01-01T00:00:00Z"}),
+            "schedule.end_at",
+        ),
+        (
+            json!({"type": "at", "at": at(Duration::days(3653 + 2))}),
+            "schedule.at",
+        ),
+        (
+            json!({"type": "interval", "every_seconds": 315360000, "start_at": "9999-12-31T00:00:00Z"}),
+            "schedule.start_at",
+        ),
+    ];
+    for (schedule, field) in cases {
+        let def = json!({"name": "far", "kind": "scheduled", "schedule": schedule});
+        api.post("/triggers", def.clone())
+            .await
+            .problem(422, Some(field));
+        api.post("/triggers/test", def)
+            .await
+            .problem(422, Some(field));
+    }
+    // Nothing was stored, and listing still works.
+    let listed = api.get("/triggers").await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(listed.body["items"], json!([]));
+}

@@ -426,7 +426,7 @@ async fn retries_stop_at_max_attempts() {
 }
 
 #[tokio::test]
-async fn a_rotated_secret_signs_what_follows() {
+async fn a_rotated_secret_signs_what_follows_and_the_old_one_only_during_its_grace() {
     let r = rig().await;
     let (id, old) = r.trigger(r.target("ok")).await;
     let rotated = r.app.rotate_secret(&id, None).await.unwrap();
@@ -435,8 +435,58 @@ async fn a_rotated_secret_signs_what_follows() {
     r.fire(&id).await;
     r.worker.run_due().await;
     let seen = r.seen("ok");
-    assert!(verify(&new, &seen[0]));
-    assert!(!verify(&old, &seen[0]));
+    assert!(verify(&new, &seen[0]), "signed with the new secret");
+    assert!(
+        verify(&old, &seen[0]),
+        "and, during the grace after rotation, with the old one too"
+    );
+    r.clock.advance(Duration::hours(24));
+    r.fire(&id).await;
+    r.worker.run_due().await;
+    let seen = r.seen("ok");
+    assert!(verify(&new, &seen[1]));
+    assert!(!verify(&old, &seen[1]), "the grace is over");
+}
+
+#[tokio::test]
+async fn pending_retries_are_signed_with_the_secret_current_at_each_attempt() {
+    let r = rig().await;
+    let (id, old) = r.trigger(r.target("flaky")).await;
+    let fired = r.fire(&id).await;
+    r.worker.run_due().await;
+    // Rotated (the old secret leaked, say) while the retry waits; the retry comes after the
+    // rotation's 24 h grace.
+    let rotated = r.app.rotate_secret(&id, None).await.unwrap();
+    let new = Secret::from_stored(r.app.view_with_secret(rotated).secret.unwrap());
+    r.clock.advance(Duration::hours(25));
+    r.worker.run_due().await;
+    let seen = r.seen("flaky");
+    assert_eq!(seen.len(), 2, "first attempt and the retry");
+    assert!(verify(&old, &seen[0]));
+    assert!(verify(&new, &seen[1]), "the retry carries the new secret");
+    assert!(
+        !verify(&old, &seen[1]),
+        "and, with the rotation's grace over, not the old one"
+    );
+    assert_eq!(
+        r.event(&fired.event.id).await.event.status,
+        EventStatus::Success
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_triggers_pending_retries_stop() {
+    let r = rig().await;
+    let (id, _) = r.trigger(r.target("down")).await;
+    let fired = r.fire(&id).await;
+    r.worker.run_due().await;
+    r.app.delete_trigger(&id, None).await.unwrap();
+    r.clock.advance(Duration::hours(1));
+    r.worker.run_due().await;
+    assert_eq!(r.seen("down").len(), 1, "nothing sent after the delete");
+    let after = r.event(&fired.event.id).await;
+    assert_eq!(after.event.status, EventStatus::Failure);
+    assert_eq!(after.event.next_attempt_at, None);
 }
 
 #[tokio::test]
@@ -525,7 +575,9 @@ async fn the_sender_refuses_forbidden_addresses_at_connect_time() {
             },
             secret: Secret::generate(),
         };
-        let sent = sender.send(&plan, &event, 1, t0()).await;
+        let sent = sender
+            .send(&plan, std::slice::from_ref(&plan.secret), &event, 1, t0())
+            .await;
         assert_eq!(
             sent.attempt.error,
             Some(AttemptError::RefusedByPolicy),

@@ -82,8 +82,28 @@ impl Deliverer {
             return Ok(Delivery::NotDue(due));
         }
         let seen = event.attempts.len();
+        // Signed with the trigger's secrets as they are now (a rotation reaches pending
+        // retries; the replaced secret signs beside the new one during its grace); a test run
+        // has no trigger and keeps its own. A deleted trigger's deliveries stop.
+        let secrets = match &event.trigger_id {
+            None => vec![plan.secret.clone()],
+            Some(trigger_id) => match self.store.get_trigger(trigger_id).await? {
+                Some(t) if t.secret.is_some() => t.signing_secrets(now),
+                Some(_) => vec![plan.secret.clone()],
+                None => {
+                    tracing::info!(event_id, trigger_id, "trigger deleted; its delivery stops");
+                    event.status = EventStatus::Failure;
+                    event.next_attempt_at = None;
+                    return match self.store.record_attempt(&event, seen).await {
+                        Err(StoreError::VersionConflict) => Ok(Delivery::Raced),
+                        Err(e) => Err(e.into()),
+                        Ok(()) => Ok(Delivery::Failed),
+                    };
+                }
+            },
+        };
         let number = seen as u32 + 1;
-        let sent = self.sender.send(&plan, &event, number, now).await;
+        let sent = self.sender.send(&plan, &secrets, &event, number, now).await;
         let verdict = sent.attempt.verdict(sent.retry_after);
         tracing::info!(
             event_id,

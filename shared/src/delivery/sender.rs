@@ -16,7 +16,7 @@ use crate::domain::delivery::{
 };
 use crate::domain::egress::{EgressPolicy, Rule};
 use crate::domain::event::Event;
-use crate::domain::target::check_url;
+use crate::domain::target::{Secret, check_url};
 
 const CONNECT_TIMEOUT: StdDuration = StdDuration::from_secs(5);
 const USER_AGENT: &str = concat!("etp-webhooks/", env!("CARGO_PKG_VERSION"));
@@ -120,10 +120,12 @@ impl Sender {
         Ok(Self { client, policy })
     }
 
-    /// Makes attempt `number` to deliver `event` as `plan` says, at `now`.
+    /// Makes attempt `number` to deliver `event` as `plan` says, at `now`, signed with each of
+    /// `secrets` (Standard Webhooks lists several signatures space-separated).
     pub async fn send(
         &self,
         plan: &DeliveryPlan,
+        secrets: &[Secret],
         event: &Event,
         number: u32,
         now: DateTime<Utc>,
@@ -139,7 +141,7 @@ impl Sender {
             response_body: None,
         };
         let mut retry_after = None;
-        match self.post(plan, event, now).await {
+        match self.post(plan, secrets, event, now).await {
             Ok(response) => {
                 attempt.status_code = Some(response.status().as_u16());
                 retry_after = response
@@ -164,6 +166,7 @@ impl Sender {
     async fn post(
         &self,
         plan: &DeliveryPlan,
+        secrets: &[Secret],
         event: &Event,
         now: DateTime<Utc>,
     ) -> Result<reqwest::Response, (AttemptError, String)> {
@@ -177,10 +180,16 @@ impl Sender {
         check_url(&url, &self.policy).map_err(|rule| (AttemptError::RefusedByPolicy, rule))?;
         let body = body(event);
         let timestamp = now.timestamp();
-        let signature = sign(&plan.secret, &event.id, timestamp, &body).ok_or((
-            AttemptError::Connect,
-            "the trigger's signing secret is unusable; rotate it".to_string(),
-        ))?;
+        let signature = secrets
+            .iter()
+            .map(|secret| sign(secret, &event.id, timestamp, &body))
+            .collect::<Option<Vec<_>>>()
+            .filter(|s| !s.is_empty())
+            .ok_or((
+                AttemptError::Connect,
+                "the trigger's signing secret is unusable; rotate it".to_string(),
+            ))?
+            .join(" ");
         let mut request = self
             .client
             .post(url)

@@ -142,6 +142,67 @@ pub fn check_url(url: &url::Url, policy: &EgressPolicy) -> Result<(), String> {
     }
 }
 
+/// A target as readers see it: header names only, never their values (they are write-only,
+/// like the secret, and kept beside the trigger by the stores).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TargetView {
+    #[schema(example = "https://example.com/hooks/etp")]
+    pub url: String,
+    /// The names of the extra headers sent; their values are never shown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub header_names: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u8>,
+}
+
+impl From<&Target> for TargetView {
+    fn from(t: &Target) -> Self {
+        Self {
+            url: t.url.clone(),
+            header_names: t.headers.keys().cloned().collect(),
+            timeout_ms: t.timeout_ms,
+            max_attempts: t.max_attempts,
+        }
+    }
+}
+
+/// How a stored trigger's `target` is written and read: as a [`TargetView`] (no header
+/// values), read back from either form (bodies written before header values moved out carry
+/// them; the stores re-attach the values they keep beside the trigger).
+pub mod as_view {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{Target, TargetView};
+
+    #[derive(Deserialize)]
+    struct Stored {
+        url: String,
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+        #[serde(default)]
+        timeout_ms: Option<u32>,
+        #[serde(default)]
+        max_attempts: Option<u8>,
+    }
+
+    pub fn serialize<S: Serializer>(t: &Option<Target>, s: S) -> Result<S::Ok, S::Error> {
+        t.as_ref().map(TargetView::from).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Target>, D::Error> {
+        Ok(Option::<Stored>::deserialize(d)?.map(|s| Target {
+            url: s.url,
+            headers: s.headers,
+            timeout_ms: s.timeout_ms,
+            max_attempts: s.max_attempts,
+        }))
+    }
+}
+
 /// A trigger's signing secret, `whsec_` + base64 of 32 random bytes (Standard Webhooks).
 /// Never printed by `Debug`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +236,14 @@ impl Secret {
             .decode(self.0.strip_prefix("whsec_")?)
             .ok()
     }
+}
+
+/// The secret a rotation replaced, still signing deliveries (beside the new one) until `until`,
+/// so receivers can switch over without dropping a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetiringSecret {
+    pub secret: Secret,
+    pub until: chrono::DateTime<chrono::Utc>,
 }
 
 impl std::fmt::Debug for Secret {

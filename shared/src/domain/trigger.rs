@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::limits::{Rules, json_size};
 use super::payload_schema;
 use super::schedule::Schedule;
-use super::target::{Secret, Target};
+use super::target::{RetiringSecret, Secret, Target, TargetView};
 use super::validation::{Checks, ValidationError};
 
 pub const MAX_NAME_CHARS: usize = 200;
@@ -200,7 +200,13 @@ pub struct Trigger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub payload_schema: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Where each firing is delivered; header values are write-only (only names are shown).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::target::as_view"
+    )]
+    #[schema(value_type = Option<TargetView>)]
     pub target: Option<Target>,
     #[serde(with = "super::timestamp")]
     pub created_at: DateTime<Utc>,
@@ -216,6 +222,10 @@ pub struct Trigger {
     #[serde(skip)]
     #[schema(ignore)]
     pub secret: Option<Secret>,
+    /// The secret the last rotation replaced, while it still signs beside the new one.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub retiring_secret: Option<RetiringSecret>,
 }
 
 impl Trigger {
@@ -235,6 +245,7 @@ impl Trigger {
             version: 1,
             problem: None,
             secret: Some(Secret::generate()),
+            retiring_secret: None,
         }
     }
 
@@ -260,6 +271,7 @@ impl Trigger {
             version,
             problem: Some(problem),
             secret: None,
+            retiring_secret: None,
         }
     }
 
@@ -291,6 +303,7 @@ impl Trigger {
         next.created_at = self.created_at;
         next.version = self.version + 1;
         next.secret = self.secret.clone();
+        next.retiring_secret = self.retiring_secret.clone();
         next.status = match self.status {
             TriggerStatus::Paused => TriggerStatus::Paused,
             _ => TriggerStatus::Active,
@@ -324,14 +337,36 @@ impl Trigger {
         next_fire(self.status, self.schedule.as_ref(), now)
     }
 
-    /// This trigger with a new signing secret.
-    pub fn with_new_secret(&self, now: DateTime<Utc>) -> Self {
+    /// This trigger with a new signing secret; the old one keeps signing beside it for
+    /// `grace` (`ETP_SECRET_ROTATION_GRACE`), so receivers can switch over.
+    pub fn with_new_secret(&self, now: DateTime<Utc>, grace: chrono::Duration) -> Self {
+        let until = super::time_range::add_saturating(now, grace);
         Self {
             secret: Some(Secret::generate()),
+            retiring_secret: self
+                .secret
+                .clone()
+                .filter(|_| grace > chrono::Duration::zero())
+                .map(|secret| RetiringSecret { secret, until }),
             updated_at: now,
             version: self.version + 1,
             ..self.clone()
         }
+    }
+
+    /// Every secret a delivery made at `now` is signed with: the current one, and the one a
+    /// rotation replaced while its grace lasts.
+    pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<Secret> {
+        self.secret
+            .iter()
+            .cloned()
+            .chain(
+                self.retiring_secret
+                    .iter()
+                    .filter(|r| r.until > now)
+                    .map(|r| r.secret.clone()),
+            )
+            .collect()
     }
 
     pub fn etag(&self) -> String {

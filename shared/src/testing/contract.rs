@@ -509,7 +509,7 @@ pub async fn secrets_are_kept_with_the_trigger(store: &dyn Store) {
     store.insert_trigger(&t, u64::MAX).await.expect("insert");
     let got = store.get_trigger(&t.id).await.expect("get").expect("found");
     assert_eq!(got.secret, t.secret, "the secret survives a round trip");
-    let rotated = got.with_new_secret(t0());
+    let rotated = got.with_new_secret(t0(), Duration::hours(24));
     store
         .replace_trigger(&rotated, got.version)
         .await

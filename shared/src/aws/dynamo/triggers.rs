@@ -10,7 +10,7 @@ use super::{
     BY_ID, DynamoStore, Item, TRIGGER_LIST, decode, encode, get_n, get_s, n, query_until, s,
     sdk_error, unavailable,
 };
-use crate::domain::target::Secret;
+use crate::domain::target::{RetiringSecret, Secret};
 use crate::domain::trigger::{Trigger, TriggerKind, TriggerStatus};
 use crate::ports::{Page, StoreError, TriggerQuery, TriggerStore, cursor};
 
@@ -26,9 +26,16 @@ fn item(t: &Trigger) -> Result<Item, StoreError> {
         ("version".into(), n(t.version)),
         ("updated_at".into(), s(time_text(t.updated_at)?)),
     ]);
-    // The signing secret is never part of the trigger's JSON.
+    // Never part of the trigger's JSON: the signing secrets and the target's header values.
     if let Some(secret) = &t.secret {
         item.insert("secret".into(), s(secret.expose()));
+    }
+    if let Some(r) = &t.retiring_secret {
+        item.insert("retiring_secret".into(), s(r.secret.expose()));
+        item.insert("retiring_until_ms".into(), n(r.until.timestamp_millis()));
+    }
+    if let Some(target) = t.target.as_ref().filter(|t| !t.headers.is_empty()) {
+        item.insert("target_headers".into(), s(encode(&target.headers)?));
     }
     Ok(item)
 }
@@ -76,6 +83,18 @@ fn read_item(item: &Item) -> Result<Trigger, StoreError> {
     t.secret = get_s(item, "secret")
         .ok()
         .map(|v| Secret::from_stored(v.to_string()));
+    if let (Ok(secret), Ok(until)) = (
+        get_s(item, "retiring_secret"),
+        get_n::<i64>(item, "retiring_until_ms"),
+    ) {
+        t.retiring_secret = DateTime::from_timestamp_millis(until).map(|until| RetiringSecret {
+            secret: Secret::from_stored(secret.to_string()),
+            until,
+        });
+    }
+    if let (Some(target), Ok(headers)) = (t.target.as_mut(), get_s(item, "target_headers")) {
+        target.headers = decode(headers)?;
+    }
     Ok(t)
 }
 
@@ -220,7 +239,13 @@ impl TriggerStore for DynamoStore {
         let rows = query_until(q, Some(limit + 1), |_| true).await?;
         let items = rows
             .iter()
-            .map(|i| from_item(i).map(|t| Trigger { secret: None, ..t }))
+            .map(|i| {
+                from_item(i).map(|t| Trigger {
+                    secret: None,
+                    retiring_secret: None,
+                    ..t
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(items, limit, |t| {
             cursor::encode(&t.id)

@@ -14,7 +14,7 @@ use crate::domain::trigger::{Trigger, TriggerDefinition};
 /// The encoding of trigger and event bodies, kept in `PRAGMA user_version`: listings serve the
 /// stored JSON as it is, so a change to the JSON shape of `Trigger` or `Event` must raise this
 /// (the test `body_format_is_current` fails until it does); [`migrate`] then rewrites every body.
-pub(super) const BODY_FORMAT: i64 = 1;
+pub(super) const BODY_FORMAT: i64 = 2;
 
 /// Tables; indexes come after [`migrate`], which may add the columns they cover.
 pub(super) const TABLES: &str = "
@@ -34,8 +34,11 @@ CREATE TABLE IF NOT EXISTS trigger_event_totals (
     trigger_key TEXT PRIMARY KEY, trigger_name TEXT NOT NULL, last_fired_ms INTEGER NOT NULL,
     last_seq INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- What a trigger's body never holds: its signing secret, the one a rotation replaced (signing
+-- beside it until retiring_until_ms) and its target's header values (JSON; write-only).
 CREATE TABLE IF NOT EXISTS trigger_secrets (
-    id TEXT PRIMARY KEY, secret TEXT NOT NULL
+    id TEXT PRIMARY KEY, secret TEXT NOT NULL, retiring TEXT, retiring_until_ms INTEGER,
+    headers TEXT
 ) WITHOUT ROWID;
 -- host: the target's, so one slow host cannot take every delivery slot.
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -79,7 +82,19 @@ pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         [],
         |r| r.get(0),
     )?;
+    let secret_columns: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('trigger_secrets') WHERE name = 'headers'",
+        [],
+        |r| r.get(0),
+    )?;
     let tx = conn.transaction()?;
+    if secret_columns == 0 {
+        tx.execute_batch(
+            "ALTER TABLE trigger_secrets ADD COLUMN retiring TEXT;
+             ALTER TABLE trigger_secrets ADD COLUMN retiring_until_ms INTEGER;
+             ALTER TABLE trigger_secrets ADD COLUMN headers TEXT;",
+        )?;
+    }
     if !has_host {
         tx.execute_batch("ALTER TABLE deliveries ADD COLUMN host TEXT NOT NULL DEFAULT '';")?;
     }
@@ -111,11 +126,38 @@ pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     move_test_runs_out_of_timer_jobs(&tx)?;
     let format: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if format < BODY_FORMAT {
+        if format < 2 {
+            move_header_values_aside(&tx)?;
+        }
         reencode::<Trigger>(&tx, "triggers")?;
         reencode::<Event>(&tx, "events")?;
         tx.execute_batch(&format!("PRAGMA user_version = {BODY_FORMAT};"))?;
     }
     tx.commit()
+}
+
+/// Format 1 kept a target's header values in the trigger's body, which listings send as is;
+/// they now live in `trigger_secrets.headers` and bodies carry the names only. Copies each
+/// body's values over before the bodies are rewritten.
+fn move_header_values_aside(tx: &Connection) -> rusqlite::Result<()> {
+    let rows: Vec<(String, String)> = tx
+        .prepare("SELECT id, body FROM triggers WHERE body LIKE '%\"headers\"%'")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, body) in rows {
+        let Ok(t) = decode::<Trigger>(&body) else {
+            continue;
+        };
+        let Some(headers) = t.target.map(|t| t.headers).filter(|h| !h.is_empty()) else {
+            continue;
+        };
+        let Ok(json) = encode(&headers) else { continue };
+        tx.execute(
+            "UPDATE trigger_secrets SET headers = ?2 WHERE id = ?1",
+            params![id, json],
+        )?;
+    }
+    Ok(())
 }
 
 /// Earlier versions kept a test run's definition (and secret) in its timer job; now the

@@ -142,7 +142,7 @@ fn body_format_is_current() {
         "id": "t", "name": "n", "kind": "scheduled", "status": "active",
         "schedule": {"type": "interval", "every_seconds": 60},
         "payload": {}, "payload_schema": {},
-        "target": {"url": "https://example.com/hook"},
+        "target": {"url": "https://example.com/hook", "headers": {"authorization": "Bearer x"}},
         "created_at": "2026-11-24T10:00:00Z", "updated_at": "2026-11-24T10:00:00Z",
         "version": 1
     }))
@@ -152,15 +152,18 @@ fn body_format_is_current() {
             BODY_FORMAT,
             keys(serde_json::to_value(&e).unwrap()),
             keys(serde_json::to_value(&trigger).unwrap()),
+            keys(serde_json::to_value(&trigger).unwrap()["target"].clone()),
         ),
         (
-            1,
+            2,
             "attempts,fired_at,id,is_test,kind,next_attempt_at,payload,scheduled_for,source,\
              status,trigger_id,trigger_name"
                 .to_string(),
             "created_at,id,kind,name,payload,payload_schema,schedule,status,target,updated_at,\
              version"
                 .to_string(),
+            // Header values are write-only: the body (and so every listing) has names only.
+            "header_names,url".to_string(),
         )
     );
 }

@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
-use super::{Filter, SqliteStore, decode, encode, text, unavailable};
-use crate::domain::target::Secret;
+use super::{Filter, SqliteStore, decode, encode, from_ms, ms, text, unavailable};
+use crate::domain::target::{RetiringSecret, Secret};
 use crate::domain::trigger::{Trigger, TriggerKind};
 use crate::ports::{Page, StoreError, TriggerJson, TriggerQuery, TriggerStore, cursor};
 
@@ -58,14 +58,33 @@ pub(super) fn write_trigger(
         ),
     }
     .map_err(unavailable)?;
+    // What the body never holds: the secrets and the target's header values. A stand-in
+    // (no secret) leaves the row of the trigger it stands in for as it was.
     if changed == 1
         && let Some(secret) = &t.secret
     {
+        let headers = t
+            .target
+            .as_ref()
+            .filter(|target| !target.headers.is_empty())
+            .map(|target| encode(&target.headers))
+            .transpose()?;
+        let retiring = t.retiring_secret.as_ref();
         c.prepare_cached(
-            "INSERT INTO trigger_secrets (id, secret) VALUES (?1, ?2)
-             ON CONFLICT(id) DO UPDATE SET secret = ?2",
+            "INSERT INTO trigger_secrets (id, secret, retiring, retiring_until_ms, headers)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(id) DO UPDATE SET secret = ?2, retiring = ?3, retiring_until_ms = ?4,
+               headers = ?5",
         )
-        .and_then(|mut st| st.execute(params![t.id, secret.expose()]))
+        .and_then(|mut st| {
+            st.execute(params![
+                t.id,
+                secret.expose(),
+                retiring.map(|r| r.secret.expose()),
+                retiring.map(|r| ms(r.until)),
+                headers
+            ])
+        })
         .map_err(unavailable)?;
     }
     match (changed, expected) {
@@ -154,25 +173,53 @@ impl TriggerStore for SqliteStore {
     }
 
     async fn get_trigger(&self, id: &str) -> Result<Option<Trigger>, StoreError> {
-        type Row = (String, i64, String, Option<String>);
+        type Row = (
+            String,
+            i64,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            Option<String>,
+        );
         let row: Option<Row> = self.read_now(|c| {
             c.prepare_cached(
-                "SELECT t.kind, t.version, t.body, s.secret FROM triggers t
-                 LEFT JOIN trigger_secrets s ON s.id = t.id WHERE t.id = ?1",
+                "SELECT t.kind, t.version, t.body, s.secret, s.retiring, s.retiring_until_ms,
+                   s.headers
+                 FROM triggers t LEFT JOIN trigger_secrets s ON s.id = t.id WHERE t.id = ?1",
             )
             .and_then(|mut s| {
                 s.query_row(params![id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
                 })
                 .optional()
             })
             .map_err(unavailable)
         })?;
-        Ok(row.map(|(kind, version, body, secret)| {
-            let mut t = trigger_from_row(id, &kind, version, &body);
-            t.secret = secret.map(Secret::from_stored);
-            t
-        }))
+        let Some((kind, version, body, secret, retiring, until, headers)) = row else {
+            return Ok(None);
+        };
+        let mut t = trigger_from_row(id, &kind, version, &body);
+        t.secret = secret.map(Secret::from_stored);
+        t.retiring_secret =
+            retiring
+                .zip(until.and_then(from_ms))
+                .map(|(s, until)| RetiringSecret {
+                    secret: Secret::from_stored(s),
+                    until,
+                });
+        if let (Some(target), Some(headers)) = (t.target.as_mut(), headers) {
+            target.headers = decode(&headers)?;
+        }
+        Ok(Some(t))
     }
 
     async fn list_triggers(&self, query: &TriggerQuery) -> Result<Page<Trigger>, StoreError> {
