@@ -32,6 +32,8 @@ const LIFECYCLE: &str = "lifecycle";
 const BY_TRIGGER: &str = "by_trigger";
 /// DynamoDB rejects empty strings in index keys, so ad-hoc test runs are keyed under this.
 const AD_HOC: &str = "-";
+/// Query calls one listing page may make: a page that needs more ends early with a cursor.
+const MAX_LIST_QUERIES: usize = 8;
 /// Queries in flight at once for one request: enough to hide latency, few enough not to throttle.
 const CONCURRENCY: usize = 16;
 
@@ -214,6 +216,35 @@ async fn query_until(
         out.truncate(w);
     }
     Ok(out)
+}
+
+/// Like [`query_until`] for one page of a listing: at most `max_calls` Query calls; when the
+/// cap stops it before `want` items, the key to resume from comes back with what was found.
+async fn query_capped(
+    query: QueryFluentBuilder,
+    want: usize,
+    max_calls: usize,
+) -> Result<(Vec<Item>, Option<Item>), StoreError> {
+    let mut out = Vec::new();
+    let mut start: Option<Item> = None;
+    for _ in 0..max_calls {
+        let page = query
+            .clone()
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| sdk_error("Query", e))?;
+        out.extend(page.items.unwrap_or_default());
+        if out.len() >= want {
+            out.truncate(want);
+            return Ok((out, None));
+        }
+        match page.last_evaluated_key {
+            Some(key) if !key.is_empty() => start = Some(key),
+            _ => return Ok((out, None)),
+        }
+    }
+    Ok((out, start))
 }
 
 #[cfg(test)]

@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiQuery, PathId};
+use super::cursor_seal::{CursorSeal, Listing};
 use super::json_page::JsonPage;
 use super::problem::{ApiError, Problem};
 use super::{default_limit, page_limit};
@@ -58,8 +59,13 @@ pub struct StatsResponse {
     ))]
 pub async fn list(
     State(app): State<Arc<App>>,
+    Extension(seal): Extension<CursorSeal>,
     ApiQuery(q): ApiQuery<EventListQuery>,
 ) -> Result<JsonPage, ApiError> {
+    let cursor = q
+        .cursor
+        .map(|c| seal.open(Listing::Events, &c))
+        .transpose()?;
     let trigger_id = q
         .trigger_id
         .map(|raw| {
@@ -75,9 +81,13 @@ pub async fn list(
             source: q.source,
             is_test: q.is_test,
             limit: page_limit(q.limit)?,
-            cursor: q.cursor,
+            cursor,
         })
         .await?;
+    let page = crate::ports::Page {
+        next_cursor: page.next_cursor.map(|c| seal.seal(Listing::Events, &c)),
+        ..page
+    };
     Ok(JsonPage(page))
 }
 

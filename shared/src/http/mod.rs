@@ -1,6 +1,7 @@
 //! The HTTP API: one axum router served by the local server and by the Lambda functions alike.
 
 pub mod auth;
+pub mod cursor_seal;
 pub mod docs;
 pub mod events;
 pub mod extract;
@@ -70,6 +71,7 @@ fn protected(app: Arc<App>) -> Router {
 /// The whole API.
 pub fn router(app: Arc<App>, token: ApiToken) -> Router {
     let limit = app.settings.max_body_bytes;
+    let seal = cursor_seal::CursorSeal::from_token(&token);
     let public = Router::new()
         .route("/health", get(system::health))
         .route("/openapi.json", get(system::openapi))
@@ -85,6 +87,7 @@ pub fn router(app: Arc<App>, token: ApiToken) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))
         .layer(Extension(BodyLimit(limit)))
+        .layer(Extension(seal))
         // A panic in any handler fails that request alone, as a problem+json 500.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             problem::panic_response,

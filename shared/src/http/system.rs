@@ -16,6 +16,9 @@ pub struct HealthReport {
     pub status: &'static str,
     pub store: bool,
     pub scheduler: bool,
+    /// Panics caught since the process started: each failed only the request or job that hit
+    /// it (and is logged with its location). Anything but 0 is a bug to report.
+    pub panics: u64,
 }
 
 /// Liveness of the store and the scheduler; 503 when either is down.
@@ -38,6 +41,7 @@ pub async fn health(State(app): State<Arc<App>>) -> (StatusCode, Json<HealthRepo
             status: if ok { "ok" } else { "degraded" },
             store: h.store,
             scheduler: h.scheduler,
+            panics: crate::supervise::panics(),
         }),
     )
 }

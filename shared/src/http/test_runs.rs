@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::cursor_seal::{CursorSeal, Listing};
 use super::extract::{ApiQuery, PathId};
 use super::problem::{ApiError, Problem};
 use super::{default_limit, page_limit};
@@ -37,11 +39,17 @@ pub struct TestRunListQuery {
     ))]
 pub async fn list(
     State(app): State<Arc<App>>,
+    Extension(seal): Extension<CursorSeal>,
     ApiQuery(q): ApiQuery<TestRunListQuery>,
 ) -> Result<axum::Json<Page<ScheduledTestRun>>, ApiError> {
-    let page = app
-        .list_test_runs(page_limit(q.limit)?, q.cursor.as_deref())
+    let cursor = q
+        .cursor
+        .map(|c| seal.open(Listing::TestRuns, &c))
+        .transpose()?;
+    let mut page = app
+        .list_test_runs(page_limit(q.limit)?, cursor.as_deref())
         .await?;
+    page.next_cursor = page.next_cursor.map(|c| seal.seal(Listing::TestRuns, &c));
     Ok(axum::Json(page))
 }
 

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -11,6 +11,7 @@ use serde_json::Value;
 use utoipa::IntoParams;
 
 use super::extract::{ApiQuery, JsonBody, OptionalJsonBody, PathId};
+use super::cursor_seal::{CursorSeal, Listing};
 use super::json_page::JsonPage;
 use super::problem::{ApiError, Problem};
 use super::{default_limit, page_limit};
@@ -148,16 +149,22 @@ pub async fn rotate_secret(
     ))]
 pub async fn list(
     State(app): State<Arc<App>>,
+    Extension(seal): Extension<CursorSeal>,
     ApiQuery(q): ApiQuery<TriggerListQuery>,
 ) -> Result<JsonPage> {
-    let page = app
+    let cursor = q
+        .cursor
+        .map(|c| seal.open(Listing::Triggers, &c))
+        .transpose()?;
+    let mut page = app
         .list_trigger_views_json(&TriggerQuery {
             kind: q.kind,
             status: q.status,
             limit: page_limit(q.limit)?,
-            cursor: q.cursor,
+            cursor,
         })
         .await?;
+    page.next_cursor = page.next_cursor.map(|c| seal.seal(Listing::Triggers, &c));
     Ok(JsonPage(page))
 }
 

@@ -7,7 +7,8 @@ use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 
 use super::{
-    BY_ID, DynamoStore, Item, TRIGGER_LIST, decode, encode, get_n, get_s, n, query_until, s,
+    BY_ID, DynamoStore, Item, MAX_LIST_QUERIES, TRIGGER_LIST, decode, encode, get_n, get_s, n,
+    query_capped, s,
     sdk_error, unavailable,
 };
 use crate::domain::target::{RetiringSecret, Secret};
@@ -236,7 +237,9 @@ impl TriggerStore for DynamoStore {
         if !filters.is_empty() {
             q = q.filter_expression(filters.join(" AND "));
         }
-        let rows = query_until(q, Some(limit + 1), |_| true).await?;
+        // A filter that matches little would read the whole index: a page costs at most
+        // MAX_LIST_QUERIES calls, and a short page then carries a cursor to go on from.
+        let (rows, resume) = query_capped(q, limit + 1, MAX_LIST_QUERIES).await?;
         let items = rows
             .iter()
             .map(|i| {
@@ -247,9 +250,11 @@ impl TriggerStore for DynamoStore {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_overfetch(items, limit, |t| {
-            cursor::encode(&t.id)
-        }))
+        let mut page = Page::from_overfetch(items, limit, |t| cursor::encode(&t.id));
+        if page.next_cursor.is_none() {
+            page.next_cursor = resume.and_then(|key| get_s(&key, "pk").ok().map(cursor::encode));
+        }
+        Ok(page)
     }
 
     async fn replace_trigger(
