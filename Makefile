@@ -1,5 +1,5 @@
 # The two set-up commands the README promises: `make run` and `make test`.
-.PHONY: run test test-rust test-browser test-fuzz test-sam test-sam-local test-bench test-clock-ahead bench local-bin lint fmt venv
+.PHONY: run test test-rust test-browser test-fuzz test-sam test-sam-local test-bench test-clock-ahead test-hostile bench local-bin lint fmt venv
 
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -23,6 +23,11 @@ test: test-rust test-sam test-sam-local test-browser test-fuzz test-bench
 
 test-rust: $(VENV)/.installed
 	cargo test --workspace --all-features
+
+# The real etp-local attacked with every hostile input class (also part of test-rust): prints
+# `N passed, M failed`.
+test-hostile:
+	cargo test -p local --test hostile
 
 # One debug build of the server, shared by the browser and fuzz tests.
 local-bin:

@@ -71,8 +71,7 @@ impl CursorSeal {
 
     /// The store's cursor inside `sealed`, if this server sealed it for `listing`.
     pub fn open(&self, listing: Listing, sealed: &str) -> Result<String, ValidationError> {
-        let refused =
-            || ValidationError::field("cursor", "is not a cursor this listing returned");
+        let refused = || ValidationError::field("cursor", "is not a cursor this listing returned");
         if sealed.len() > MAX_CURSOR_CHARS {
             return Err(refused());
         }

@@ -7,8 +7,8 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiQuery, PathId};
 use super::cursor_seal::{CursorSeal, Listing};
+use super::extract::{ApiQuery, PathId};
 use super::json_page::JsonPage;
 use super::problem::{ApiError, Problem};
 use super::{default_limit, page_limit};

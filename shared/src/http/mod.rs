@@ -81,15 +81,56 @@ pub fn router(app: Arc<App>, token: ApiToken) -> Router {
         .merge(docs::routes());
     let guarded =
         protected(app).route_layer(middleware::from_fn_with_state(token, auth::require_token));
-    public
+    let router = public
         .merge(guarded)
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))
         .layer(Extension(BodyLimit(limit)))
-        .layer(Extension(seal))
-        // A panic in any handler fails that request alone, as a problem+json 500.
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            problem::panic_response,
-        ))
+        .layer(Extension(seal));
+    contain_panics(router)
+}
+
+/// A panic in any handler fails that request alone, as a problem+json 500 (the panic hook
+/// logs where it happened).
+fn contain_panics(router: Router) -> Router {
+    router.layer(tower_http::catch_panic::CatchPanicLayer::custom(
+        problem::panic_response,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn boom() -> &'static str {
+        let items: Vec<&str> = Vec::new();
+        // An out-of-bounds index: the kind of bug the layer is there for.
+        items[std::hint::black_box(3)]
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_fails_its_request_alone() {
+        let router = contain_panics(
+            Router::new()
+                .route("/boom", get(|| async { boom() }))
+                .route("/fine", get(|| async { "fine" })),
+        );
+        let boom = router
+            .clone()
+            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(boom.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(boom.headers()["content-type"], problem::PROBLEM_JSON);
+        let fine = router
+            .oneshot(Request::get("/fine").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(fine.status(), StatusCode::OK);
+    }
 }

@@ -3,15 +3,15 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::{Extension, Json};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::IntoParams;
 
-use super::extract::{ApiQuery, JsonBody, OptionalJsonBody, PathId};
 use super::cursor_seal::{CursorSeal, Listing};
+use super::extract::{ApiQuery, JsonBody, OptionalJsonBody, PathId};
 use super::json_page::JsonPage;
 use super::problem::{ApiError, Problem};
 use super::{default_limit, page_limit};

@@ -1,6 +1,7 @@
 //! Test support shared by every adapter's tests: the store contract suite and a recording scheduler.
 
 pub mod contract;
+pub mod fixtures;
 pub mod instants;
 #[cfg(feature = "aws")]
 pub mod moto;

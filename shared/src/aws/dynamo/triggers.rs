@@ -8,8 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::{
     BY_ID, DynamoStore, Item, MAX_LIST_QUERIES, TRIGGER_LIST, decode, encode, get_n, get_s, n,
-    query_capped, s,
-    sdk_error, unavailable,
+    query_capped, s, sdk_error, unavailable,
 };
 use crate::domain::target::{RetiringSecret, Secret};
 use crate::domain::trigger::{Trigger, TriggerKind, TriggerStatus};

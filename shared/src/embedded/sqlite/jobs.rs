@@ -120,7 +120,10 @@ impl DeliveryBacklog for SqliteStore {
     ) -> Result<Vec<(String, String)>, StoreError> {
         let now = ms(now);
         // At most CONCURRENCY / PER_HOST hosts are ever skipped: a short list of parameters.
-        let skip = vec!["?"; skip_hosts.len()].join(",");
+        let skip = (0..skip_hosts.len())
+            .map(|i| format!("?{}", i + 3))
+            .collect::<Vec<_>>()
+            .join(",");
         let sql = format!(
             "SELECT event_id, host FROM deliveries WHERE due_ms IS NOT NULL AND due_ms <= ?1
              AND host NOT IN ({skip}) ORDER BY due_ms LIMIT ?2"
