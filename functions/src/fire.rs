@@ -4,7 +4,7 @@
 use etp::clock::Clock;
 use etp::delivery::{Deliverer, Delivery, DeliveryError};
 use etp::domain::event::{Event, EventStatus};
-use etp::firing::{FireInput, Outcome, fire_scheduled, fire_test_run};
+use etp::firing::{FireInput, OccurrenceOutcome, fire_scheduled, fire_test_run};
 use etp::ports::{Recorded, Store, StoreError};
 use serde::Serialize;
 
@@ -85,17 +85,17 @@ pub async fn handle_fire(
         } => {
             let firing = fire_scheduled(store, clock, &trigger_id, scheduled_time).await?;
             let report = match firing.outcome {
-                Outcome::Fired(e) => FireReport {
+                OccurrenceOutcome::Fired(e) => FireReport {
                     outcome: "fired",
                     delivery: deliver_if_pending(deliverer, &e).await?,
                     event_id: Some(e.id),
                 },
-                Outcome::AlreadyFired(e) => FireReport {
+                OccurrenceOutcome::AlreadyFired(e) => FireReport {
                     outcome: "already_fired",
                     delivery: deliver_if_pending(deliverer, &e).await?,
                     event_id: Some(e.id),
                 },
-                Outcome::Skipped(why) => {
+                OccurrenceOutcome::Skipped(why) => {
                     tracing::info!(%trigger_id, reason = ?why, "occurrence skipped");
                     FireReport {
                         outcome: "skipped",

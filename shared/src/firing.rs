@@ -1,4 +1,5 @@
-//! Firing one occurrence: the single routine every timer (local or EventBridge) calls.
+//! Firing: the one way every path (api, test, scheduled occurrence, test run; local or on AWS)
+//! turns "this fires now" into exactly one recorded event with its delivery plan.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -9,7 +10,6 @@ use crate::domain::event::{Event, EventSource, EventStatus};
 use crate::domain::new_id;
 use crate::domain::target::{Secret, Target};
 use crate::domain::trigger::{Trigger, TriggerDefinition, TriggerKind, TriggerStatus};
-
 use crate::ports::{NewEvent, Recorded, Store, StoreError};
 
 /// What a timer hands the fire routine: the input EventBridge Scheduler's target carries (and
@@ -32,12 +32,110 @@ pub enum FireInput<T = DateTime<Utc>> {
     Delivery { delivery_event_id: String },
 }
 
-/// The plan for delivering a firing, when there is a target to deliver to.
-pub fn delivery_plan(target: Option<&Target>, secret: Option<&Secret>) -> Option<DeliveryPlan> {
-    Some(DeliveryPlan {
-        target: target?.clone(),
-        secret: secret?.clone(),
-    })
+/// One firing to record: what its event says, where it is delivered, and its identity.
+#[derive(Debug, Clone)]
+pub struct Firing<'a> {
+    pub trigger_id: Option<&'a str>,
+    pub trigger_name: &'a str,
+    pub kind: TriggerKind,
+    pub source: EventSource,
+    pub scheduled_for: Option<DateTime<Utc>>,
+    pub payload: Value,
+    /// Delivered here (signed with `secret`), when both are there.
+    pub target: Option<&'a Target>,
+    pub secret: Option<&'a Secret>,
+    /// A second firing with the same key yields the first event, and writes nothing.
+    pub dedupe_key: Option<String>,
+    /// Mark this trigger (id, version) completed in the same write: its last occurrence.
+    pub complete: Option<(String, u64)>,
+}
+
+impl<'a> Firing<'a> {
+    /// A firing of stored trigger `t` from `source` with `payload`.
+    pub fn of_trigger(t: &'a Trigger, source: EventSource, payload: Value) -> Self {
+        Self {
+            trigger_id: Some(&t.id),
+            trigger_name: &t.name,
+            kind: t.kind,
+            source,
+            scheduled_for: None,
+            payload,
+            target: t.target.as_ref(),
+            secret: t.secret.as_ref(),
+            dedupe_key: None,
+            complete: None,
+        }
+    }
+
+    /// A test run `run_id` of a definition that is not stored; the run id makes a redelivered
+    /// run write one event.
+    pub fn of_test_run(
+        run_id: &str,
+        def: &'a TriggerDefinition,
+        secret: Option<&'a Secret>,
+        scheduled_for: Option<DateTime<Utc>>,
+    ) -> Self {
+        Self {
+            trigger_id: None,
+            trigger_name: def.name.trim(),
+            kind: def.kind,
+            source: EventSource::ManualTest,
+            scheduled_for,
+            payload: def.payload.clone().unwrap_or(Value::Null),
+            target: def.target.as_ref(),
+            secret,
+            dedupe_key: Some(format!("test:{run_id}")),
+            complete: None,
+        }
+    }
+
+    /// The event it records at `fired_at`: `pending` until delivered when it has a target.
+    fn event(&self, fired_at: DateTime<Utc>, delivering: bool) -> Event {
+        Event {
+            id: new_id(),
+            trigger_id: self.trigger_id.map(str::to_string),
+            trigger_name: self.trigger_name.to_string(),
+            kind: self.kind,
+            source: self.source,
+            is_test: self.source == EventSource::ManualTest,
+            scheduled_for: self.scheduled_for,
+            fired_at,
+            payload: self.payload.clone(),
+            // Recording without a target is a success.
+            status: if delivering {
+                EventStatus::Pending
+            } else {
+                EventStatus::Success
+            },
+            attempts: Vec::new(),
+            next_attempt_at: delivering.then_some(fired_at),
+        }
+    }
+}
+
+/// Records `firing` now: one store write (the event, its dedupe marker, its delivery plan and a
+/// one-time trigger's completion together). The caller hands a pending delivery to its queue.
+pub async fn record(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    firing: Firing<'_>,
+) -> Result<Recorded, StoreError> {
+    let delivery = match (firing.target, firing.secret) {
+        (Some(target), Some(secret)) => Some(DeliveryPlan {
+            target: target.clone(),
+            secret: secret.clone(),
+        }),
+        _ => None,
+    };
+    let event = firing.event(clock.now(), delivery.is_some());
+    store
+        .record_event(NewEvent {
+            event,
+            dedupe_key: firing.dedupe_key,
+            complete: firing.complete,
+            delivery,
+        })
+        .await
 }
 
 /// Why an occurrence did not fire.
@@ -51,8 +149,9 @@ pub enum Skip {
     Broken,
 }
 
+/// What became of one scheduled occurrence.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum OccurrenceOutcome {
     Fired(Event),
     /// This occurrence had fired before (a redelivery): nothing new was written.
     AlreadyFired(Event),
@@ -61,8 +160,8 @@ pub enum Outcome {
 
 /// The outcome, and the trigger as it was loaded, so the caller can plan the next occurrence.
 #[derive(Debug, Clone)]
-pub struct Firing {
-    pub outcome: Outcome,
+pub struct FiredOccurrence {
+    pub outcome: OccurrenceOutcome,
     pub trigger: Option<Trigger>,
 }
 
@@ -76,51 +175,18 @@ pub fn idempotency_key(trigger_id: &str, key: &str) -> String {
     format!("api:{trigger_id}:{key}")
 }
 
-/// A new event for `trigger`-like data, fired now; `pending` until delivered when `delivering`.
-#[allow(clippy::too_many_arguments)]
-pub fn new_event(
-    trigger_id: Option<&str>,
-    name: &str,
-    kind: TriggerKind,
-    source: EventSource,
-    scheduled_for: Option<DateTime<Utc>>,
-    payload: Value,
-    fired_at: DateTime<Utc>,
-    delivering: bool,
-) -> Event {
-    Event {
-        id: new_id(),
-        trigger_id: trigger_id.map(str::to_string),
-        trigger_name: name.to_string(),
-        kind,
-        source,
-        is_test: source == EventSource::ManualTest,
-        scheduled_for,
-        fired_at,
-        payload,
-        // Recording without a target is a success.
-        status: if delivering {
-            EventStatus::Pending
-        } else {
-            EventStatus::Success
-        },
-        attempts: Vec::new(),
-        next_attempt_at: delivering.then_some(fired_at),
-    }
-}
-
 /// Fires the occurrence of `trigger_id` scheduled for `scheduled_for`: loads the trigger, skips
-/// it when paused, completed or gone, writes the event once per occurrence and completes
-/// one-time triggers in the same write. Two store operations at most.
+/// it when paused, completed, broken or gone, writes the event once per occurrence and
+/// completes one-time triggers in the same write. Two store operations at most.
 pub async fn fire_scheduled(
     store: &dyn Store,
     clock: &dyn Clock,
     trigger_id: &str,
     scheduled_for: DateTime<Utc>,
-) -> Result<Firing, StoreError> {
+) -> Result<FiredOccurrence, StoreError> {
     let Some(trigger) = store.get_trigger(trigger_id).await? else {
-        return Ok(Firing {
-            outcome: Outcome::Skipped(Skip::Deleted),
+        return Ok(FiredOccurrence {
+            outcome: OccurrenceOutcome::Skipped(Skip::Deleted),
             trigger: None,
         });
     };
@@ -132,8 +198,8 @@ pub async fn fire_scheduled(
         (TriggerStatus::Active, Some(_)) => None,
     };
     if let Some(skip) = skip {
-        return Ok(Firing {
-            outcome: Outcome::Skipped(skip),
+        return Ok(FiredOccurrence {
+            outcome: OccurrenceOutcome::Skipped(skip),
             trigger: Some(trigger),
         });
     }
@@ -141,37 +207,27 @@ pub async fn fire_scheduled(
         .schedule
         .as_ref()
         .is_none_or(|s| s.next_after(scheduled_for).is_none());
-    let delivery = delivery_plan(trigger.target.as_ref(), trigger.secret.as_ref());
-    let event = new_event(
-        Some(&trigger.id),
-        &trigger.name,
-        trigger.kind,
-        EventSource::Schedule,
-        Some(scheduled_for),
-        trigger.payload.clone().unwrap_or(Value::Null),
-        clock.now(),
-        delivery.is_some(),
-    );
-    let recorded = store
-        .record_event(NewEvent {
-            event,
-            dedupe_key: Some(occurrence_key(&trigger.id, scheduled_for)),
-            complete: exhausted.then(|| (trigger.id.clone(), trigger.version)),
-            delivery,
-        })
-        .await?;
-    let outcome = match recorded {
-        Recorded::Written(e) => Outcome::Fired(e),
-        Recorded::Duplicate(e) => Outcome::AlreadyFired(e),
+    let firing = Firing {
+        scheduled_for: Some(scheduled_for),
+        dedupe_key: Some(occurrence_key(&trigger.id, scheduled_for)),
+        complete: exhausted.then(|| (trigger.id.clone(), trigger.version)),
+        ..Firing::of_trigger(
+            &trigger,
+            EventSource::Schedule,
+            trigger.payload.clone().unwrap_or(Value::Null),
+        )
     };
-    Ok(Firing {
+    let outcome = match record(store, clock, firing).await? {
+        Recorded::Written(e) => OccurrenceOutcome::Fired(e),
+        Recorded::Duplicate(e) => OccurrenceOutcome::AlreadyFired(e),
+    };
+    Ok(FiredOccurrence {
         outcome,
         trigger: Some(trigger),
     })
 }
 
-/// Fires a definition that was never stored, once, as a test run. `run_id` makes a redelivered
-/// run write one event.
+/// Fires a definition that was never stored, once, as a test run.
 pub async fn fire_test_run(
     store: &dyn Store,
     clock: &dyn Clock,
@@ -180,23 +236,10 @@ pub async fn fire_test_run(
     scheduled_for: Option<DateTime<Utc>>,
     secret: Option<&Secret>,
 ) -> Result<Recorded, StoreError> {
-    let delivery = delivery_plan(definition.target.as_ref(), secret);
-    let event = new_event(
-        None,
-        definition.name.trim(),
-        definition.kind,
-        EventSource::ManualTest,
-        scheduled_for,
-        definition.payload.clone().unwrap_or(Value::Null),
-        clock.now(),
-        delivery.is_some(),
-    );
-    store
-        .record_event(NewEvent {
-            event,
-            dedupe_key: Some(format!("test:{run_id}")),
-            complete: None,
-            delivery,
-        })
-        .await
+    record(
+        store,
+        clock,
+        Firing::of_test_run(run_id, definition, secret, scheduled_for),
+    )
+    .await
 }

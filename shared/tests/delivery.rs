@@ -504,7 +504,7 @@ async fn test_runs_are_delivered_with_their_own_secret() {
         })
         .await
         .unwrap();
-    let etp::app::TestRun::Fired { event, secret } = run else {
+    let etp::app::TestRunOutcome::Fired { event, secret } = run else {
         panic!("an api test run fires at once");
     };
     r.worker.run_due().await;

@@ -213,7 +213,7 @@ async fn jobs_survive_a_restart_and_fire_once() {
 async fn test_runs_fire_once_without_a_trigger() {
     let r = rig().await;
     let run = r.app.test_definition(every(30)).await.unwrap();
-    let etp::app::TestRun::Scheduled { scheduled_for, .. } = run else {
+    let etp::app::TestRunOutcome::Scheduled { scheduled_for, .. } = run else {
         panic!("scheduled definitions fire later");
     };
     r.clock.set(scheduled_for);

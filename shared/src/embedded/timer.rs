@@ -14,7 +14,7 @@ use crate::clock::Clock;
 use crate::domain::event::Event;
 use crate::domain::time_range;
 use crate::domain::trigger::{Trigger, TriggerStatus};
-use crate::firing::{Outcome, fire_scheduled, fire_test_run};
+use crate::firing::{OccurrenceOutcome, fire_scheduled, fire_test_run};
 use crate::ports::{
     DeliveryQueue, Scheduler, SchedulerError, Store, StoreError, TimerJob, TimerJobs, TriggerQuery,
 };
@@ -410,18 +410,18 @@ impl LocalTimer {
         }
         let firing = fire_scheduled(store, clock, id, scheduled_for).await?;
         match &firing.outcome {
-            Outcome::Fired(e) => {
+            OccurrenceOutcome::Fired(e) => {
                 tracing::info!(trigger_id = %id, event_id = %e.id, scheduled_for = %scheduled_for,
                     lateness_ms = (e.fired_at - scheduled_for).num_milliseconds(), "fired");
                 self.hand_over(e).await;
             }
-            Outcome::AlreadyFired(e) => {
+            OccurrenceOutcome::AlreadyFired(e) => {
                 tracing::info!(trigger_id = %id, event_id = %e.id, "occurrence had already fired");
             }
-            Outcome::Skipped(why) => tracing::info!(trigger_id = %id, reason = ?why, "skipped"),
+            OccurrenceOutcome::Skipped(why) => tracing::info!(trigger_id = %id, reason = ?why, "skipped"),
         }
         let next = match (&firing.outcome, &firing.trigger) {
-            (Outcome::Skipped(_), _) | (_, None) => None,
+            (OccurrenceOutcome::Skipped(_), _) | (_, None) => None,
             (_, Some(t)) => t
                 .schedule
                 .as_ref()

@@ -116,7 +116,7 @@ pub async fn stats(State(app): State<Arc<App>>) -> Result<axum::response::Respon
             axum::http::header::CONTENT_TYPE,
             axum::http::HeaderValue::from_static("application/json"),
         )],
-        stats.json(),
+        axum::body::Bytes::from_owner(stats.json()),
     )
         .into_response())
 }

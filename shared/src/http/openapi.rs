@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use utoipa::OpenApi;
 
 use super::{docs, events, problem, system, test_runs, triggers, ui};
-use crate::app::{TestRun, TriggerView};
+use crate::app::{TestRunOutcome, TriggerView};
 use crate::domain::delivery::{Attempt, AttemptError};
 use crate::domain::event::{Event, EventSource, EventStatus, EventView};
 use crate::domain::lifecycle::EventState;
@@ -39,7 +39,7 @@ use crate::ports::TriggerStats;
     ),
     components(schemas(
         Trigger, TriggerView, TriggerDefinition, TriggerKind, TriggerStatus, Schedule, Event,
-        EventView, EventSource, EventStatus, EventState, TriggerStats, TestRun, FieldError,
+        EventView, EventSource, EventStatus, EventState, TriggerStats, TestRunOutcome, FieldError,
         problem::Problem, events::StatsResponse, system::HealthReport, Target, Attempt,
         AttemptError, ScheduledTestRun,
     )),

@@ -15,7 +15,7 @@ use super::extract::{ApiQuery, JsonBody, OptionalJsonBody, PathId};
 use super::json_page::JsonPage;
 use super::problem::{ApiError, Problem};
 use super::{default_limit, page_limit};
-use crate::app::{App, TestRun, TriggerView};
+use crate::app::{App, TestRunOutcome, TriggerView};
 use crate::domain::event::EventView;
 use crate::domain::trigger::{TriggerDefinition, TriggerKind, TriggerStatus};
 use crate::ports::{Page, TriggerQuery};
@@ -332,12 +332,12 @@ pub async fn test_stored(
 #[utoipa::path(post, path = "/triggers/test", tag = "triggers", operation_id = "testDefinition",
     request_body(content = TriggerDefinition, description = "A definition as for create; api definitions may carry the test `payload`"),
     responses(
-        (status = 202, description = "Fired now (`fired`) or scheduled once (`scheduled`)", body = TestRun),
+        (status = 202, description = "Fired now (`fired`) or scheduled once (`scheduled`)", body = TestRunOutcome),
         (status = 422, description = "Invalid definition or test payload", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn test_definition(
     State(app): State<Arc<App>>,
     JsonBody(def): JsonBody<TriggerDefinition>,
-) -> Result<(StatusCode, Json<TestRun>)> {
+) -> Result<(StatusCode, Json<TestRunOutcome>)> {
     Ok((StatusCode::ACCEPTED, Json(app.test_definition(def).await?)))
 }

@@ -1,0 +1,191 @@
+//! Trigger use cases: create, read, list, replace, pause and resume, rotate the secret, delete.
+//! Every write tells the scheduler, and is undone when the scheduler cannot follow.
+
+use super::{App, AppError, AppResult, TriggerView};
+use crate::domain::new_id;
+use crate::domain::trigger::{Purpose, Trigger, TriggerDefinition, TriggerStatus};
+use crate::domain::validation::ValidationError;
+use crate::ports::{Page, StoreError, TriggerQuery};
+
+impl App {
+    pub fn view(&self, trigger: Trigger) -> TriggerView {
+        TriggerView {
+            next_fire_at: trigger.next_fire_after(self.now()),
+            trigger,
+            secret: None,
+        }
+    }
+
+    /// The view of a trigger just created or given a new secret: the one that shows it.
+    pub fn view_with_secret(&self, trigger: Trigger) -> TriggerView {
+        let secret = trigger.secret.as_ref().map(|s| s.expose().to_string());
+        TriggerView {
+            secret,
+            ..self.view(trigger)
+        }
+    }
+
+    pub async fn create_trigger(&self, def: TriggerDefinition) -> AppResult<Trigger> {
+        let now = self.now();
+        self.validate(&def, now, Purpose::Store).await?;
+        let trigger = Trigger::create(def, new_id(), now);
+        self.store
+            .insert_trigger(&trigger, self.settings.limits.max_triggers)
+            .await?;
+        if let Err(e) = self.scheduler.schedule(&trigger).await {
+            // Nothing half-written: a trigger that cannot be scheduled is not kept.
+            if let Err(undo) = self.store.delete_trigger(&trigger.id).await {
+                tracing::error!(trigger_id = %trigger.id, error = %undo, "could not undo trigger insert");
+            }
+            return Err(e.into());
+        }
+        tracing::info!(trigger_id = %trigger.id, kind = trigger.kind.as_str(), "trigger created");
+        Ok(trigger)
+    }
+
+    pub async fn get_trigger(&self, id: &str) -> AppResult<Trigger> {
+        self.load(id).await
+    }
+
+    pub async fn list_triggers(&self, query: &TriggerQuery) -> AppResult<Page<Trigger>> {
+        Ok(self.store.list_triggers(query).await?)
+    }
+
+    /// One page of triggers as the JSON of their views (see [`TriggerView::json_at`]). A
+    /// stored body that cannot be read is shown as the store's broken stand-in for it.
+    pub async fn list_trigger_views_json(&self, query: &TriggerQuery) -> AppResult<Page<String>> {
+        let now = self.now();
+        let page = self.store.list_triggers_json(query).await?;
+        let mut items = Vec::with_capacity(page.items.len());
+        for t in page.items {
+            match TriggerView::json_at(&t.json, now) {
+                Some(json) => items.push(json),
+                None => {
+                    if let Some(stand_in) = self.store.get_trigger(&t.id).await? {
+                        let view = self.view(Trigger {
+                            secret: None,
+                            ..stand_in
+                        });
+                        items.push(serde_json::to_string(&view).map_err(|e| {
+                            AppError::Internal(format!("encoding a trigger view: {e}"))
+                        })?);
+                    }
+                }
+            }
+        }
+        Ok(Page {
+            items,
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    /// Writes `next` over `current` and tells the scheduler; undoes the write if it cannot.
+    async fn commit(&self, current: &Trigger, next: Trigger) -> AppResult<Trigger> {
+        match self.store.replace_trigger(&next, current.version).await {
+            Err(StoreError::VersionConflict) => {
+                let latest = self.load(&current.id).await?;
+                return Err(AppError::PreconditionFailed {
+                    current: latest.etag(),
+                });
+            }
+            other => other?,
+        }
+        if let Err(e) = self.scheduler.schedule(&next).await {
+            let mut restore = current.clone();
+            restore.version = next.version + 1;
+            if let Err(undo) = self.store.replace_trigger(&restore, next.version).await {
+                tracing::error!(trigger_id = %current.id, error = %undo, "could not undo trigger change");
+            }
+            return Err(e.into());
+        }
+        Ok(next)
+    }
+
+    pub async fn replace_trigger(
+        &self,
+        id: &str,
+        def: TriggerDefinition,
+        if_match: Option<&str>,
+    ) -> AppResult<Trigger> {
+        let current = self.load(id).await?;
+        self.check_version(if_match, &current)?;
+        let now = self.now();
+        self.validate(&def, now, Purpose::Store).await?;
+        if def.kind != current.kind {
+            return Err(ValidationError::field(
+                "kind",
+                format!(
+                    "cannot change from {} to {}; create a new trigger instead",
+                    current.kind.as_str(),
+                    def.kind.as_str()
+                ),
+            )
+            .into());
+        }
+        let next = current.replaced(def, now);
+        self.commit(&current, next).await
+    }
+
+    pub async fn set_paused(
+        &self,
+        id: &str,
+        paused: bool,
+        if_match: Option<&str>,
+    ) -> AppResult<Trigger> {
+        let current = self.load(id).await?;
+        self.check_version(if_match, &current)?;
+        let target = match (current.status, paused) {
+            (TriggerStatus::Completed, _) => {
+                return Err(AppError::Conflict(
+                    "the trigger has completed; give it a new schedule with PUT to fire again"
+                        .into(),
+                ));
+            }
+            (TriggerStatus::Broken, _) => {
+                return Err(AppError::Conflict(
+                    "the trigger is broken (see `problem`); PUT a new definition or DELETE it"
+                        .into(),
+                ));
+            }
+            (TriggerStatus::Paused, true) | (TriggerStatus::Active, false) => return Ok(current),
+            (_, true) => TriggerStatus::Paused,
+            (_, false) => TriggerStatus::Active,
+        };
+        let next = current.with_status(target, self.now());
+        self.commit(&current, next).await
+    }
+
+    /// Gives the trigger a new signing secret; deliveries from now on are signed with it.
+    pub async fn rotate_secret(&self, id: &str, if_match: Option<&str>) -> AppResult<Trigger> {
+        let current = self.load(id).await?;
+        self.check_version(if_match, &current)?;
+        let next = current.with_new_secret(self.now(), self.settings.secret_rotation_grace);
+        match self.store.replace_trigger(&next, current.version).await {
+            Err(StoreError::VersionConflict) => {
+                let latest = self.load(id).await?;
+                Err(AppError::PreconditionFailed {
+                    current: latest.etag(),
+                })
+            }
+            Err(e) => Err(e.into()),
+            Ok(()) => {
+                tracing::info!(trigger_id = %id, "signing secret rotated");
+                Ok(next)
+            }
+        }
+    }
+
+    pub async fn delete_trigger(&self, id: &str, if_match: Option<&str>) -> AppResult<()> {
+        let current = self.load(id).await?;
+        self.check_version(if_match, &current)?;
+        self.scheduler.unschedule(id).await?;
+        if let Err(e) = self.store.delete_trigger(id).await {
+            if let Err(undo) = self.scheduler.schedule(&current).await {
+                tracing::error!(trigger_id = %id, error = %undo, "could not restore schedule");
+            }
+            return Err(e.into());
+        }
+        tracing::info!(trigger_id = %id, "trigger deleted");
+        Ok(())
+    }
+}

@@ -1,0 +1,129 @@
+//! What the use cases hand back: triggers as readers see them, test-run and api-firing results,
+//! event filters and health.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::event::{EventSource, EventView};
+use crate::domain::lifecycle::EventState;
+use crate::domain::trigger::{FiringFields, Trigger};
+
+/// A trigger as a reader sees it, with its next firing computed at read time.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TriggerView {
+    #[serde(flatten)]
+    pub trigger: Trigger,
+    #[serde(with = "crate::domain::timestamp::option")]
+    pub next_fire_at: Option<DateTime<Utc>>,
+    /// The signing secret (`whsec_...`), only in the response that creates the trigger or
+    /// rotates the secret. It is never shown again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+impl TriggerView {
+    /// The JSON of the view of a trigger (no secret) from the trigger's own JSON
+    /// (`serde_json::to_string` of the `Trigger`): its fields, then `next_fire_at`. Reads only
+    /// the status and schedule. `None` if `trigger_json` is not a trigger.
+    pub fn json_at(trigger_json: &str, now: DateTime<Utc>) -> Option<String> {
+        let firing: FiringFields = serde_json::from_str(trigger_json).ok()?;
+        crate::domain::extend_object(trigger_json, |out| {
+            out.push_str(",\"next_fire_at\":");
+            match firing.next_fire_after(now) {
+                Some(t) => crate::domain::timestamp::push_json(out, &t),
+                None => out.push_str("null"),
+            }
+        })
+    }
+}
+
+/// What a test run of a definition did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum TestRunOutcome {
+    /// An api definition fired at once.
+    Fired {
+        event: EventView,
+        /// Signs this run's delivery, when the definition has a target; shown only here.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        secret: Option<String>,
+    },
+    /// A scheduled definition will fire once, at its first occurrence.
+    Scheduled {
+        run_id: String,
+        scheduled_for: DateTime<Utc>,
+        /// Signs this run's delivery, when the definition has a target; shown only here.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        secret: Option<String>,
+    },
+}
+
+/// Result of an api firing; `replayed` when an `Idempotency-Key` matched an earlier firing.
+#[derive(Debug, Clone)]
+pub struct ApiFireResult {
+    pub event: EventView,
+    pub replayed: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventFilter {
+    pub state: EventState,
+    pub trigger_id: Option<String>,
+    pub source: Option<EventSource>,
+    pub is_test: Option<bool>,
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct Health {
+    pub store: bool,
+    pub scheduler: bool,
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::trigger::{TriggerDefinition, TriggerStatus};
+    use serde_json::json;
+
+    /// Listings splice the stored JSON; what they send must be byte for byte the view's JSON.
+    #[test]
+    fn trigger_json_at_is_the_views_json() {
+        let now = DateTime::parse_from_rfc3339("2026-11-24T10:00:30.5Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let defs = [
+            json!({"name": "api \"quoted\" é", "kind": "api",
+                   "payload_schema": {"type": "object", "required": ["a"]}}),
+            json!({"name": "every", "kind": "scheduled",
+                   "schedule": {"type": "interval", "every_seconds": 60},
+                   "payload": {"x": [1, 2]}, "target": {"url": "https://example.com/h"}}),
+            json!({"name": "cron", "kind": "scheduled",
+                   "schedule": {"type": "cron", "expression": "0 9 * * MON-FRI",
+                                "timezone": "Europe/Berlin"}}),
+        ];
+        for def in defs {
+            let def: TriggerDefinition = serde_json::from_value(def).unwrap();
+            let created = Trigger::create(def, crate::domain::new_id(), now);
+            for t in [
+                created.clone(),
+                created.with_status(TriggerStatus::Paused, now),
+            ] {
+                let stored = serde_json::to_string(&t).unwrap();
+                let view = TriggerView {
+                    next_fire_at: t.next_fire_after(now),
+                    trigger: t,
+                    secret: None,
+                };
+                assert_eq!(
+                    TriggerView::json_at(&stored, now),
+                    Some(serde_json::to_string(&view).unwrap())
+                );
+            }
+        }
+        assert_eq!(TriggerView::json_at("{}", now), None);
+    }
+}
