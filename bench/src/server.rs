@@ -1,6 +1,5 @@
 //! Starts the `etp-local` binary built beside this one on a free port and talks to it.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,16 +38,9 @@ fn binary() -> Result<PathBuf, String> {
     }
 }
 
-fn free_port() -> Result<u16, String> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| e.to_string())
-}
-
 impl Server {
     pub async fn start(data_dir: &Path, env: &[(&str, &str)]) -> Result<Self, String> {
-        let port = free_port()?;
+        let port = etp::testing::fixtures::free_port();
         let mut cmd = Command::new(binary()?);
         cmd.env("ETP_LISTEN", format!("127.0.0.1:{port}"))
             .env("ETP_DATA_DIR", data_dir)

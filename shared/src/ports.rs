@@ -32,6 +32,11 @@ pub enum StoreError {
     QuotaExceeded { what: &'static str, limit: u64 },
 }
 
+/// A backing store failed: `e` is kept for the logs, never sent to clients.
+pub fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {
     /// The schedule cannot be expressed by this scheduler (e.g. sub-minute on EventBridge).
@@ -39,6 +44,13 @@ pub enum SchedulerError {
     Unsupported { field: String, message: String },
     #[error("scheduler unavailable: {0}")]
     Unavailable(String),
+}
+
+impl From<StoreError> for SchedulerError {
+    /// A scheduler that keeps its jobs in a store (the local timer) fails when the store does.
+    fn from(e: StoreError) -> Self {
+        SchedulerError::Unavailable(e.to_string())
+    }
 }
 
 /// Opaque page cursors, shared by every store adapter so they page the same way.

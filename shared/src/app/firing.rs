@@ -38,7 +38,12 @@ impl App {
     }
 
     /// Fires an api trigger with a client's payload.
-    pub async fn fire(&self, id: &str, payload: Value, key: Option<&str>) -> AppResult<ApiFireResult> {
+    pub async fn fire(
+        &self,
+        id: &str,
+        payload: Value,
+        key: Option<&str>,
+    ) -> AppResult<ApiFireResult> {
         let trigger = self.load(id).await?;
         if trigger.kind != TriggerKind::Api {
             return Err(AppError::Conflict(

@@ -82,7 +82,6 @@ pub struct Health {
     pub scheduler: bool,
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

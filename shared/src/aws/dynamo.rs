@@ -76,9 +76,7 @@ impl DynamoStore {
     }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
-}
+use crate::ports::unavailable;
 
 /// The full error chain of an SDK call, for the logs.
 fn sdk_error<E, R>(op: &str, e: SdkError<E, R>) -> StoreError
@@ -132,7 +130,7 @@ fn counter_pk(shard: u32) -> String {
     format!("CT#{shard}")
 }
 
-fn trigger_key(trigger_id: Option<&str>) -> &str {
+fn event_group(trigger_id: Option<&str>) -> &str {
     trigger_id.unwrap_or(AD_HOC)
 }
 

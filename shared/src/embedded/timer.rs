@@ -37,10 +37,6 @@ const AFTER_PANIC_MS: i64 = 60_000;
 const TRIGGER_PREFIX: &str = "trigger:";
 const TEST_PREFIX: &str = "test:";
 
-fn unavailable(e: StoreError) -> SchedulerError {
-    SchedulerError::Unavailable(e.to_string())
-}
-
 /// What the timer keeps of a job in memory: when it is due and its generation. A test run's
 /// definition stays in the store until it fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,11 +108,11 @@ fn ms_to_time(ms: i64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(ms)
 }
 
-fn trigger_key(id: &str) -> String {
+fn trigger_job(id: &str) -> String {
     format!("{TRIGGER_PREFIX}{id}")
 }
 
-fn test_run_key(run_id: &str) -> String {
+fn test_run_job(run_id: &str) -> String {
     format!("{TEST_PREFIX}{run_id}")
 }
 
@@ -198,7 +194,7 @@ impl LocalTimer {
                 .quarantine_trigger(t.clone(), reason)
                 .await?;
             return self
-                .remove_job(trigger_key(&t.id))
+                .remove_job(trigger_job(&t.id))
                 .await
                 .map_err(|e| StoreError::Unavailable(e.to_string()));
         }
@@ -214,11 +210,11 @@ impl LocalTimer {
                 Err(e) => return Err(e),
             }
             return self
-                .remove_job(trigger_key(&t.id))
+                .remove_job(trigger_job(&t.id))
                 .await
                 .map_err(|e| StoreError::Unavailable(e.to_string()));
         }
-        let known = self.state().live.contains_key(&trigger_key(&t.id));
+        let known = self.state().live.contains_key(&trigger_job(&t.id));
         if !known && t.schedule.is_some() {
             tracing::warn!(trigger_id = %t.id, "active trigger had no timer job; scheduling it");
             self.schedule(t)
@@ -290,7 +286,7 @@ impl LocalTimer {
     pub fn due(&self, trigger_id: &str) -> Option<DateTime<Utc>> {
         self.state()
             .live
-            .get(&trigger_key(trigger_id))
+            .get(&trigger_job(trigger_id))
             .and_then(|l| ms_to_time(l.due_ms))
     }
 
@@ -298,7 +294,7 @@ impl LocalTimer {
     pub fn test_run_due(&self, run_id: &str) -> Option<DateTime<Utc>> {
         self.state()
             .live
-            .get(&test_run_key(run_id))
+            .get(&test_run_job(run_id))
             .and_then(|l| ms_to_time(l.due_ms))
     }
 
@@ -418,7 +414,9 @@ impl LocalTimer {
             OccurrenceOutcome::AlreadyFired(e) => {
                 tracing::info!(trigger_id = %id, event_id = %e.id, "occurrence had already fired");
             }
-            OccurrenceOutcome::Skipped(why) => tracing::info!(trigger_id = %id, reason = ?why, "skipped"),
+            OccurrenceOutcome::Skipped(why) => {
+                tracing::info!(trigger_id = %id, reason = ?why, "skipped")
+            }
         }
         let next = match (&firing.outcome, &firing.trigger) {
             (OccurrenceOutcome::Skipped(_), _) | (_, None) => None,
@@ -483,19 +481,14 @@ impl LocalTimer {
                 due_ms,
                 generation,
             })
-            .await
-            .map_err(unavailable)?;
+            .await?;
         self.state().put(key, Live { generation, due_ms });
         self.inner.wake.notify_one();
         Ok(())
     }
 
     async fn remove_job(&self, key: String) -> Result<(), SchedulerError> {
-        self.inner
-            .jobs
-            .delete_timer_job(key.clone())
-            .await
-            .map_err(unavailable)?;
+        self.inner.jobs.delete_timer_job(key.clone()).await?;
         self.state().live.remove(&key);
         Ok(())
     }
@@ -504,7 +497,7 @@ impl LocalTimer {
 #[async_trait]
 impl Scheduler for LocalTimer {
     async fn schedule(&self, trigger: &Trigger) -> Result<(), SchedulerError> {
-        let key = trigger_key(&trigger.id);
+        let key = trigger_job(&trigger.id);
         match trigger.next_fire_after(self.inner.clock.now()) {
             Some(due) => self.put_job(key, due).await,
             None => self.remove_job(key).await,
@@ -512,7 +505,7 @@ impl Scheduler for LocalTimer {
     }
 
     async fn unschedule(&self, trigger_id: &str) -> Result<(), SchedulerError> {
-        self.remove_job(trigger_key(trigger_id)).await
+        self.remove_job(trigger_job(trigger_id)).await
     }
 
     async fn schedule_test_run(
@@ -520,11 +513,11 @@ impl Scheduler for LocalTimer {
         run_id: &str,
         at: DateTime<Utc>,
     ) -> Result<(), SchedulerError> {
-        self.put_job(test_run_key(run_id), at).await
+        self.put_job(test_run_job(run_id), at).await
     }
 
     async fn unschedule_test_run(&self, run_id: &str) -> Result<(), SchedulerError> {
-        self.remove_job(test_run_key(run_id)).await
+        self.remove_job(test_run_job(run_id)).await
     }
 
     async fn healthy(&self) -> bool {

@@ -87,7 +87,8 @@ pub fn router(app: Arc<App>, token: ApiToken) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))
         .layer(Extension(BodyLimit(limit)))
-        .layer(Extension(seal));
+        .layer(Extension(seal))
+        .route_layer(middleware::from_fn(problem::log_failures));
     contain_panics(router)
 }
 

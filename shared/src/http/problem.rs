@@ -203,10 +203,6 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, slug, detail, errors) = self.problem();
-        if status.is_server_error() {
-            // The cause is for operators; clients get a generic detail.
-            tracing::error!(error = %self, "request failed");
-        }
         let body = Problem {
             kind: format!("https://etp.invalid/problems/{slug}"),
             title: status.canonical_reason().unwrap_or("Error").to_string(),
@@ -223,8 +219,50 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"etp\""),
             );
         }
+        if status.is_server_error() {
+            // The cause is for operators, logged once by `log_failures`; clients get a generic
+            // detail.
+            response
+                .extensions_mut()
+                .insert(FailureCause(cause_chain(&self)));
+        }
         response
     }
+}
+
+/// Why a request failed with a 5xx: the error and its sources, for the log only.
+#[derive(Debug, Clone)]
+pub struct FailureCause(pub String);
+
+/// `e: source: source ...`, the whole chain on one line.
+fn cause_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        // `transparent` and `{0}` wrappers repeat their source's text.
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// The one place a failed request is logged: method, route template (never the raw path, which
+/// may carry ids), status, and the cause its error carried.
+pub async fn log_failures(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "(no route)".to_string(), |p| p.as_str().to_string());
+    let response = next.run(req).await;
+    if let Some(FailureCause(cause)) = response.extensions().get::<FailureCause>() {
+        tracing::error!(%method, %route, status = response.status().as_u16(), %cause, "request failed");
+    }
+    response
 }
 
 /// The answer to a request whose handler panicked (the panic hook has logged where): a

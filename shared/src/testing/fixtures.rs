@@ -193,3 +193,120 @@ async fn read(res: reqwest::Response) -> Answer {
         body,
     }
 }
+
+/// The instant test data is built around: a whole hour derived from the real clock (see
+/// [`crate::testing::instants`]), the same for every test of a binary.
+pub fn t0() -> chrono::DateTime<chrono::Utc> {
+    crate::testing::instants::next_hour()
+}
+
+/// Serves `router` on a free loopback port in the background; returns its address.
+pub async fn spawn_http(router: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("bind a loopback port");
+    let addr = listener.local_addr().expect("its address");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
+}
+
+/// One request a [`WebhookReceiver`] saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub path: String,
+    pub headers: axum::http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// How a [`WebhookReceiver`] answers the `hit`-th request (1-based) to `path` (a future, so
+/// an answer may take its time).
+pub type Script = dyn Fn(&str, usize) -> futures_util::future::BoxFuture<'static, axum::response::Response>
+    + Send
+    + Sync;
+
+/// An in-process webhook receiver on loopback: records every request and answers as its
+/// script says, per path and hit number, so every retry path is reproducible.
+#[derive(Clone)]
+pub struct WebhookReceiver {
+    /// `http://127.0.0.1:<port>`; targets are `{base}/<path>`.
+    pub base: String,
+    state: std::sync::Arc<ReceiverState>,
+}
+
+struct ReceiverState {
+    seen: std::sync::Mutex<Vec<Seen>>,
+    hits: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    script: Box<Script>,
+}
+
+impl WebhookReceiver {
+    pub async fn start(
+        script: impl Fn(
+            &str,
+            usize,
+        ) -> futures_util::future::BoxFuture<'static, axum::response::Response>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        use axum::extract::{Path, State};
+        let state = std::sync::Arc::new(ReceiverState {
+            seen: std::sync::Mutex::new(Vec::new()),
+            hits: std::sync::Mutex::new(std::collections::HashMap::new()),
+            script: Box::new(script),
+        });
+        async fn receive(
+            State(rx): State<std::sync::Arc<ReceiverState>>,
+            Path(path): Path<String>,
+            headers: axum::http::HeaderMap,
+            body: axum::body::Bytes,
+        ) -> axum::response::Response {
+            let hit = {
+                let mut hits = rx.hits.lock().unwrap_or_else(|e| e.into_inner());
+                let n = hits.entry(path.clone()).or_default();
+                *n += 1;
+                *n
+            };
+            rx.seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Seen {
+                    path: path.clone(),
+                    headers,
+                    body: body.to_vec(),
+                });
+            (rx.script)(&path, hit).await
+        }
+        let router = axum::Router::new()
+            .route("/{*path}", axum::routing::post(receive))
+            .with_state(state.clone());
+        let addr = spawn_http(router).await;
+        Self {
+            base: format!("http://{addr}"),
+            state,
+        }
+    }
+
+    /// The target URL for `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.base)
+    }
+
+    /// Every request seen so far to `path`, in arrival order.
+    pub fn seen(&self, path: &str) -> Vec<Seen> {
+        self.state
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|s| s.path == path)
+            .cloned()
+            .collect()
+    }
+}

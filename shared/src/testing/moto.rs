@@ -1,6 +1,6 @@
 //! One local moto server per test binary, and SDK clients pointed at it, for the AWS adapters.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
@@ -92,19 +92,12 @@ fn locate() -> Result<PathBuf, String> {
         .ok_or_else(|| format!("moto_server not found (MOTO_SERVER, .venv/bin, PATH): {INSTALL}"))
 }
 
-fn free_port() -> Result<u16, String> {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port: {e}"))
-}
-
 fn start() -> Result<Server, String> {
     let moto = locate()?;
     let mut failures = Vec::new();
     // Another process may take the free port before moto binds it; a new port fixes that.
     for _ in 0..3 {
-        let port = free_port()?;
+        let port = super::fixtures::free_port();
         let log = std::env::temp_dir().join(format!("etp-moto-{}-{port}.log", std::process::id()));
         let mut child = Command::new("sh")
             .arg("-c")

@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 
 use super::{
     BY_TRIGGER, DynamoStore, HOUR_MS, Item, LIFECYCLE, SHARDS, all, counter_pk, decode, encode,
-    get_s, hour_of, lifecycle_pk, ms, n, pad_hour, pad_ms, query_until, s, sdk_error, shard_of,
-    time_key, trigger_key, unavailable,
+    event_group, get_s, hour_of, lifecycle_pk, ms, n, pad_hour, pad_ms, query_until, s, sdk_error,
+    shard_of, time_key, unavailable,
 };
 use crate::domain::delivery::DeliveryPlan;
 use crate::domain::event::Event;
@@ -104,7 +104,7 @@ impl DynamoStore {
         let fired = ms(e.fired_at);
         let shard = shard_of(&e.id);
         let hour = hour_of(fired);
-        let key = trigger_key(e.trigger_id.as_deref());
+        let key = event_group(e.trigger_id.as_deref());
         let table = &self.tables.events;
         let mut event = event_key(&e.id);
         event.extend([

@@ -78,7 +78,7 @@ fn aws_time(t: DateTime<Utc>) -> AwsDateTime {
 }
 
 /// The SDK error with its full context, for logs only.
-fn unavailable<E, R>(operation: &str, name: &str, err: &SdkError<E, R>) -> SchedulerError
+fn sdk_failure<E, R>(operation: &str, name: &str, err: &SdkError<E, R>) -> SchedulerError
 where
     E: std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -205,7 +205,7 @@ impl EventBridgeScheduler {
                         e.as_service_error(),
                         Some(CreateScheduleError::ConflictException(_))
                     ) => {}
-                Err(e) => return Err(unavailable("CreateSchedule", name, &e)),
+                Err(e) => return Err(sdk_failure("CreateSchedule", name, &e)),
             }
             let updated = full_definition!(
                 self.client.update_schedule(),
@@ -227,7 +227,7 @@ impl EventBridgeScheduler {
                         e.as_service_error(),
                         Some(UpdateScheduleError::ResourceNotFoundException(_))
                     ) => {}
-                Err(e) => return Err(unavailable("UpdateSchedule", name, &e)),
+                Err(e) => return Err(sdk_failure("UpdateSchedule", name, &e)),
             }
         }
         Err(SchedulerError::Unavailable(format!(
@@ -257,7 +257,7 @@ impl EventBridgeScheduler {
             {
                 Ok(())
             }
-            Err(e) => Err(unavailable("DeleteSchedule", name, &e)),
+            Err(e) => Err(sdk_failure("DeleteSchedule", name, &e)),
         }
     }
 }

@@ -7,7 +7,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::triggers::write_trigger;
-use super::{Filter, SqliteStore, decode, encode, from_ms, ms, text, trigger_key, unavailable};
+use super::{Filter, SqliteStore, decode, encode, event_group, from_ms, ms, text, unavailable};
 use crate::domain::delivery::DeliveryPlan;
 use crate::domain::event::Event;
 use crate::domain::lifecycle::FiredWindow;
@@ -30,7 +30,7 @@ fn record(tx: &Connection, new: NewEvent) -> Result<Recorded, StoreError> {
         }
     }
     let e = &new.event;
-    let key = trigger_key(e.trigger_id.as_deref());
+    let key = event_group(e.trigger_id.as_deref());
     let fired = ms(e.fired_at);
     let body = encode(e)?;
     let (seq, highest) = take_rank(tx, key, fired, &e.id)?;

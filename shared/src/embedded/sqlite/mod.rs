@@ -78,9 +78,7 @@ impl SqliteStore {
     }
 }
 
-pub(super) fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
-}
+pub(super) use crate::ports::unavailable;
 
 pub(super) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -98,8 +96,9 @@ pub(super) fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreErro
     serde_json::to_string(value).map_err(unavailable)
 }
 
-/// Ad-hoc test runs have no trigger; they are counted and filtered under this key.
-pub(super) fn trigger_key(trigger_id: Option<&str>) -> &str {
+/// The key a trigger's events are grouped (counted, listed) under: its id; ad-hoc test runs,
+/// which have no trigger, share the empty key.
+pub(super) fn event_group(trigger_id: Option<&str>) -> &str {
     trigger_id.unwrap_or("")
 }
 

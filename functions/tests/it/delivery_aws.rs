@@ -2,12 +2,11 @@
 //! moto's server) with a receiver on loopback. The first attempt is made inline; the retry is a
 //! one-time schedule whose input, handed back to the handler, completes the delivery.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use chrono::{DateTime, Duration, Utc};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use chrono::Duration;
 use etp::aws::dynamo::{DynamoStore, Tables};
 use etp::aws::scheduler::{EventBridgeScheduler, ScheduleTarget};
 use etp::clock::ManualClock;
@@ -20,42 +19,24 @@ use etp::domain::target::Target;
 use etp::domain::trigger::{Trigger, TriggerDefinition, TriggerKind};
 use etp::firing::FireInput;
 use etp::ports::{EventStore, TriggerStore};
+use etp::testing::fixtures::{WebhookReceiver, t0};
 use etp::testing::moto;
 use functions::handle_fire;
 
-/// A whole hour derived from the real clock (see `etp::testing::instants`).
-fn t0() -> DateTime<Utc> {
-    etp::testing::instants::next_hour()
-}
-
-#[derive(Default)]
-struct Receiver {
-    hits: AtomicUsize,
-    ids: Mutex<Vec<String>>,
-}
-
-/// 503 on the first request, 200 after.
-async fn receive(State(rx): State<Arc<Receiver>>, headers: HeaderMap) -> StatusCode {
-    let id = headers
-        .get("webhook-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    rx.ids.lock().unwrap().push(id.to_string());
-    match rx.hits.fetch_add(1, Ordering::SeqCst) {
-        0 => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::OK,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fire_function_delivers_and_schedules_its_retry_on_eventbridge() {
-    let rx = Arc::new(Receiver::default());
-    let router = axum::Router::new()
-        .route("/hook", axum::routing::post(receive))
-        .with_state(rx.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    // 503 on the first request, 200 after.
+    let rx = WebhookReceiver::start(|_, hit| {
+        Box::pin(async move {
+            match hit {
+                1 => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::OK,
+            }
+            .into_response()
+        })
+    })
+    .await;
+    let hook = rx.url("hook");
 
     let suffix = etp::domain::new_id();
     let tables = Tables {
@@ -192,7 +173,10 @@ async fn the_fire_function_delivers_and_schedules_its_retry_on_eventbridge() {
         .await
         .unwrap();
     assert_eq!(replay.outcome, "already_fired");
-    assert_eq!(rx.hits.load(Ordering::SeqCst), 2);
-    let ids = rx.ids.lock().unwrap().clone();
+    let ids: Vec<String> = rx
+        .seen("hook")
+        .iter()
+        .map(|s| s.header("webhook-id").unwrap_or_default().to_string())
+        .collect();
     assert_eq!(ids, [event_id.clone(), event_id]);
 }

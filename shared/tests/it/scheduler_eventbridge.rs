@@ -505,7 +505,7 @@ async fn health_reflects_the_schedule_group() {
 /// A fixed date that the real clock has passed must fail loudly, naming the test, not pass
 /// until the day moto starts to refuse it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[should_panic(expected = "test `a_past_instant_sent_to_moto_names_the_test` sent moto schedule")]
+#[should_panic(expected = "a_past_instant_sent_to_moto_names_the_test` sent moto schedule")]
 async fn a_past_instant_sent_to_moto_names_the_test() {
     let f = fixture("etp-past").await;
     f.clock.set(chrono::Utc::now() - Duration::days(1));

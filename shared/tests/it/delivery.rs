@@ -2,18 +2,13 @@
 //! a receiver on loopback (allowed through the opt-in), and a manual clock for the retry waits.
 //! Signatures are checked with a second, independent HMAC-SHA256 written here from the spec.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use etp::app::App;
 use etp::clock::{Clock, ManualClock};
 use etp::config::Settings;
@@ -25,65 +20,35 @@ use etp::domain::target::{Secret, Target};
 use etp::domain::trigger::{TriggerDefinition, TriggerKind};
 use etp::embedded::{DeliveryWorker, LocalDeliveryQueue, SqliteStore};
 use etp::testing::RecordingScheduler;
+use etp::testing::fixtures::{Seen, WebhookReceiver, t0};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-/// A whole hour derived from the real clock (see `etp::testing::instants`).
-fn t0() -> DateTime<Utc> {
-    etp::testing::instants::next_hour()
-}
-
-/// One request the receiver saw.
-#[derive(Debug, Clone)]
-struct Seen {
-    path: String,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-#[derive(Default)]
-struct Receiver {
-    seen: Mutex<Vec<Seen>>,
-    hits: Mutex<HashMap<String, usize>>,
-}
-
 /// Each path scripts its answers by hit number, so every retry path is reproducible.
-async fn receive(
-    State(rx): State<Arc<Receiver>>,
-    Path(path): Path<String>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let hit = {
-        let mut hits = rx.hits.lock().unwrap();
-        let n = hits.entry(path.clone()).or_default();
-        *n += 1;
-        *n
-    };
-    rx.seen.lock().unwrap().push(Seen {
-        path: path.clone(),
-        headers,
-        body: body.to_vec(),
-    });
+async fn answer(path: String, hit: usize) -> Response {
     match (path.as_str(), hit) {
-        ("ok", _) => (StatusCode::OK, "thanks").into_response(),
-        ("flaky", 1) => (StatusCode::INTERNAL_SERVER_ERROR, "x".repeat(10_000)).into_response(),
-        ("flaky", _) => StatusCode::NO_CONTENT.into_response(),
-        ("slow", 1) => {
+        ("hook/ok", _) => (StatusCode::OK, "thanks").into_response(),
+        ("hook/flaky", 1) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "x".repeat(10_000)).into_response()
+        }
+        ("hook/flaky", _) => StatusCode::NO_CONTENT.into_response(),
+        ("hook/slow", 1) => {
             tokio::time::sleep(std::time::Duration::from_secs(3)).await;
             StatusCode::OK.into_response()
         }
-        ("slow", _) => StatusCode::OK.into_response(),
-        ("busy", 1) => (
+        ("hook/slow", _) => StatusCode::OK.into_response(),
+        ("hook/busy", 1) => (
             StatusCode::TOO_MANY_REQUESTS,
             [(header::RETRY_AFTER, "7")],
             "later",
         )
             .into_response(),
-        ("busy", _) => StatusCode::OK.into_response(),
-        ("missing", _) => StatusCode::NOT_FOUND.into_response(),
-        ("moved", _) => (StatusCode::FOUND, [(header::LOCATION, "/hook/landing")]).into_response(),
-        ("down", _) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        ("hook/busy", _) => StatusCode::OK.into_response(),
+        ("hook/missing", _) => StatusCode::NOT_FOUND.into_response(),
+        ("hook/moved", _) => {
+            (StatusCode::FOUND, [(header::LOCATION, "/hook/landing")]).into_response()
+        }
+        ("hook/down", _) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
         _ => StatusCode::OK.into_response(),
     }
 }
@@ -92,19 +57,12 @@ struct Rig {
     app: Arc<App>,
     worker: DeliveryWorker,
     clock: Arc<ManualClock>,
-    rx: Arc<Receiver>,
-    base: String,
+    rx: WebhookReceiver,
     _dir: tempfile::TempDir,
 }
 
 async fn rig() -> Rig {
-    let rx = Arc::new(Receiver::default());
-    let router = Router::new()
-        .route("/hook/{path}", post(receive))
-        .with_state(rx.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let rx = WebhookReceiver::start(|path, hit| Box::pin(answer(path.to_string(), hit))).await;
 
     let dir = tempfile::tempdir().unwrap();
     let db = SqliteStore::open(&dir.path().join("etp.sqlite3")).unwrap();
@@ -134,7 +92,6 @@ async fn rig() -> Rig {
         worker,
         clock,
         rx,
-        base: format!("http://{addr}/hook"),
         _dir: dir,
     }
 }
@@ -142,7 +99,7 @@ async fn rig() -> Rig {
 impl Rig {
     fn target(&self, path: &str) -> Target {
         Target {
-            url: format!("{}/{path}", self.base),
+            url: self.rx.url(&format!("hook/{path}")),
             headers: [("authorization".to_string(), "Bearer receiver".to_string())].into(),
             timeout_ms: Some(500),
             max_attempts: None,
@@ -180,14 +137,7 @@ impl Rig {
     }
 
     fn seen(&self, path: &str) -> Vec<Seen> {
-        self.rx
-            .seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|s| s.path == path)
-            .cloned()
-            .collect()
+        self.rx.seen(&format!("hook/{path}"))
     }
 }
 

@@ -1,6 +1,7 @@
 //! The local timer driven by a manual clock: due firings, catch-up after downtime, one-time
 //! completion, pause, and restarts that keep every job.
 
+use etp::testing::fixtures::t0;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
@@ -13,11 +14,6 @@ use etp::domain::schedule::Schedule;
 use etp::domain::trigger::{TriggerDefinition, TriggerKind, TriggerStatus};
 use etp::embedded::{LocalTimer, SqliteStore};
 use etp::ports::{EventQuery, EventStore};
-
-/// A whole hour derived from the real clock (see `etp::testing::instants`).
-fn t0() -> DateTime<Utc> {
-    etp::testing::instants::next_hour()
-}
 
 struct Rig {
     clock: Arc<ManualClock>,

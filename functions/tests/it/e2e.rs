@@ -5,7 +5,7 @@
 //! fire an api trigger whose target is a receiver on loopback, and run the delivery schedules
 //! `triggers-api` and `fire` leave in moto until the receiver has the event.
 
-use std::net::TcpListener;
+use etp::testing::fixtures::free_port;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -47,13 +47,6 @@ fn cargo_lambda() -> PathBuf {
         return venv;
     }
     PathBuf::from("cargo-lambda")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! The HTTP API in-process: every route and error class, auth, and the exact event lifecycle,
 //! with the SQLite store, a recording scheduler and a manual clock.
 
+use etp::testing::fixtures::t0;
 use std::sync::Arc;
 
 use axum::Router;
@@ -11,7 +12,7 @@ use etp::app::App;
 use etp::clock::{Clock, ManualClock};
 use etp::config::{ApiToken, Settings};
 use etp::embedded::SqliteStore;
-use etp::testing::instants::{next_hour, rfc3339};
+use etp::testing::instants::rfc3339;
 use etp::testing::{RecordingScheduler, SchedulerCall};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -64,12 +65,6 @@ impl Reply {
             );
         }
     }
-}
-
-/// The manual clock's start: a whole hour derived from the real clock (see
-/// `etp::testing::instants`), so nothing here depends on a date that will pass.
-fn t0() -> DateTime<Utc> {
-    next_hour()
 }
 
 /// `t0() + d` as the API writes it.

@@ -1,99 +1,66 @@
 //! Black-box tests: the real `etp-local` binary on a free port, driven over HTTP.
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use etp::testing::fixtures::{LocalServer, WebhookReceiver};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "blackbox-token-0123456789";
 
-struct Server {
-    child: Child,
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-async fn start(data_dir: &Path) -> Server {
+async fn start(data_dir: &Path) -> LocalServer {
     start_with(data_dir, &[]).await
 }
 
-async fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Server {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_etp-local"))
-        .envs(env.iter().copied())
-        .env("ETP_LISTEN", format!("127.0.0.1:{port}"))
-        .env("ETP_DATA_DIR", data_dir)
-        .env("ETP_API_TOKEN", TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start etp-local");
-    let server = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        http: {
-            etp::delivery::install_crypto_provider();
-            reqwest::Client::new()
-        },
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(r) = server
-            .http
-            .get(format!("{}/health", server.base))
-            .send()
-            .await
-            && r.status().is_success()
-        {
-            return server;
-        }
-        assert!(Instant::now() < deadline, "server did not become healthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> LocalServer {
+    let mut all = vec![("RUST_LOG", "warn")];
+    all.extend_from_slice(env);
+    LocalServer::start(
+        Path::new(env!("CARGO_BIN_EXE_etp-local")),
+        data_dir,
+        TOKEN,
+        &all,
+    )
+    .await
+    .expect("etp-local starts")
 }
 
-impl Server {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(TOKEN);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req.send().await.expect("request");
-        let status = res.status().as_u16();
-        let body = res.json().await.unwrap_or(Value::Null);
-        (status, body)
+/// What this suite asks of a running server beyond the shared fixture.
+trait Drive {
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value);
+    async fn post_ok(&self, path: &str, body: Value) -> Value;
+    async fn events(&self, trigger_id: &str) -> Vec<Value>;
+}
+
+impl Drive for LocalServer {
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let a = LocalServer::call(self, method, path, body.as_ref())
+            .await
+            .expect("request");
+        (a.status, a.body)
     }
 
-    async fn post(&self, path: &str, body: Value) -> Value {
-        let (status, body) = self.call(reqwest::Method::POST, path, Some(body)).await;
+    async fn post_ok(&self, path: &str, body: Value) -> Value {
+        let (status, body) = self.request(reqwest::Method::POST, path, Some(body)).await;
         assert!((200..300).contains(&status), "{path}: {status} {body}");
         body
     }
 
     async fn events(&self, trigger_id: &str) -> Vec<Value> {
         let (_, body) = self
-            .call(
+            .request(
                 reqwest::Method::GET,
                 &format!("/events?trigger_id={trigger_id}&limit=200"),
                 None,
@@ -118,7 +85,7 @@ async fn a_one_time_trigger_fires_within_a_second() {
         .with_timezone(&Utc)
         .to_rfc3339_opts(SecondsFormat::Secs, true);
     let t = s
-        .post(
+        .post_ok(
             "/triggers",
             json!({"name": "soon", "kind": "scheduled",
             "schedule": {"type": "at", "at": at}}),
@@ -142,7 +109,7 @@ async fn a_one_time_trigger_fires_within_a_second() {
     );
     assert!(lateness >= chrono::Duration::zero(), "early by {lateness}");
     let (_, t) = s
-        .call(reqwest::Method::GET, &format!("/triggers/{id}"), None)
+        .request(reqwest::Method::GET, &format!("/triggers/{id}"), None)
         .await;
     assert_eq!(t["status"], "completed");
 }
@@ -152,7 +119,7 @@ async fn an_interval_fires_repeatedly_until_paused_or_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path()).await;
     let t = s
-        .post(
+        .post_ok(
             "/triggers",
             json!({"name": "every second", "kind": "scheduled",
             "schedule": {"type": "interval", "every_seconds": 1}}),
@@ -162,7 +129,8 @@ async fn an_interval_fires_repeatedly_until_paused_or_deleted() {
     tokio::time::sleep(Duration::from_millis(3_500)).await;
     let fired = s.events(id).await.len();
     assert!(fired >= 3, "only {fired} firings in 3.5 s");
-    s.post(&format!("/triggers/{id}/pause"), json!(null)).await;
+    s.post_ok(&format!("/triggers/{id}/pause"), json!(null))
+        .await;
     let at_pause = s.events(id).await.len();
     tokio::time::sleep(Duration::from_millis(2_200)).await;
     assert_eq!(
@@ -170,12 +138,13 @@ async fn an_interval_fires_repeatedly_until_paused_or_deleted() {
         at_pause,
         "paused triggers do not fire"
     );
-    s.post(&format!("/triggers/{id}/resume"), json!(null)).await;
+    s.post_ok(&format!("/triggers/{id}/resume"), json!(null))
+        .await;
     tokio::time::sleep(Duration::from_millis(2_200)).await;
     let resumed = s.events(id).await.len();
     assert!(resumed >= at_pause + 2, "resumed: {resumed} vs {at_pause}");
     let (status, _) = s
-        .call(reqwest::Method::DELETE, &format!("/triggers/{id}"), None)
+        .request(reqwest::Method::DELETE, &format!("/triggers/{id}"), None)
         .await;
     assert_eq!(status, 204);
     let at_delete = s.events(id).await.len();
@@ -201,7 +170,7 @@ async fn a_test_run_leaves_no_trigger() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path()).await;
     let run = s
-        .post(
+        .post_ok(
             "/triggers/test",
             json!({"name": "try api", "kind": "api",
             "payload_schema": {"type": "object"}, "payload": {"x": 1}}),
@@ -210,29 +179,45 @@ async fn a_test_run_leaves_no_trigger() {
     assert_eq!(run["outcome"], "fired");
     assert_eq!(run["event"]["is_test"], true);
     let later = s
-        .post(
+        .post_ok(
             "/triggers/test",
             json!({"name": "try schedule", "kind": "scheduled",
             "schedule": {"type": "interval", "every_seconds": 1}}),
         )
         .await;
     assert_eq!(later["outcome"], "scheduled");
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
-    let (_, tests) = s
-        .call(reqwest::Method::GET, "/events?is_test=true", None)
+    // Due a second from now: wait for it (a loaded machine may be a little late).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (names, tests) = loop {
+        let (_, tests) = s
+            .request(reqwest::Method::GET, "/events?is_test=true", None)
+            .await;
+        let names: Vec<_> = tests["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["trigger_name"].clone())
+            .collect();
+        if names.len() >= 2 || Instant::now() > deadline {
+            break (names, tests);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let (_, again) = s
+        .request(reqwest::Method::GET, "/events?is_test=true", None)
         .await;
-    let names: Vec<_> = tests["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["trigger_name"].clone())
-        .collect();
+    assert_eq!(
+        again["items"].as_array().map(Vec::len),
+        Some(2),
+        "fired once: {again}"
+    );
     assert_eq!(names.len(), 2, "{tests}");
     assert!(
         names.contains(&json!("try schedule")),
         "fired once at its first occurrence"
     );
-    let (_, triggers) = s.call(reqwest::Method::GET, "/triggers", None).await;
+    let (_, triggers) = s.request(reqwest::Method::GET, "/triggers", None).await;
     assert_eq!(triggers["items"], json!([]));
 }
 
@@ -241,7 +226,7 @@ async fn kill_9_keeps_triggers_and_catches_up_once() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path()).await;
     let t = s
-        .post(
+        .post_ok(
             "/triggers",
             json!({"name": "survivor", "kind": "scheduled",
             "schedule": {"type": "interval", "every_seconds": 2}}),
@@ -257,7 +242,7 @@ async fn kill_9_keeps_triggers_and_catches_up_once() {
     let s = start(dir.path()).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (status, _) = s
-        .call(reqwest::Method::GET, &format!("/triggers/{id}"), None)
+        .request(reqwest::Method::GET, &format!("/triggers/{id}"), None)
         .await;
     assert_eq!(status, 200, "the trigger survived");
     let events = s.events(&id).await;
@@ -287,7 +272,7 @@ async fn concurrent_fires_with_one_idempotency_key_make_one_event() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path()).await;
     let t = s
-        .post(
+        .post_ok(
             "/triggers",
             json!({"name": "orders", "kind": "api",
             "payload_schema": {"type": "object", "required": ["id"]}}),
@@ -336,44 +321,32 @@ where
     out
 }
 
-/// A webhook receiver on loopback that answers 503 until switched up, then 200, and counts the
-/// successful deliveries per `webhook-id`.
-#[derive(Default)]
-struct Receiver {
-    up: std::sync::atomic::AtomicBool,
-    /// Every request's `webhook-id`, in arrival order.
-    requests: std::sync::Mutex<Vec<String>>,
-    delivered: std::sync::Mutex<std::collections::HashMap<String, usize>>,
-}
-
-async fn receive(
-    axum::extract::State(rx): axum::extract::State<std::sync::Arc<Receiver>>,
-    headers: axum::http::HeaderMap,
-) -> axum::http::StatusCode {
-    use std::sync::atomic::Ordering;
-    let id = headers
-        .get("webhook-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    rx.requests.lock().unwrap().push(id.clone());
-    if !rx.up.load(Ordering::SeqCst) {
-        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
-    }
-    *rx.delivered.lock().unwrap().entry(id).or_default() += 1;
-    axum::http::StatusCode::OK
-}
-
 #[tokio::test]
 async fn kill_9_keeps_pending_retries_and_delivers_each_once() {
-    use std::sync::atomic::Ordering;
-    let rx = std::sync::Arc::new(Receiver::default());
-    let app = axum::Router::new()
-        .route("/hook", axum::routing::post(receive))
-        .with_state(rx.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // 503 until switched up, then 200.
+    let up = Arc::new(AtomicBool::new(false));
+    let rx = {
+        let up = up.clone();
+        WebhookReceiver::start(move |_, _| {
+            let status = if up.load(Ordering::SeqCst) {
+                axum::http::StatusCode::OK
+            } else {
+                axum::http::StatusCode::SERVICE_UNAVAILABLE
+            };
+            Box::pin(async move { axum::response::IntoResponse::into_response(status) })
+        })
+        .await
+    };
+    let hook = rx.url("hook");
+    let ids_since = |from: usize| -> Vec<String> {
+        rx.seen("hook")
+            .iter()
+            .skip(from)
+            .map(|s| s.header("webhook-id").unwrap_or_default().to_string())
+            .collect()
+    };
     let env = [
         ("ETP_ALLOW_PRIVATE_TARGETS", "127.0.0.1/32"),
         ("ETP_RETRY_DELAYS", "2s"),
@@ -382,7 +355,7 @@ async fn kill_9_keeps_pending_retries_and_delivers_each_once() {
     let dir = tempfile::tempdir().unwrap();
     let s = start_with(dir.path(), &env).await;
     let t = s
-        .post(
+        .post_ok(
             "/triggers",
             json!({"name": "hooked", "kind": "api", "payload_schema": {"type": "object"},
                    "target": {"url": hook, "timeout_ms": 2000}}),
@@ -393,7 +366,7 @@ async fn kill_9_keeps_pending_retries_and_delivers_each_once() {
     let mut events = Vec::new();
     for n in 0..3 {
         let e = s
-            .post(&format!("/triggers/{id}/fire"), json!({"n": n}))
+            .post_ok(&format!("/triggers/{id}/fire"), json!({"n": n}))
             .await;
         events.push(e["id"].as_str().unwrap().to_string());
     }
@@ -402,13 +375,13 @@ async fn kill_9_keeps_pending_retries_and_delivers_each_once() {
     for e in &events {
         loop {
             let (_, body) = s
-                .call(reqwest::Method::GET, &format!("/events/{e}"), None)
+                .request(reqwest::Method::GET, &format!("/events/{e}"), None)
                 .await;
             if body["attempts"].as_array().is_some_and(|a| !a.is_empty()) {
                 assert_eq!(body["status"], "pending", "{body}");
                 break;
             }
-            let seen = rx.requests.lock().unwrap().clone();
+            let seen = ids_since(0);
             assert!(
                 Instant::now() < deadline,
                 "first attempts never recorded: {seen:?}"
@@ -417,13 +390,21 @@ async fn kill_9_keeps_pending_retries_and_delivers_each_once() {
         }
     }
     drop(s); // SIGKILL with three retries pending.
-    rx.up.store(true, Ordering::SeqCst);
+    let answered_503 = rx.seen("hook").len();
+    up.store(true, Ordering::SeqCst);
+    let delivered = || {
+        let mut per_id = std::collections::HashMap::<String, usize>::new();
+        for id in ids_since(answered_503) {
+            *per_id.entry(id).or_default() += 1;
+        }
+        per_id
+    };
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let s = start_with(dir.path(), &env).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let done = rx.delivered.lock().unwrap().len();
+        let done = delivered().len();
         if done == 3 {
             break;
         }
@@ -435,7 +416,7 @@ async fn kill_9_keeps_pending_retries_and_delivers_each_once() {
     }
     // Time for any duplicate to show up.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let delivered = rx.delivered.lock().unwrap().clone();
+    let delivered = delivered();
     for e in &events {
         assert_eq!(
             delivered.get(e),
@@ -443,7 +424,7 @@ async fn kill_9_keeps_pending_retries_and_delivers_each_once() {
             "event {e} delivered once: {delivered:?}"
         );
         let (status, body) = s
-            .call(reqwest::Method::GET, &format!("/events/{e}"), None)
+            .request(reqwest::Method::GET, &format!("/events/{e}"), None)
             .await;
         assert_eq!(status, 200);
         assert_eq!(body["status"], "success", "{body}");
@@ -454,7 +435,7 @@ async fn kill_9_keeps_pending_retries_and_delivers_each_once() {
         assert!(body.get("secret").is_none());
     }
     let (_, got) = s
-        .call(reqwest::Method::GET, &format!("/triggers/{id}"), None)
+        .request(reqwest::Method::GET, &format!("/triggers/{id}"), None)
         .await;
     assert!(got.get("secret").is_none(), "the secret is shown only once");
 }

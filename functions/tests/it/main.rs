@@ -1,0 +1,5 @@
+//! The Lambda functions' integration tests in one binary (one link, one moto server): the fire
+//! handler's delivery path on moto, and the real binaries end to end.
+
+mod delivery_aws;
+mod e2e;
