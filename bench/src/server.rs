@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -60,22 +60,9 @@ impl Server {
                 reqwest::Client::new()
             },
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = server
-                .http
-                .get(format!("{}/health", server.base))
-                .send()
-                .await
-                && r.status().is_success()
-            {
-                return Ok(server);
-            }
-            if Instant::now() > deadline {
-                return Err("etp-local did not become healthy".into());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        etp::testing::fixtures::wait_healthy(&server.http, &server.base, Duration::from_secs(60))
+            .await?;
+        Ok(server)
     }
 
     /// Peak resident memory of the server process so far, in MiB.

@@ -192,28 +192,7 @@ async fn query_until(
     want: Option<usize>,
     keep: impl Fn(&Item) -> bool,
 ) -> Result<Vec<Item>, StoreError> {
-    let mut out = Vec::new();
-    let mut start: Option<Item> = None;
-    loop {
-        let page = query
-            .clone()
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .map_err(|e| sdk_error("Query", e))?;
-        out.extend(page.items.unwrap_or_default().into_iter().filter(&keep));
-        if want.is_some_and(|w| out.len() >= w) {
-            break;
-        }
-        match page.last_evaluated_key {
-            Some(key) if !key.is_empty() => start = Some(key),
-            _ => break,
-        }
-    }
-    if let Some(w) = want {
-        out.truncate(w);
-    }
-    Ok(out)
+    Ok(query_pages(query, want, keep, usize::MAX).await?.0)
 }
 
 /// Like [`query_until`] for one page of a listing: at most `max_calls` Query calls; when the
@@ -221,6 +200,15 @@ async fn query_until(
 async fn query_capped(
     query: QueryFluentBuilder,
     want: usize,
+    max_calls: usize,
+) -> Result<(Vec<Item>, Option<Item>), StoreError> {
+    query_pages(query, Some(want), |_| true, max_calls).await
+}
+
+async fn query_pages(
+    query: QueryFluentBuilder,
+    want: Option<usize>,
+    keep: impl Fn(&Item) -> bool,
     max_calls: usize,
 ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
     let mut out = Vec::new();
@@ -232,9 +220,11 @@ async fn query_capped(
             .send()
             .await
             .map_err(|e| sdk_error("Query", e))?;
-        out.extend(page.items.unwrap_or_default());
-        if out.len() >= want {
-            out.truncate(want);
+        out.extend(page.items.unwrap_or_default().into_iter().filter(&keep));
+        if let Some(w) = want
+            && out.len() >= w
+        {
+            out.truncate(w);
             return Ok((out, None));
         }
         match page.last_evaluated_key {

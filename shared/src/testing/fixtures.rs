@@ -16,6 +16,26 @@ pub fn free_port() -> u16 {
         .unwrap_or(0)
 }
 
+/// Waits until `{base}/health` answers 200, for at most `within`.
+pub async fn wait_healthy(
+    http: &reqwest::Client,
+    base: &str,
+    within: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(r) = http.get(format!("{base}/health")).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{base} did not become healthy within {within:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A running `etp-local`; killed when dropped.
 pub struct LocalServer {
     pub child: Child,
@@ -95,22 +115,8 @@ impl LocalServer {
                 .map_err(|e| e.to_string())?,
             token: token.to_string(),
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = server
-                .http
-                .get(format!("{}/health", server.base))
-                .send()
-                .await
-                && r.status().is_success()
-            {
-                return Ok(server);
-            }
-            if Instant::now() > deadline {
-                return Err("the server did not become healthy within 30 s".into());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_healthy(&server.http, &server.base, Duration::from_secs(30)).await?;
+        Ok(server)
     }
 
     /// One authorized call; `body` is sent as JSON.

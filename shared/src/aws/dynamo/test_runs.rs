@@ -2,11 +2,8 @@
 //! through `by_id` under their own key, counted for the quota in the same transaction.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 
-use super::{
-    BY_ID, DynamoStore, Item, decode, encode, get_s, n, query_until, s, sdk_error, unavailable,
-};
+use super::{BY_ID, DynamoStore, Item, decode, encode, get_s, n, query_until, s, sdk_error};
 use crate::domain::target::Secret;
 use crate::domain::test_run::ScheduledTestRun;
 use crate::ports::{Page, StoreError, TestRunStore, cursor};
@@ -39,23 +36,8 @@ impl TestRunStore for DynamoStore {
         if let Some(secret) = &run.secret {
             item.insert("secret".into(), s(secret.expose()));
         }
-        let put = Put::builder()
-            .table_name(&self.tables.triggers)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(unavailable)?;
-        self.counted_write(
-            TransactWriteItem::builder().put(put).build(),
-            TEST_RUN_COUNT,
-            1,
-            Some(("scheduled test runs", max_pending)),
-        )
-        .await
-        .map_err(|e| match e {
-            StoreError::VersionConflict => StoreError::AlreadyExists,
-            other => other,
-        })
+        self.insert_counted(item, TEST_RUN_COUNT, ("scheduled test runs", max_pending))
+            .await
     }
 
     async fn get_test_run(&self, id: &str) -> Result<Option<ScheduledTestRun>, StoreError> {
@@ -106,24 +88,6 @@ impl TestRunStore for DynamoStore {
     }
 
     async fn delete_test_run(&self, id: &str) -> Result<bool, StoreError> {
-        let delete = Delete::builder()
-            .table_name(&self.tables.triggers)
-            .key("pk", s(run_key(id)))
-            .condition_expression("attribute_exists(pk)")
-            .build()
-            .map_err(unavailable)?;
-        match self
-            .counted_write(
-                TransactWriteItem::builder().delete(delete).build(),
-                TEST_RUN_COUNT,
-                -1,
-                None,
-            )
-            .await
-        {
-            Ok(()) => Ok(true),
-            Err(StoreError::VersionConflict) => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.delete_counted(&run_key(id), TEST_RUN_COUNT).await
     }
 }

@@ -173,23 +173,8 @@ impl TriggerStore for DynamoStore {
     /// One transaction: the trigger (if its id is new) and the trigger count (if below the
     /// quota), so a full quota writes nothing.
     async fn insert_trigger(&self, trigger: &Trigger, max_triggers: u64) -> Result<(), StoreError> {
-        let put = Put::builder()
-            .table_name(&self.tables.triggers)
-            .set_item(Some(item(trigger)?))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(unavailable)?;
-        self.counted_write(
-            TransactWriteItem::builder().put(put).build(),
-            TRIGGER_COUNT,
-            1,
-            Some(("triggers", max_triggers)),
-        )
-        .await
-        .map_err(|e| match e {
-            StoreError::VersionConflict => StoreError::AlreadyExists,
-            other => other,
-        })
+        self.insert_counted(item(trigger)?, TRIGGER_COUNT, ("triggers", max_triggers))
+            .await
     }
 
     async fn get_trigger(&self, id: &str) -> Result<Option<Trigger>, StoreError> {
@@ -266,16 +251,54 @@ impl TriggerStore for DynamoStore {
 
     /// One transaction: the trigger (if it exists) and the trigger count.
     async fn delete_trigger(&self, id: &str) -> Result<bool, StoreError> {
+        self.delete_counted(id, TRIGGER_COUNT).await
+    }
+}
+
+/// The item counting stored triggers (for `ETP_MAX_TRIGGERS`); outside every index.
+pub(super) const TRIGGER_COUNT: &str = "COUNT#triggers";
+
+impl DynamoStore {
+    /// Puts `item` (a new key) and counts it under `counter` in one transaction, while the
+    /// count is below the quota `(what, limit)`; a full quota writes nothing.
+    pub(super) async fn insert_counted(
+        &self,
+        item: Item,
+        counter: &str,
+        quota: (&'static str, u64),
+    ) -> Result<(), StoreError> {
+        let put = Put::builder()
+            .table_name(&self.tables.triggers)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(unavailable)?;
+        self.counted_write(
+            TransactWriteItem::builder().put(put).build(),
+            counter,
+            1,
+            Some(quota),
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::VersionConflict => StoreError::AlreadyExists,
+            other => other,
+        })
+    }
+
+    /// Deletes the item at `pk` and uncounts it from `counter` in one transaction; false when
+    /// there was none.
+    pub(super) async fn delete_counted(&self, pk: &str, counter: &str) -> Result<bool, StoreError> {
         let delete = Delete::builder()
             .table_name(&self.tables.triggers)
-            .key("pk", s(id))
+            .key("pk", s(pk))
             .condition_expression("attribute_exists(pk)")
             .build()
             .map_err(unavailable)?;
         match self
             .counted_write(
                 TransactWriteItem::builder().delete(delete).build(),
-                TRIGGER_COUNT,
+                counter,
                 -1,
                 None,
             )
@@ -286,12 +309,7 @@ impl TriggerStore for DynamoStore {
             Err(e) => Err(e),
         }
     }
-}
 
-/// The item counting stored triggers (for `ETP_MAX_TRIGGERS`); outside every index.
-pub(super) const TRIGGER_COUNT: &str = "COUNT#triggers";
-
-impl DynamoStore {
     /// Writes `write` and moves counter item `counter` by `by` in one transaction; with a
     /// quota `(what, limit)`, only while the counter is below it. A failed condition on `write`
     /// is `VersionConflict` (the caller says what it means); on the counter, `QuotaExceeded`.
