@@ -133,5 +133,6 @@ impl Runtime {
             sender,
             self.settings.retry.clone(),
         )
+        .with_early_slack(etp::delivery::SCHEDULER_EARLY_SLACK)
     }
 }

@@ -14,8 +14,13 @@ use crate::domain::event::EventStatus;
 use crate::ports::{DeliveryQueue, SchedulerError, Store, StoreError};
 pub use sender::{Sender, SenderError, install_crypto_provider};
 
-/// An attempt may run this early and still count as due (timers are not exact).
-const EARLY_SLACK_MS: i64 = 1_000;
+/// An attempt may run this early and still count as due: the local timer is exact to the
+/// millisecond, so one second covers it. EventBridge Scheduler has one-minute precision (it
+/// may invoke anywhere in the scheduled minute), so the AWS wiring allows a minute
+/// ([`Deliverer::with_early_slack`]); an invocation earlier than that is re-queued.
+const EARLY_SLACK: Duration = Duration::seconds(1);
+/// The early slack EventBridge Scheduler needs.
+pub const SCHEDULER_EARLY_SLACK: Duration = Duration::seconds(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -48,6 +53,7 @@ pub struct Deliverer {
     queue: Arc<dyn DeliveryQueue>,
     sender: Arc<Sender>,
     retry: RetrySchedule,
+    early_slack: Duration,
 }
 
 impl Deliverer {
@@ -64,7 +70,14 @@ impl Deliverer {
             queue,
             sender,
             retry,
+            early_slack: EARLY_SLACK,
         }
+    }
+
+    /// How early an invocation may come and still make the due attempt.
+    pub fn with_early_slack(mut self, slack: Duration) -> Self {
+        self.early_slack = slack;
+        self
     }
 
     /// Makes the due attempt of `event_id`'s delivery, records it, and queues the next one. An
@@ -77,7 +90,7 @@ impl Deliverer {
             return Ok(Delivery::Nothing);
         };
         let now = self.clock.now();
-        if due > now + Duration::milliseconds(EARLY_SLACK_MS) {
+        if due > now + self.early_slack {
             self.queue.enqueue(event_id, due).await?;
             return Ok(Delivery::NotDue(due));
         }

@@ -3,6 +3,7 @@
 pub mod delivery;
 pub mod egress;
 pub mod event;
+pub mod integral;
 pub mod lifecycle;
 pub mod limits;
 pub mod payload_schema;

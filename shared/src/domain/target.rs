@@ -13,11 +13,13 @@ pub const DEFAULT_TIMEOUT_MS: u32 = 15_000;
 pub const MAX_TIMEOUT_MS: u32 = 30_000;
 pub const DEFAULT_MAX_ATTEMPTS: u8 = 5;
 pub const MAX_MAX_ATTEMPTS: u8 = 10;
-const MAX_HEADERS: usize = 20;
-const MAX_URL_CHARS: usize = 2048;
+pub const MAX_HEADERS: usize = 20;
+pub const MAX_URL_CHARS: usize = 2048;
+/// Characters of one header value (Unicode scalar values, as JSON Schema's `maxLength` counts).
+pub const MAX_HEADER_VALUE_CHARS: usize = 4096;
 
 /// Headers the platform sets itself (or that would break the request) and a target may not.
-const RESERVED_HEADERS: &[&str] = &[
+pub const RESERVED_HEADERS: &[&str] = &[
     "host",
     "content-type",
     "content-length",
@@ -48,11 +50,19 @@ pub struct Target {
     pub headers: BTreeMap<String, String>,
     /// Whole-request timeout per attempt, 1 to 30000 ms (default 15000; connecting alone is
     /// limited to 5 s).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::domain::integral::whole_opt"
+    )]
     pub timeout_ms: Option<u32>,
     /// Retries after the first attempt, 0 to 10 (default 5: after about 5 s, 30 s, 2 min,
     /// 10 min and 30 min).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::domain::integral::whole_opt"
+    )]
     pub max_attempts: Option<u8>,
 }
 
@@ -69,7 +79,7 @@ impl Target {
     pub fn validate(&self, field: &str, policy: &EgressPolicy, checks: &mut Checks) {
         let url_field = format!("{field}.url");
         match url::Url::parse(&self.url) {
-            _ if self.url.len() > MAX_URL_CHARS => checks.fail(
+            _ if self.url.chars().count() > MAX_URL_CHARS => checks.fail(
                 url_field,
                 format!("must be at most {MAX_URL_CHARS} characters"),
             ),
@@ -93,10 +103,13 @@ impl Target {
                 checks.fail(at, "is not a valid header name");
             } else if RESERVED_HEADERS.contains(&lower.as_str()) {
                 checks.fail(at, "is set by the platform and cannot be overridden");
-            } else if value.len() > 4096
+            } else if value.chars().count() > MAX_HEADER_VALUE_CHARS
                 || value.bytes().any(|b| b.is_ascii_control() && b != b'\t')
             {
-                checks.fail(at, "must be at most 4096 bytes without control characters");
+                checks.fail(
+                    at,
+                    format!("must be at most {MAX_HEADER_VALUE_CHARS} characters without control characters"),
+                );
             }
         }
         if let Some(t) = self.timeout_ms {

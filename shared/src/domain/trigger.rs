@@ -93,10 +93,13 @@ impl TriggerDefinition {
         if let Some(target) = &self.target {
             target.validate("target", rules.egress, &mut checks);
         }
-        let name_chars = self.name.trim().chars().count();
-        checks.check((1..=MAX_NAME_CHARS).contains(&name_chars), "name", || {
-            format!("must be 1 to {MAX_NAME_CHARS} characters (not counting surrounding spaces)")
-        });
+        let name_chars = self.name.chars().count();
+        let blank = self.name.trim().is_empty();
+        checks.check(
+            (1..=MAX_NAME_CHARS).contains(&name_chars) && !blank,
+            "name",
+            || format!("must be 1 to {MAX_NAME_CHARS} characters, not all spaces"),
+        );
         checks.check(!self.name.chars().any(char::is_control), "name", || {
             "must not contain control characters".into()
         });

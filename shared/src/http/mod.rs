@@ -74,7 +74,7 @@ pub fn router(app: Arc<App>, token: ApiToken) -> Router {
     let seal = cursor_seal::CursorSeal::from_token(&token);
     let public = Router::new()
         .route("/health", get(system::health))
-        .route("/openapi.json", get(system::openapi))
+        .route("/openapi.json", get(openapi::openapi))
         .with_state(app.clone())
         // The pages hold no data: they ask for the token and send it with each API call.
         .merge(ui::routes())

@@ -1,4 +1,4 @@
-//! Unauthenticated routes: health and the OpenAPI document.
+//! The unauthenticated health route.
 
 use std::sync::Arc;
 
@@ -44,11 +44,4 @@ pub async fn health(State(app): State<Arc<App>>) -> (StatusCode, Json<HealthRepo
             panics: crate::supervise::panics(),
         }),
     )
-}
-
-/// This document.
-#[utoipa::path(get, path = "/openapi.json", tag = "system", operation_id = "openapi", security(()),
-    responses((status = 200, description = "OpenAPI 3.1 document", body = Object)))]
-pub async fn openapi() -> Json<&'static serde_json::Value> {
-    Json(super::openapi::document())
 }

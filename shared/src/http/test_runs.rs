@@ -13,7 +13,7 @@ use super::extract::{ApiQuery, PathId};
 use super::problem::{ApiError, Problem};
 use super::{default_limit, page_limit};
 use crate::app::App;
-use crate::domain::test_run::ScheduledTestRun;
+use crate::domain::test_run::TestRunView;
 use crate::ports::Page;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -33,7 +33,7 @@ pub struct TestRunListQuery {
 #[utoipa::path(get, path = "/test-runs", tag = "test runs", operation_id = "listTestRuns",
     params(TestRunListQuery),
     responses(
-        (status = 200, description = "One page; `next_cursor` is null on the last", body = Page<ScheduledTestRun>),
+        (status = 200, description = "One page; `next_cursor` is null on the last", body = Page<TestRunView>),
         (status = 400, description = "Unknown or bad query parameter, or `limit` out of range", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A cursor this listing did not return", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -41,16 +41,18 @@ pub async fn list(
     State(app): State<Arc<App>>,
     Extension(seal): Extension<CursorSeal>,
     ApiQuery(q): ApiQuery<TestRunListQuery>,
-) -> Result<axum::Json<Page<ScheduledTestRun>>, ApiError> {
+) -> Result<axum::Json<Page<TestRunView>>, ApiError> {
     let cursor = q
         .cursor
         .map(|c| seal.open(Listing::TestRuns, &c))
         .transpose()?;
-    let mut page = app
+    let page = app
         .list_test_runs(page_limit(q.limit)?, cursor.as_deref())
         .await?;
-    page.next_cursor = page.next_cursor.map(|c| seal.seal(Listing::TestRuns, &c));
-    Ok(axum::Json(page))
+    Ok(axum::Json(Page {
+        items: page.items.into_iter().map(TestRunView::from).collect(),
+        next_cursor: page.next_cursor.map(|c| seal.seal(Listing::TestRuns, &c)),
+    }))
 }
 
 /// Cancel a waiting test run: it never fires.

@@ -89,6 +89,7 @@ fn with_etag(status: StatusCode, view: TriggerView) -> Response {
         (status = 201, description = "Created", body = TriggerView, headers(
             ("Location" = String, description = "`/triggers/{id}`"),
             ("ETag" = String, description = "The version, for `If-Match`"))),
+        (status = 409, description = "`ETP_MAX_TRIGGERS` triggers are stored already (`quota-exceeded`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid definition; `errors` names each field", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
@@ -333,7 +334,8 @@ pub async fn test_stored(
     request_body(content = TriggerDefinition, description = "A definition as for create; api definitions may carry the test `payload`"),
     responses(
         (status = 202, description = "Fired now (`fired`) or scheduled once (`scheduled`)", body = TestRunOutcome),
-        (status = 422, description = "Invalid definition or test payload", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid definition or test payload, or a first occurrence more than `ETP_TEST_RUN_MAX_LEAD` ahead", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`ETP_MAX_PENDING_TEST_RUNS` scheduled test runs wait already (`quota-exceeded`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn test_definition(
     State(app): State<Arc<App>>,

@@ -178,7 +178,11 @@ async fn recurring_interval_reads_back_as_rate_on_the_domain_grid() {
     assert_eq!(out.state(), Some(&ScheduleState::Enabled));
     // Next occurrence after now on the grid (now - 59:30) + k * 15 min.
     assert_eq!(date(out.start_date()), Some(now() + Duration::seconds(30)));
-    assert_eq!(date(out.end_date()), Some(now() + Duration::days(5)));
+    // EndDate is exclusive on AWS: one second after the inclusive end_at.
+    assert_eq!(
+        date(out.end_date()),
+        Some(now() + Duration::days(5) + Duration::seconds(1))
+    );
     assert_eq!(
         out.action_after_completion(),
         Some(&ActionAfterCompletion::Delete)
@@ -248,7 +252,10 @@ async fn cron_reads_back_in_eventbridge_syntax_with_its_zone_and_window() {
     assert_eq!(out.schedule_expression_timezone(), Some("Europe/Berlin"));
     assert_eq!(out.state(), Some(&ScheduleState::Enabled));
     assert_eq!(date(out.start_date()), Some(now() + Duration::days(7)));
-    assert_eq!(date(out.end_date()), Some(now() + Duration::days(120)));
+    assert_eq!(
+        date(out.end_date()),
+        Some(now() + Duration::days(120) + Duration::seconds(1))
+    );
     assert_eq!(
         out.action_after_completion(),
         Some(&ActionAfterCompletion::Delete)

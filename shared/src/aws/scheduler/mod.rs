@@ -20,7 +20,7 @@ use aws_sdk_scheduler::types::{
     ActionAfterCompletion, DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode,
     RetryPolicy, ScheduleGroupState, ScheduleState, Target,
 };
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 
 use crate::clock::Clock;
 use crate::domain::trigger::Trigger;
@@ -312,15 +312,26 @@ impl Scheduler for EventBridgeScheduler {
     }
 }
 
+/// `t` rounded up to a whole second.
+fn ceil_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    let whole = t.with_nanosecond(0).unwrap_or(t);
+    if whole < t {
+        whole + chrono::Duration::seconds(1)
+    } else {
+        whole
+    }
+}
+
 /// Pending delivery attempts are one-time schedules (`at()`, deleted after they run) that invoke
 /// the fire function, one per event and due time.
 #[async_trait]
 impl DeliveryQueue for EventBridgeScheduler {
     async fn enqueue(&self, event_id: &str, due: DateTime<Utc>) -> Result<(), SchedulerError> {
-        // `at()` has whole seconds; a time already past would not fire, so the earliest is the
-        // next second.
-        let earliest = self.clock.now() + chrono::Duration::seconds(1);
-        let at = due.max(earliest);
+        // `at()` has whole seconds and is read when the request arrives: a time already past
+        // may never fire. The earliest is two seconds ahead rounded up to a whole second, so
+        // the truncated expression is still ahead when EventBridge reads it.
+        let earliest = ceil_second(self.clock.now() + chrono::Duration::seconds(2));
+        let at = ceil_second(due).max(earliest);
         let spec = one_time_spec(at, delivery_input(event_id));
         // Named by the due time asked for (not the clamped one): each attempt gets its own
         // schedule, and queueing the same attempt twice is the same schedule.

@@ -123,7 +123,7 @@ fn timing(
             // A rate schedule first fires at its StartDate; starting at the next occurrence keeps
             // EventBridge on the domain's grid (start_at + k * every) rather than "now + every".
             start_date: Some(next),
-            end_date: *end_at,
+            end_date: end_at.map(exclusive_end),
             // Without an EndDate EventBridge never deletes; with one, it deletes after the last.
             delete_after_completion: end_at.is_some(),
         },
@@ -138,10 +138,17 @@ fn timing(
             // AWS rejects a StartDate more than a few minutes in the past, and a past start
             // changes nothing, so only a future start is sent.
             start_date: start_at.filter(|s| *s > now),
-            end_date: *end_at,
+            end_date: end_at.map(exclusive_end),
             delete_after_completion: end_at.is_some(),
         },
     })
+}
+
+/// EventBridge's `EndDate` is exclusive ("the date before which the schedule can invoke its
+/// target") while `end_at` is the last instant a firing may have: one second later keeps an
+/// occurrence exactly at `end_at`, and a window of one occurrence (start = end) stays valid.
+fn exclusive_end(end_at: DateTime<Utc>) -> DateTime<Utc> {
+    end_at + chrono::Duration::seconds(1)
 }
 
 pub(super) fn unsupported(field: &str, message: impl Into<String>) -> SchedulerError {

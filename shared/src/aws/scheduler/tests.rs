@@ -330,7 +330,8 @@ fn recurring_interval_starts_on_the_domain_grid() {
     );
     assert_eq!(s.expression, "rate(10 minutes)");
     assert_eq!(s.start_date, Some(t("2026-11-24T10:30:07Z")));
-    assert_eq!(s.end_date, Some(t("2026-11-25T10:00:07Z")));
+    // EndDate is exclusive on AWS: one second after the inclusive end_at.
+    assert_eq!(s.end_date, Some(t("2026-11-25T10:00:08Z")));
     assert!(s.delete_after_completion);
 
     let open = spec(
@@ -402,7 +403,8 @@ fn cron_window_sends_only_a_future_start() {
         "2026-11-24T10:00:00Z",
     );
     assert_eq!(future.start_date, Some(t("2026-12-01T00:00:00Z")));
-    assert_eq!(future.end_date, Some(t("2026-12-31T00:00:00Z")));
+    // EndDate is exclusive: an occurrence exactly at end_at (00:00) still fires.
+    assert_eq!(future.end_date, Some(t("2026-12-31T00:00:01Z")));
     assert!(future.delete_after_completion);
     let past = spec(
         windowed("2026-11-01T00:00:00Z"),

@@ -23,6 +23,7 @@ pub enum Schedule {
     /// Every `every_seconds` after `start_at` (default: when the trigger was written); the first
     /// firing is one interval after the start. Non-recurring fires once, one interval after start.
     Interval {
+        #[serde(deserialize_with = "crate::domain::integral::whole")]
         every_seconds: u64,
         #[serde(default = "recurring_default")]
         recurring: bool,
@@ -55,8 +56,14 @@ fn truncate_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
     t.with_nanosecond(0).unwrap_or(t)
 }
 
+/// Longest cron expression accepted: far beyond any real one, short enough to parse at once.
+pub const MAX_CRON_CHARS: usize = 256;
+
 /// Parses a cron expression the way every runtime must: 5 fields, or 6 with seconds first.
 pub fn parse_cron(expression: &str) -> Result<Cron, String> {
+    if expression.chars().count() > MAX_CRON_CHARS {
+        return Err(format!("must be at most {MAX_CRON_CHARS} characters"));
+    }
     let fields = expression.split_whitespace().count();
     if !(5..=6).contains(&fields) {
         return Err(format!(

@@ -1,4 +1,5 @@
-//! The OpenAPI 3.1 document: derived from the route annotations, then completed in one place.
+//! The OpenAPI 3.1 document and the route that serves it: derived from the route annotations,
+//! then completed in one place.
 //!
 //! The derive covers each route's own statuses. What holds for whole classes of routes (the token,
 //! unreadable bodies, an unavailable store), the rules serde and the domain enforce beyond what a
@@ -9,17 +10,17 @@ use std::sync::LazyLock;
 use serde_json::{Map, Value, json};
 use utoipa::OpenApi;
 
+mod bounds;
+
 use super::{docs, events, problem, system, test_runs, triggers, ui};
 use crate::app::{TestRunOutcome, TriggerView};
 use crate::domain::delivery::{Attempt, AttemptError};
 use crate::domain::event::{Event, EventSource, EventStatus, EventView};
 use crate::domain::lifecycle::EventState;
-use crate::domain::schedule::{MAX_EVERY_SECONDS, Schedule};
+use crate::domain::schedule::Schedule;
 use crate::domain::target::Target;
-use crate::domain::test_run::ScheduledTestRun;
-use crate::domain::trigger::{
-    MAX_NAME_CHARS, Trigger, TriggerDefinition, TriggerKind, TriggerStatus,
-};
+use crate::domain::test_run::{DefinitionView, TestRunView};
+use crate::domain::trigger::{Trigger, TriggerDefinition, TriggerKind, TriggerStatus};
 use crate::domain::validation::FieldError;
 use crate::ports::TriggerStats;
 
@@ -35,13 +36,13 @@ use crate::ports::TriggerStats;
         triggers::rotate_secret,
         triggers::test_definition, test_runs::list, test_runs::cancel, events::list, events::get,
         events::stats,
-        system::health, system::openapi, ui::index, docs::page,
+        system::health, openapi, ui::index, docs::page,
     ),
     components(schemas(
         Trigger, TriggerView, TriggerDefinition, TriggerKind, TriggerStatus, Schedule, Event,
         EventView, EventSource, EventStatus, EventState, TriggerStats, TestRunOutcome, FieldError,
         problem::Problem, events::StatsResponse, system::HealthReport, Target, Attempt,
-        AttemptError, ScheduledTestRun,
+        AttemptError, TestRunView, DefinitionView,
     )),
     security(("bearer" = [])),
     tags(
@@ -66,6 +67,13 @@ pub fn document() -> &'static Value {
     &DOC
 }
 
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "system", operation_id = "openapi", security(()),
+    responses((status = 200, description = "OpenAPI 3.1 document", body = Object)))]
+pub async fn openapi() -> axum::Json<&'static Value> {
+    axum::Json(document())
+}
+
 /// `v` as an object, replacing whatever else it was.
 fn as_object(v: &mut Value) -> Option<&mut Map<String, Value>> {
     if !v.is_object() {
@@ -75,7 +83,10 @@ fn as_object(v: &mut Value) -> Option<&mut Map<String, Value>> {
 }
 
 /// The object at `pointer` (a JSON pointer), created with its parents when missing.
-fn object_at<'a>(doc: &'a mut Value, pointer: &str) -> Option<&'a mut Map<String, Value>> {
+pub(super) fn object_at<'a>(
+    doc: &'a mut Value,
+    pointer: &str,
+) -> Option<&'a mut Map<String, Value>> {
     let mut at = doc;
     for key in pointer.split('/').filter(|k| !k.is_empty()) {
         at = as_object(at)?
@@ -86,7 +97,7 @@ fn object_at<'a>(doc: &'a mut Value, pointer: &str) -> Option<&'a mut Map<String
 }
 
 /// Merges `extra` into the object at `pointer`, key by key.
-fn merge(doc: &mut Value, pointer: &str, extra: Value) {
+pub(super) fn merge(doc: &mut Value, pointer: &str, extra: Value) {
     if let (Some(target), Value::Object(extra)) = (object_at(doc, pointer), extra) {
         target.extend(extra);
     }
@@ -96,7 +107,7 @@ fn complete(doc: &mut Value) {
     security_scheme(doc);
     problem_responses(doc);
     common_responses(doc);
-    refine_schemas(doc);
+    bounds::refine(doc);
     examples(doc);
     links(doc);
 }
@@ -218,101 +229,11 @@ fn common_responses(doc: &mut Value) {
     }
 }
 
-/// Rules the types alone do not show: bounds, closed objects, and values of any JSON type.
-fn refine_schemas(doc: &mut Value) {
-    let any_json = json!({"description": "Any JSON value"});
-    let json_schema = json!({"type": ["object", "boolean"],
-        "description": "A JSON Schema (draft 2020-12 unless `$schema` says otherwise)"});
-    let schemas = "/components/schemas";
-    let name = json!({"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS,
-        "description": format!("1 to {MAX_NAME_CHARS} characters, no control characters")});
-    merge(
-        doc,
-        &format!("{schemas}/TriggerDefinition"),
-        json!({"additionalProperties": false}),
-    );
-    merge(
-        doc,
-        &format!("{schemas}/TriggerDefinition/properties"),
-        json!({
-            "name": name,
-            "payload_schema": json_schema.clone(),
-            "payload": {"description":
-                "Scheduled triggers: a JSON object sent with every firing. In a test run of an \
-                 `api` definition: the payload to fire with, any JSON the schema accepts. \
-                 Not allowed when storing an api trigger."},
-        }),
-    );
-    merge(
-        doc,
-        &format!("{schemas}/Trigger/properties"),
-        json!({"payload_schema": json_schema}),
-    );
-    merge(
-        doc,
-        &format!("{schemas}/Event/properties"),
-        json!({"payload": any_json}),
-    );
-    merge(
-        doc,
-        &format!("{schemas}/HealthReport/properties/status"),
-        json!({"enum": ["ok", "degraded"]}),
-    );
-    merge(
-        doc,
-        &format!("{schemas}/Problem/properties/status"),
-        json!({"minimum": 400, "maximum": 599}),
-    );
-    let times = json!({"format": "date-time",
-        "description": "RFC 3339, whole seconds (any UTC offset on input)"});
-    if let Some(variants) = doc
-        .pointer_mut(&format!("{schemas}/Schedule/oneOf"))
-        .and_then(Value::as_array_mut)
-    {
-        for variant in variants {
-            merge(variant, "", json!({"additionalProperties": false}));
-            let Some(props) = object_at(variant, "/properties") else {
-                continue;
-            };
-            if let Some(every) = props.get_mut("every_seconds") {
-                merge(
-                    every,
-                    "",
-                    json!({"minimum": 1, "maximum": MAX_EVERY_SECONDS,
-                           "description": "Seconds between firings, 1 to ten years"}),
-                );
-            }
-            if let Some(recurring) = props.get_mut("recurring") {
-                merge(
-                    recurring,
-                    "",
-                    json!({"default": true,
-                           "description": "`false`: fire once, one interval after the start"}),
-                );
-            }
-            if let Some(expression) = props.get_mut("expression") {
-                merge(
-                    expression,
-                    "",
-                    json!({"description":
-                        "5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first",
-                        "examples": ["0 9 * * MON-FRI", "*/15 * * * *"]}),
-                );
-            }
-            if let Some(zone) = props.get_mut("timezone") {
-                merge(
-                    zone,
-                    "",
-                    json!({"description": "An IANA time zone", "examples": ["Europe/Berlin", "UTC"]}),
-                );
-            }
-            for key in ["at", "start_at", "end_at"] {
-                if let Some(t) = props.get_mut(key) {
-                    merge(t, "", times.clone());
-                }
-            }
-        }
-    }
+/// The `at` example: 09:00 UTC thirty days after the document was built, so trying it out (by
+/// hand or by the fuzzer) never sends an instant already past.
+fn launch_at() -> String {
+    let day = (chrono::Utc::now() + chrono::Duration::days(30)).date_naive();
+    format!("{}T09:00:00Z", day.format("%Y-%m-%d"))
 }
 
 /// One definition per trigger kind and schedule type, shown in `/docs` and tried by the fuzzer.
@@ -333,7 +254,7 @@ fn definition_examples(with_test_payload: bool) -> Value {
                 "schedule": {"type": "interval", "every_seconds": 600, "recurring": false}}},
         "at": {"summary": "Scheduled: once at an instant",
             "value": {"name": "launch", "kind": "scheduled",
-                "schedule": {"type": "at", "at": "2030-12-01T09:00:00Z"}}},
+                "schedule": {"type": "at", "at": launch_at()}}},
         "cron": {"summary": "Scheduled: a cron in a time zone",
             "value": {"name": "standup", "kind": "scheduled",
                 "schedule": {"type": "cron", "expression": "0 9 * * MON-FRI",
@@ -394,7 +315,7 @@ fn examples(doc: &mut Value) {
     );
 }
 
-fn escape(path: &str) -> String {
+pub(super) fn escape(path: &str) -> String {
     path.replace('~', "~0").replace('/', "~1")
 }
 
@@ -486,6 +407,85 @@ mod tests {
             variants
                 .iter()
                 .all(|v| v["additionalProperties"] == json!(false))
+        );
+    }
+
+    /// A validator for the document's component `name`, resolving its `$ref`s in the document.
+    fn component(doc: &Value, name: &str) -> jsonschema::Validator {
+        let schema = json!({"$ref": format!("#/components/schemas/{name}"),
+            "components": doc["components"]});
+        jsonschema::validator_for(&schema).expect("the document's schemas compile")
+    }
+
+    #[test]
+    fn the_document_accepts_what_the_server_accepts_and_no_more() {
+        let doc = document();
+        let definition = component(doc, "TriggerDefinition");
+        let examples =
+            &op(doc, "/triggers", "post")["requestBody"]["content"]["application/json"]["examples"];
+        for (name, example) in examples.as_object().unwrap() {
+            assert!(definition.is_valid(&example["value"]), "{name}");
+        }
+        let schedule = json!({"type": "interval", "every_seconds": 60});
+        for refused in [
+            json!({"name": "x", "kind": "scheduled"}),
+            json!({"name": "x", "kind": "api", "schedule": schedule}),
+            json!({"name": "x", "kind": "api", "payload_schema": {}, "payload": {}}),
+            json!({"name": "   ", "kind": "scheduled", "schedule": schedule}),
+            json!({"name": "a\u{7}b", "kind": "scheduled", "schedule": schedule}),
+            json!({"name": "x", "kind": "scheduled", "schedule": schedule,
+                "target": {"url": "https://example.com", "timeout_ms": 30001}}),
+            json!({"name": "x", "kind": "scheduled", "schedule": schedule,
+                "target": {"url": "https://example.com", "max_attempts": 11}}),
+            json!({"name": "x", "kind": "scheduled", "schedule": schedule,
+                "target": {"url": "https://example.com", "headers": {"webhook-id": "1"}}}),
+            json!({"name": "x", "kind": "scheduled",
+                "schedule": {"type": "at", "at": "2030-01-01T00:00:00.5Z"}}),
+            json!({"name": "x", "kind": "scheduled",
+                "schedule": {"type": "cron", "expression": "* * * * *", "timezone": "Mars/Base"}}),
+        ] {
+            assert!(!definition.is_valid(&refused), "{refused}");
+        }
+        let test_run = component(doc, "TestDefinition");
+        assert!(
+            test_run.is_valid(
+                &json!({"name": "x", "kind": "api", "payload_schema": {}, "payload": [1]})
+            )
+        );
+    }
+
+    #[test]
+    fn if_match_is_optional_and_cursors_and_ids_have_their_shape() {
+        let doc = document();
+        for (path, method) in [
+            ("/triggers/{id}", "put"),
+            ("/triggers/{id}", "delete"),
+            ("/triggers/{id}/pause", "post"),
+            ("/triggers/{id}/resume", "post"),
+            ("/triggers/{id}/rotate-secret", "post"),
+        ] {
+            let params = op(doc, path, method)["parameters"].as_array().unwrap();
+            let if_match = params.iter().find(|p| p["name"] == "If-Match").unwrap();
+            assert_eq!(if_match["required"], json!(false), "{method} {path}");
+        }
+        let param = |path: &str, name: &str| {
+            let params = op(doc, path, "get")["parameters"].as_array().unwrap();
+            let p = params.iter().find(|p| p["name"] == name).unwrap();
+            jsonschema::validator_for(&p["schema"]).unwrap()
+        };
+        let seal =
+            crate::http::cursor_seal::CursorSeal::from_token(&crate::config::ApiToken::new("t"));
+        let sealed = seal.seal(crate::http::cursor_seal::Listing::Events, "eyJrIjoxfQ");
+        assert!(param("/events", "cursor").is_valid(&json!(sealed)));
+        assert!(!param("/events", "cursor").is_valid(&json!("anything")));
+        let id = ulid::Ulid::new().to_string();
+        assert!(param("/triggers/{id}", "id").is_valid(&json!(id)));
+        assert!(param("/triggers/{id}", "id").is_valid(&json!(id.to_ascii_lowercase())));
+        assert!(!param("/triggers/{id}", "id").is_valid(&json!("8ZZZZZZZZZZZZZZZZZZZZZZZZZ")));
+        assert_eq!(
+            crate::http::extract::parse_id("8ZZZZZZZZZZZZZZZZZZZZZZZZZ"),
+            None,
+            "the pattern and the server agree"
         );
     }
 }
