@@ -19,7 +19,13 @@ run:
 
 # Every test: unit, contract (SQLite and DynamoDB on moto), API, timer, black-box, SAM checks,
 # then the dashboard and /docs in a real browser, then OpenAPI fuzzing.
-test: test-rust test-sam test-sam-local test-browser test-fuzz test-bench
+# Prints how long it took: on a fresh 2-core machine it must stay under 30 minutes.
+test:
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory test-rust test-sam test-sam-local test-browser test-fuzz test-bench; \
+	status=$$?; took=$$(( $$(date +%s) - start )); \
+	echo "make test: $$([ $$status = 0 ] && echo passed || echo FAILED) in $$((took / 60)) min $$((took % 60)) s (budget: 30 min on 2 cores)"; \
+	exit $$status
 
 test-rust: $(VENV)/.installed
 	cargo test --workspace --all-features

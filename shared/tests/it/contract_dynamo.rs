@@ -254,15 +254,7 @@ async fn listings_and_stats_match_the_sqlite_adapter() {
     }
     for store in [&dynamo as &dyn Store, &sqlite] {
         for e in &events {
-            store
-                .record_event(NewEvent {
-                    event: e.clone(),
-                    dedupe_key: None,
-                    complete: None,
-                    delivery: None,
-                })
-                .await
-                .expect("record");
+            etp::testing::contract::put(store, e).await;
         }
     }
     let l = Lifecycle::default();

@@ -490,6 +490,18 @@ async fn health_reflects_the_schedule_group() {
     let elsewhere =
         EventBridgeScheduler::new(f.client.clone(), target("no-such-group"), f.clock.clone());
     assert!(!elsewhere.healthy().await);
+    // The answer is reused for a while (GetScheduleGroup has a low account-wide rate limit):
+    // the group appearing now is seen only after the cache expires.
+    f.client
+        .create_schedule_group()
+        .name("no-such-group")
+        .send()
+        .await
+        .unwrap();
+    assert!(!elsewhere.healthy().await, "answered from the cache");
+    let fresh =
+        EventBridgeScheduler::new(f.client.clone(), target("no-such-group"), f.clock.clone());
+    assert!(fresh.healthy().await);
 
     // A port nobody listens on: the call fails and health says so instead of erroring.
     let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))

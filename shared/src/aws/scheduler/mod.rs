@@ -120,7 +120,13 @@ pub struct EventBridgeScheduler {
     client: aws_sdk_scheduler::Client,
     target: ScheduleTarget,
     clock: Arc<dyn Clock>,
+    /// The last health answer and when it was taken: `GetScheduleGroup` allows 10 calls per
+    /// second per account, shared by every container, so `/health` must not call it each time.
+    health: Arc<std::sync::Mutex<Option<(std::time::Instant, bool)>>>,
 }
+
+/// How long one scheduler health answer is reused.
+const HEALTH_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl EventBridgeScheduler {
     pub fn new(
@@ -129,6 +135,7 @@ impl EventBridgeScheduler {
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
+            health: Arc::new(std::sync::Mutex::new(None)),
             client,
             target,
             clock,
@@ -295,6 +302,22 @@ impl Scheduler for EventBridgeScheduler {
     }
 
     async fn healthy(&self) -> bool {
+        let cached = *self.health.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, answer)) = cached
+            && at.elapsed() < HEALTH_TTL
+        {
+            return answer;
+        }
+        let answer = self.probe().await;
+        *self.health.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), answer));
+        answer
+    }
+}
+
+impl EventBridgeScheduler {
+    /// Whether the schedule group answers and is not being deleted.
+    async fn probe(&self) -> bool {
         match self
             .client
             .get_schedule_group()

@@ -1,0 +1,133 @@
+//! The contract for what is kept beside triggers and events: secrets, delivery attempts and test runs.
+
+use super::*;
+
+pub async fn secrets_are_kept_with_the_trigger(store: &dyn Store) {
+    let t = trigger("secret", TriggerKind::Api);
+    assert!(t.secret.is_some());
+    store.insert_trigger(&t, u64::MAX).await.expect("insert");
+    let got = store.get_trigger(&t.id).await.expect("get").expect("found");
+    assert_eq!(got.secret, t.secret, "the secret survives a round trip");
+    let rotated = got.with_new_secret(t0(), Duration::hours(24));
+    store
+        .replace_trigger(&rotated, got.version)
+        .await
+        .expect("rotate");
+    let got = store.get_trigger(&t.id).await.expect("get").expect("found");
+    assert_eq!(got.secret, rotated.secret);
+    assert_ne!(got.secret, t.secret);
+}
+
+pub async fn deliveries_record_attempts_once(store: &dyn Store) {
+    use crate::domain::delivery::{Attempt, DeliveryPlan};
+    use crate::domain::target::{Secret, Target};
+    let t = trigger("deliver", TriggerKind::Api);
+    let mut e = event(Some(&t), EventSource::Api, t0());
+    e.status = EventStatus::Pending;
+    e.next_attempt_at = Some(t0());
+    let plan = DeliveryPlan {
+        target: Target {
+            url: "https://example.com/hook".into(),
+            headers: Default::default(),
+            timeout_ms: Some(1000),
+            max_attempts: Some(2),
+        },
+        secret: Secret::generate(),
+    };
+    store
+        .record_event(NewEvent {
+            event: e.clone(),
+            dedupe_key: None,
+            complete: None,
+            delivery: Some(plan.clone()),
+        })
+        .await
+        .expect("record");
+    let plain = event(Some(&t), EventSource::Api, t0());
+    put(store, &plain).await;
+    assert_eq!(
+        store.get_delivery(&plain.id).await.expect("get"),
+        None,
+        "no target, no delivery"
+    );
+    let (stored, got_plan) = store
+        .get_delivery(&e.id)
+        .await
+        .expect("get")
+        .expect("has a delivery");
+    assert_eq!((stored.clone(), got_plan), (e.clone(), plan));
+    let mut after = stored.clone();
+    after.attempts.push(Attempt {
+        number: 1,
+        at: t0(),
+        status_code: Some(503),
+        error: None,
+        detail: None,
+        duration_ms: 12,
+        response_body: Some("busy".into()),
+    });
+    after.next_attempt_at = Some(t0() + Duration::seconds(5));
+    store
+        .record_attempt(&after, 0)
+        .await
+        .expect("first attempt");
+    assert!(
+        matches!(
+            store.record_attempt(&after, 0).await,
+            Err(StoreError::VersionConflict)
+        ),
+        "a second writer of the same attempt loses"
+    );
+    let (now, _) = store
+        .get_delivery(&e.id)
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(now, after);
+    assert_eq!(
+        store.get_event(&e.id).await.expect("get event"),
+        Some(after),
+        "readers see the attempts"
+    );
+}
+
+pub async fn test_runs_are_kept_listed_and_bounded(store: &dyn Store) {
+    use crate::domain::target::Secret;
+    use crate::domain::test_run::ScheduledTestRun;
+    let run = |name: &str| ScheduledTestRun {
+        id: new_id(),
+        definition: trigger(name, TriggerKind::Scheduled).definition(),
+        scheduled_for: t0() + Duration::minutes(5),
+        created_at: t0(),
+        secret: Some(Secret::generate()),
+    };
+    let (a, b, c) = (run("a"), run("b"), run("c"));
+    store.insert_test_run(&a, 2).await.expect("insert a");
+    store.insert_test_run(&b, 2).await.expect("insert b");
+    match store.insert_test_run(&c, 2).await {
+        Err(StoreError::QuotaExceeded { limit: 2, .. }) => {}
+        other => panic!("expected QuotaExceeded, got {other:?}"),
+    }
+    let got = store.get_test_run(&a.id).await.expect("get").expect("kept");
+    assert_eq!(got, a, "definition, time and secret come back");
+    // Id (creation) order; two ids made in one millisecond order at random.
+    let (first, second) = if a.id < b.id { (&a, &b) } else { (&b, &a) };
+    let page = store.list_test_runs(1, None).await.expect("list");
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].id, first.id);
+    assert_eq!(page.items[0].secret, None, "listings carry no secret");
+    let next = store
+        .list_test_runs(10, page.next_cursor.as_deref())
+        .await
+        .expect("next page");
+    assert_eq!(
+        next.items.iter().map(|r| &r.id).collect::<Vec<_>>(),
+        [&second.id]
+    );
+    assert!(store.delete_test_run(&a.id).await.expect("delete"));
+    assert!(!store.delete_test_run(&a.id).await.expect("delete again"));
+    assert!(store.get_test_run(&a.id).await.expect("get").is_none());
+    store.insert_test_run(&c, 2).await.expect("room again");
+    assert!(store.delete_test_run(&b.id).await.expect("delete b"));
+    assert!(store.delete_test_run(&c.id).await.expect("delete c"));
+}
