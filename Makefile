@@ -2,6 +2,8 @@
 .PHONY: run test test-rust test-browser test-fuzz test-sam test-sam-local test-bench test-clock-ahead test-hostile bench local-bin lint fmt venv
 
 VENV := .venv
+# checkov pins dependencies the SAM CLI's cannot share: it gets a venv of its own.
+CHECKOV_VENV := .venv-checkov
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 # The browser tests drive Debian's chromium; the Makefile installs it when missing.
@@ -50,10 +52,11 @@ test-fuzz: local-bin $(VENV)/.installed
 # a real `sam build` (cargo-lambda cross-compiles the three functions for arm64 with zig from the
 # venv; no Docker). The arm64 target is added first: three parallel cargo-lambda builds would
 # otherwise race to install it.
-test-sam: $(VENV)/.installed
+test-sam: $(VENV)/.installed $(CHECKOV_VENV)/.installed
 	cfn-lint template.yaml
 	SAM_CLI_TELEMETRY=0 sam validate --lint --region us-east-1
 	$(VENV)/bin/python tests/sam/check_template.py
+	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov -f target/sam/expanded.json --config-file tests/sam/checkov.yaml
 	rustup target add aarch64-unknown-linux-gnu
 	SAM_CLI_TELEMETRY=0 sam build
 
@@ -96,6 +99,11 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: requirements-dev.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(CHECKOV_VENV)/.installed: tests/sam/requirements-checkov.txt
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/sam/requirements-checkov.txt
 	touch $@
 
 $(WRK):

@@ -71,8 +71,32 @@ impl Runtime {
         })
     }
 
-    pub fn token(&self) -> Result<ApiToken, ConfigError> {
-        required("ETP_API_TOKEN").map(ApiToken::new)
+    /// The API token, read once per cold start: from the Secrets Manager secret named by
+    /// `ETP_API_TOKEN_SECRET` (what the template injects), else from `ETP_API_TOKEN` (for
+    /// running a function by hand).
+    pub async fn token(&self) -> Result<ApiToken, ConfigError> {
+        let Some(secret) = env_var("ETP_API_TOKEN_SECRET") else {
+            return required("ETP_API_TOKEN").map(ApiToken::new);
+        };
+        let unreadable = |problem: String| ConfigError::Invalid {
+            name: "ETP_API_TOKEN_SECRET",
+            problem,
+        };
+        let out = aws_sdk_secretsmanager::Client::new(&self.aws)
+            .get_secret_value()
+            .secret_id(&secret)
+            .send()
+            .await
+            .map_err(|e| {
+                unreadable(format!(
+                    "names a secret that could not be read: {}",
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+                ))
+            })?;
+        match out.secret_string() {
+            Some(token) if !token.is_empty() => Ok(ApiToken::new(token)),
+            _ => Err(unreadable("names a secret without a string value".into())),
+        }
     }
 
     /// The EventBridge Scheduler adapter, for the function that manages schedules.

@@ -74,10 +74,16 @@ def client(service):
     )
 
 
+# The API token: the stack keeps it in Secrets Manager (ApiTokenSecret) and the functions read
+# the secret named by ETP_API_TOKEN_SECRET at cold start; seed() creates it in moto.
+TOKEN = "sam-local-token-0123456789abcdef"
+
+
 def seed(env_file):
-    """The tables as shared/src/aws/dynamo/tables.rs (and template.yaml) define them, and the
-    schedule group: what the stack would have created."""
+    """The tables as shared/src/aws/dynamo/tables.rs (and template.yaml) define them, the
+    schedule group and the token's secret: what the stack would have created."""
     p = env_params(env_file)
+    client("secretsmanager").create_secret(Name=p["ETP_API_TOKEN_SECRET"], SecretString=TOKEN)
     ddb = client("dynamodb")
 
     def s(name):
@@ -191,7 +197,7 @@ def new_ulid():
 
 def run_steps(env_file, api_url, template, image, counts_file, log_dir):
     p = env_params(env_file)
-    api = Api(api_url, p["ETP_API_TOKEN"])
+    api = Api(api_url, TOKEN)
     state = {}
     results = [0, 0]
 

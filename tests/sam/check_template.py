@@ -269,6 +269,9 @@ class Placeholders:
             return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{pn}"
         if kind in ("AWS::SNS::Topic",):
             return f"arn:aws:sns:{REGION}:{ACCOUNT}:{pn}"
+        if kind == "AWS::SecretsManager::Secret":
+            # Ref is the ARN; Secrets Manager appends six random characters to the name.
+            return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{pn}-AbCdEf"
         if kind == "AWS::IAM::ManagedPolicy":
             return f"arn:aws:iam::{ACCOUNT}:policy/{pn}"
         if kind in ("AWS::ApiGatewayV2::Api", "AWS::ApiGateway::RestApi"):

@@ -68,6 +68,11 @@ async fn trigger_to_schedule_to_fire_to_event() {
         .await
         .expect("create schedule group");
 
+    let secret = format!("{group}-api-token");
+    moto::create_secret(moto::endpoint(), &secret, TOKEN)
+        .await
+        .expect("create the token secret");
+
     let port = free_port();
     let env = [
         ("AWS_ENDPOINT_URL", moto::endpoint().to_string()),
@@ -89,7 +94,8 @@ async fn trigger_to_schedule_to_fire_to_event() {
             "FIRE_DLQ_ARN",
             "arn:aws:sqs:us-east-1:123456789012:etp-fire-dlq".into(),
         ),
-        ("ETP_API_TOKEN", TOKEN.into()),
+        // As on AWS: the token comes from Secrets Manager, read once per cold start.
+        ("ETP_API_TOKEN_SECRET", secret.clone()),
         ("ETP_ALLOW_PRIVATE_TARGETS", "127.0.0.1/32".into()),
         ("ETP_RETRY_DELAYS", "1s".into()),
         ("RUST_LOG", "warn".into()),
@@ -129,6 +135,17 @@ async fn trigger_to_schedule_to_fire_to_event() {
         .timeout(Duration::from_secs(900))
         .build()
         .expect("client");
+
+    // The token the function read from Secrets Manager is the only one it takes.
+    for (function, path) in [("triggers-api", "triggers"), ("events-api", "events")] {
+        let wrong = http
+            .get(format!("{base}/lambda-url/{function}/{path}"))
+            .bearer_auth("not-the-token-0123456789")
+            .send()
+            .await
+            .expect("list with a wrong token");
+        assert_eq!(wrong.status().as_u16(), 401, "{function}");
+    }
 
     let created = http
         .post(format!("{base}/lambda-url/triggers-api/triggers"))

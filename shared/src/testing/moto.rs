@@ -64,6 +64,34 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         .await
 }
 
+/// Creates a Secrets Manager secret `name` holding `value` on the moto server at `endpoint`
+/// (its JSON protocol, which moto serves beside the others; no SDK crate needed for one call).
+pub async fn create_secret(endpoint: &str, name: &str, value: &str) -> Result<(), String> {
+    crate::delivery::install_crypto_provider();
+    let response = reqwest::Client::new()
+        .post(endpoint)
+        .header("x-amz-target", "secretsmanager.CreateSecret")
+        .header("content-type", "application/x-amz-json-1.1")
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/secretsmanager/aws4_request, \
+             SignedHeaders=host, Signature=0",
+        )
+        .json(&serde_json::json!({"Name": name, "SecretString": value}))
+        .send()
+        .await
+        .map_err(|e| format!("moto did not answer CreateSecret: {e}"))?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "CreateSecret {name}: {} {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        ))
+    }
+}
+
 fn credentials() -> Credentials {
     Credentials::new("testing", "testing", None, None, "moto")
 }
