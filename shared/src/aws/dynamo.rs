@@ -7,6 +7,7 @@ mod events;
 mod maintenance;
 mod tables;
 mod test_runs;
+mod trigger_list;
 mod triggers;
 
 use std::collections::HashMap;
@@ -25,8 +26,6 @@ use crate::ports::StoreError;
 pub const SHARDS: u32 = 4;
 
 const HOUR_MS: i64 = 3_600_000;
-/// The constant hash key of the `by_id` index: every trigger in one ordered list.
-const TRIGGER_LIST: &str = "trigger";
 const BY_ID: &str = "by_id";
 const LIFECYCLE: &str = "lifecycle";
 const BY_TRIGGER: &str = "by_trigger";

@@ -81,7 +81,10 @@ mod tests {
     }
 
     fn ids(items: &[Item]) -> Vec<String> {
-        items.iter().map(|i| get_s(i, "pk").unwrap().to_string()).collect()
+        items
+            .iter()
+            .map(|i| get_s(i, "pk").unwrap().to_string())
+            .collect()
     }
 
     fn shard(ids: &[&str], full: bool, resume: Option<&str>) -> ShardPage {
@@ -113,17 +116,29 @@ mod tests {
             ],
             2,
         );
-        assert_eq!((ids(&page), next.as_deref()), (vec!["a".into(), "b".into()], Some("b")));
+        assert_eq!(
+            (ids(&page), next.as_deref()),
+            (vec!["a".into(), "b".into()], Some("b"))
+        );
 
         // All shards exhausted: no cursor.
-        let (page, next) = merge(vec![shard(&["b"], false, None), shard(&["a"], false, None)], 5);
+        let (page, next) = merge(
+            vec![shard(&["b"], false, None), shard(&["a"], false, None)],
+            5,
+        );
         assert_eq!((ids(&page), next), (vec!["a".into(), "b".into()], None));
 
         // A shard that ran out of calls at "c": the short page ends there, with "c" to go on.
         let (page, next) = merge(
-            vec![shard(&["a"], false, Some("c")), shard(&["b", "d"], false, None)],
+            vec![
+                shard(&["a"], false, Some("c")),
+                shard(&["b", "d"], false, None),
+            ],
             5,
         );
-        assert_eq!((ids(&page), next.as_deref()), (vec!["a".into(), "b".into()], Some("c")));
+        assert_eq!(
+            (ids(&page), next.as_deref()),
+            (vec!["a".into(), "b".into()], Some("c"))
+        );
     }
 }

@@ -6,8 +6,11 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 
+use futures_util::{StreamExt, TryStreamExt, stream};
+
+use super::trigger_list::{self, ShardPage};
 use super::{
-    BY_ID, DynamoStore, Item, MAX_LIST_QUERIES, TRIGGER_LIST, decode, encode, get_n, get_s, n,
+    BY_ID, CONCURRENCY, DynamoStore, Item, MAX_LIST_QUERIES, decode, encode, get_n, get_s, n,
     query_capped, s, sdk_error, unavailable,
 };
 use crate::domain::target::{RetiringSecret, Secret};
@@ -19,7 +22,7 @@ use crate::ports::{Page, StoreError, TriggerQuery, TriggerStore, cursor};
 fn item(t: &Trigger) -> Result<Item, StoreError> {
     let mut item = Item::from([
         ("pk".into(), s(&t.id)),
-        ("list_pk".into(), s(TRIGGER_LIST)),
+        ("list_pk".into(), s(trigger_list::list_key(&t.id))),
         ("body".into(), s(encode(t)?)),
         ("kind".into(), s(t.kind.as_str())),
         ("status".into(), s(t.status.as_str())),
@@ -192,6 +195,67 @@ impl TriggerStore for DynamoStore {
 
     async fn list_triggers(&self, query: &TriggerQuery) -> Result<Page<Trigger>, StoreError> {
         let limit = query.limit.max(1);
+        let after = query.cursor.as_deref().map(cursor::decode).transpose()?;
+        let keys = trigger_list::list_keys();
+        // The page's call budget is shared by the shards, at least one call each. A filter
+        // that matches little would read a whole shard: a shard out of calls ends the page
+        // early, with a cursor to go on from.
+        let calls = (MAX_LIST_QUERIES / keys.len()).max(1);
+        let shards: Vec<ShardPage> = stream::iter(keys)
+            .map(|list| {
+                let q = self.list_query(&list, after.as_deref(), query, limit + 1);
+                async move {
+                    let (items, resume) = query_capped(q, limit + 1, calls).await?;
+                    Ok::<_, StoreError>(ShardPage {
+                        full: items.len() > limit,
+                        items,
+                        resume,
+                    })
+                }
+            })
+            .buffered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        let (rows, next) = trigger_list::merge(shards, limit);
+        let items = rows
+            .iter()
+            .map(|i| {
+                from_item(i).map(|t| Trigger {
+                    secret: None,
+                    retiring_secret: None,
+                    ..t
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page {
+            items,
+            next_cursor: next.map(|id| cursor::encode(&id)),
+        })
+    }
+
+    async fn replace_trigger(
+        &self,
+        trigger: &Trigger,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        self.put_trigger(trigger, Some(expected_version)).await
+    }
+
+    /// One transaction: the trigger (if it exists) and the trigger count.
+    async fn delete_trigger(&self, id: &str) -> Result<bool, StoreError> {
+        self.delete_counted(id, TRIGGER_COUNT).await
+    }
+}
+
+impl DynamoStore {
+    /// One listing shard's query: ids after `after`, `want` at a time, with the filters.
+    fn list_query(
+        &self,
+        list: &str,
+        after: Option<&str>,
+        query: &TriggerQuery,
+        want: usize,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
         let mut key = "list_pk = :list".to_string();
         let mut filters = Vec::new();
         let mut q = self
@@ -199,11 +263,11 @@ impl TriggerStore for DynamoStore {
             .query()
             .table_name(&self.tables.triggers)
             .index_name(BY_ID)
-            .expression_attribute_values(":list", s(TRIGGER_LIST))
-            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX));
-        if let Some(cursor) = &query.cursor {
+            .expression_attribute_values(":list", s(list))
+            .limit(i32::try_from(want).unwrap_or(i32::MAX));
+        if let Some(after) = after {
             key.push_str(" AND pk > :after");
-            q = q.expression_attribute_values(":after", s(cursor::decode(cursor)?));
+            q = q.expression_attribute_values(":after", s(after));
         }
         if let Some(kind) = query.kind {
             filters.push("#kind = :kind");
@@ -221,37 +285,7 @@ impl TriggerStore for DynamoStore {
         if !filters.is_empty() {
             q = q.filter_expression(filters.join(" AND "));
         }
-        // A filter that matches little would read the whole index: a page costs at most
-        // MAX_LIST_QUERIES calls, and a short page then carries a cursor to go on from.
-        let (rows, resume) = query_capped(q, limit + 1, MAX_LIST_QUERIES).await?;
-        let items = rows
-            .iter()
-            .map(|i| {
-                from_item(i).map(|t| Trigger {
-                    secret: None,
-                    retiring_secret: None,
-                    ..t
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut page = Page::from_overfetch(items, limit, |t| cursor::encode(&t.id));
-        if page.next_cursor.is_none() {
-            page.next_cursor = resume.and_then(|key| get_s(&key, "pk").ok().map(cursor::encode));
-        }
-        Ok(page)
-    }
-
-    async fn replace_trigger(
-        &self,
-        trigger: &Trigger,
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        self.put_trigger(trigger, Some(expected_version)).await
-    }
-
-    /// One transaction: the trigger (if it exists) and the trigger count.
-    async fn delete_trigger(&self, id: &str) -> Result<bool, StoreError> {
-        self.delete_counted(id, TRIGGER_COUNT).await
+        q
     }
 }
 
