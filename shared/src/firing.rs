@@ -193,6 +193,9 @@ pub async fn fire_scheduled(
     let skip = match (trigger.status, &trigger.schedule) {
         (_, None) => Some(Skip::NotScheduled),
         (TriggerStatus::Paused, _) => Some(Skip::Paused),
+        // Completed by its last occurrence, while an earlier one was still on its way (a
+        // scheduler may deliver late and out of order): that earlier one still fires.
+        (TriggerStatus::Completed, Some(s)) if s.next_after(scheduled_for).is_some() => None,
         (TriggerStatus::Completed, _) => Some(Skip::Completed),
         (TriggerStatus::Broken, _) => Some(Skip::Broken),
         (TriggerStatus::Active, Some(_)) => None,

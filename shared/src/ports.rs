@@ -261,6 +261,17 @@ pub trait EventStore: Send + Sync {
     /// (else `VersionConflict`: someone else attempted meanwhile). It is due again at
     /// `event.next_attempt_at`; with none, its delivery is over.
     async fn record_attempt(&self, event: &Event, seen_attempts: usize) -> Result<(), StoreError>;
+    /// Claims the next attempt of `event_id`'s delivery until `until`: true only if it still
+    /// has `seen_attempts` attempts and no other claim is live at `now`. Schedulers invoke at
+    /// least once, sometimes twice at the same moment: the claim makes the second invocation
+    /// stand down before it sends anything, so a receiver gets each attempt once.
+    async fn claim_attempt(
+        &self,
+        event_id: &str,
+        seen_attempts: usize,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Physically deletes events fired at or before `cutoff`; returns how many.
     async fn purge_events(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;

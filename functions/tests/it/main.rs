@@ -1,5 +1,7 @@
 //! The Lambda functions' integration tests in one binary (one link, one moto server): the fire
-//! handler's delivery path on moto, and the real binaries end to end.
+//! handler's delivery path on moto, EventBridge Scheduler's timing emulated over it, and the
+//! real binaries end to end.
 
 mod delivery_aws;
 mod e2e;
+mod scheduler_driver;

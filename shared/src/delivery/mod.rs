@@ -19,6 +19,8 @@ pub use sender::{Sender, SenderError, install_crypto_provider};
 /// may invoke anywhere in the scheduled minute), so the AWS wiring allows a minute
 /// ([`Deliverer::with_early_slack`]); an invocation earlier than that is re-queued.
 const EARLY_SLACK: Duration = Duration::seconds(1);
+/// How much longer than the attempt's own timeout its claim lasts.
+const CLAIM_MARGIN: Duration = Duration::seconds(10);
 /// The early slack EventBridge Scheduler needs.
 pub const SCHEDULER_EARLY_SLACK: Duration = Duration::seconds(60);
 
@@ -115,6 +117,17 @@ impl Deliverer {
                 }
             },
         };
+        // Claimed for as long as the attempt can take, and some: a second invocation of the
+        // same attempt stands down here, before anything is sent; a claim left by a crash
+        // lapses and the next invocation makes the attempt.
+        let lease = Duration::milliseconds(i64::from(plan.target.timeout_ms())) + CLAIM_MARGIN;
+        if !self
+            .store
+            .claim_attempt(event_id, seen, now, now + lease)
+            .await?
+        {
+            return Ok(Delivery::Raced);
+        }
         let number = seen as u32 + 1;
         let sent = self.sender.send(&plan, &secrets, &event, number, now).await;
         let verdict = sent.attempt.verdict(sent.retry_after);

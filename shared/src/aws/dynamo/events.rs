@@ -443,7 +443,9 @@ impl DynamoStore {
             .update_item()
             .table_name(&self.tables.events)
             .set_key(Some(event_key(&event.id)))
-            .update_expression("SET body = :body, attempts_n = :next")
+            // The attempt is recorded: its claim ends with it, so the next attempt (a retry
+            // due in seconds) can be claimed.
+            .update_expression("SET body = :body, attempts_n = :next REMOVE claim_ms")
             .condition_expression("attempts_n = :seen")
             .expression_attribute_values(":body", s(encode(event)?))
             .expression_attribute_values(":next", n(event.attempts.len()))
@@ -476,6 +478,41 @@ impl EventStore for DynamoStore {
 
     async fn record_attempt(&self, event: &Event, seen_attempts: usize) -> Result<(), StoreError> {
         self.attempted(event, seen_attempts).await
+    }
+
+    async fn claim_attempt(
+        &self,
+        event_id: &str,
+        seen_attempts: usize,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.events)
+            .set_key(Some(event_key(event_id)))
+            .update_expression("SET claim_ms = :until")
+            .condition_expression(
+                "attempts_n = :seen AND (attribute_not_exists(claim_ms) OR claim_ms < :now)",
+            )
+            .expression_attribute_values(":until", n(until.timestamp_millis()))
+            .expression_attribute_values(":now", n(now.timestamp_millis()))
+            .expression_attribute_values(":seen", n(seen_attempts))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_error("UpdateItem", e)),
+        }
     }
 
     async fn record_event(&self, new: NewEvent) -> Result<Recorded, StoreError> {

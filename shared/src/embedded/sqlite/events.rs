@@ -312,10 +312,42 @@ impl EventStore for SqliteStore {
             c.prepare_cached("UPDATE events SET body = ?2 WHERE id = ?1")
                 .and_then(|mut s| s.execute(params![event.id, body]))
                 .map_err(unavailable)?;
-            c.prepare_cached("UPDATE deliveries SET due_ms = ?2 WHERE event_id = ?1")
-                .and_then(|mut s| s.execute(params![event.id, event.next_attempt_at.map(ms)]))
-                .map_err(unavailable)?;
+            // The attempt is recorded: its claim ends with it.
+            c.prepare_cached(
+                "UPDATE deliveries SET due_ms = ?2, claim_ms = NULL WHERE event_id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![event.id, event.next_attempt_at.map(ms)]))
+            .map_err(unavailable)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn claim_attempt(
+        &self,
+        event_id: &str,
+        seen_attempts: usize,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let id = event_id.to_string();
+        self.write(move |c| {
+            let body: Option<String> = c
+                .prepare_cached("SELECT body FROM events WHERE id = ?1")
+                .and_then(|mut s| s.query_row(params![id], |r| r.get(0)).optional())
+                .map_err(unavailable)?;
+            let Some(body) = body else { return Ok(false) };
+            if decode::<Event>(&body)?.attempts.len() != seen_attempts {
+                return Ok(false);
+            }
+            let claimed = c
+                .prepare_cached(
+                    "UPDATE deliveries SET claim_ms = ?2
+                     WHERE event_id = ?1 AND (claim_ms IS NULL OR claim_ms < ?3)",
+                )
+                .and_then(|mut s| s.execute(params![id, ms(until), ms(now)]))
+                .map_err(unavailable)?;
+            Ok(claimed == 1)
         })
         .await
     }

@@ -48,6 +48,10 @@ impl SqliteStore {
         writer.execute_batch(TABLES).map_err(unavailable)?;
         migrate(&mut writer).map_err(unavailable)?;
         writer.execute_batch(INDEXES).map_err(unavailable)?;
+        // One process owns the file: attempt claims left by the previous one died with it.
+        writer
+            .execute_batch("UPDATE deliveries SET claim_ms = NULL WHERE claim_ms IS NOT NULL;")
+            .map_err(unavailable)?;
         let readers = (0..READERS)
             .map(|_| connect(path).map(Mutex::new))
             .collect::<rusqlite::Result<Vec<_>>>()

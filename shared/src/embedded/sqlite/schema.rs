@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS trigger_secrets (
 ) WITHOUT ROWID;
 -- host: the target's, so one slow host cannot take every delivery slot.
 CREATE TABLE IF NOT EXISTS deliveries (
-    event_id TEXT PRIMARY KEY, due_ms INTEGER, plan TEXT NOT NULL, host TEXT NOT NULL DEFAULT ''
+    event_id TEXT PRIMARY KEY, due_ms INTEGER, plan TEXT NOT NULL, host TEXT NOT NULL DEFAULT '',
+    claim_ms INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(due_ms) WHERE due_ms IS NOT NULL;
 -- Bodies of triggers that could not be read at start-up, as they were (see quarantine_trigger).
@@ -82,6 +83,11 @@ pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         [],
         |r| r.get(0),
     )?;
+    let has_claim: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('deliveries') WHERE name = 'claim_ms'",
+        [],
+        |r| r.get(0),
+    )?;
     let secret_columns: i64 = conn.query_row(
         "SELECT COUNT(*) FROM pragma_table_info('trigger_secrets') WHERE name = 'headers'",
         [],
@@ -97,6 +103,9 @@ pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     }
     if !has_host {
         tx.execute_batch("ALTER TABLE deliveries ADD COLUMN host TEXT NOT NULL DEFAULT '';")?;
+    }
+    if !has_claim {
+        tx.execute_batch("ALTER TABLE deliveries ADD COLUMN claim_ms INTEGER;")?;
     }
     if !has_seq {
         tracing::info!("migrating the event log to per-trigger ranks (once)");

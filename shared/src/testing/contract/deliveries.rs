@@ -67,10 +67,51 @@ pub async fn deliveries_record_attempts_once(store: &dyn Store) {
         response_body: Some("busy".into()),
     });
     after.next_attempt_at = Some(t0() + Duration::seconds(5));
+    // Claims: one holder per attempt until it lapses or the attempt is recorded.
+    let lease = t0() + Duration::seconds(11);
+    assert!(
+        store
+            .claim_attempt(&e.id, 0, t0(), lease)
+            .await
+            .expect("claim")
+    );
+    assert!(
+        !store
+            .claim_attempt(&e.id, 0, t0(), lease)
+            .await
+            .expect("claim"),
+        "a second invocation of the same attempt stands down"
+    );
+    assert!(
+        !store
+            .claim_attempt(&e.id, 1, t0(), lease)
+            .await
+            .expect("claim"),
+        "an attempt not next is not claimed"
+    );
+    assert!(
+        store
+            .claim_attempt(
+                &e.id,
+                0,
+                lease + Duration::seconds(1),
+                lease + Duration::seconds(12)
+            )
+            .await
+            .expect("claim"),
+        "a lapsed claim (its holder crashed) can be taken over"
+    );
     store
         .record_attempt(&after, 0)
         .await
         .expect("first attempt");
+    assert!(
+        store
+            .claim_attempt(&e.id, 1, t0() + Duration::seconds(5), lease)
+            .await
+            .expect("claim"),
+        "recording the attempt ends its claim: the retry is claimable at once"
+    );
     assert!(
         matches!(
             store.record_attempt(&after, 0).await,
