@@ -7,9 +7,6 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use chrono::{Duration, Timelike};
-use etp::aws::dynamo::{DynamoStore, Tables};
-use etp::aws::scheduler::{EventBridgeScheduler, ScheduleTarget};
-use etp::clock::ManualClock;
 use etp::delivery::{Deliverer, Sender};
 use etp::domain::delivery::RetrySchedule;
 use etp::domain::egress::EgressPolicy;
@@ -20,8 +17,9 @@ use etp::domain::trigger::{Trigger, TriggerDefinition, TriggerKind};
 use etp::firing::FireInput;
 use etp::ports::{EventStore, TriggerStore};
 use etp::testing::fixtures::{WebhookReceiver, t0};
-use etp::testing::moto;
 use functions::handle_fire;
+
+use crate::helpers::{AwsFixture, aws_fixture};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fire_function_delivers_and_schedules_its_retry_on_eventbridge() {
@@ -38,33 +36,13 @@ async fn the_fire_function_delivers_and_schedules_its_retry_on_eventbridge() {
     .await;
     let hook = rx.url("hook");
 
-    let suffix = etp::domain::new_id();
-    let tables = Tables {
-        triggers: format!("etp-triggers-{suffix}"),
-        events: format!("etp-events-{suffix}"),
-    };
-    let dynamo = moto::dynamo_client();
-    DynamoStore::create_tables(&dynamo, &tables).await.unwrap();
-    let store = Arc::new(DynamoStore::new(dynamo, tables));
-    let scheduler_client = moto::scheduler_client().await;
-    let group = format!("etp-{suffix}");
-    scheduler_client
-        .create_schedule_group()
-        .name(&group)
-        .send()
-        .await
-        .unwrap();
-    let clock = Arc::new(ManualClock::new(t0()));
-    let queue = Arc::new(EventBridgeScheduler::new(
-        scheduler_client.clone(),
-        ScheduleTarget {
-            group: group.clone(),
-            role_arn: "arn:aws:iam::123456789012:role/etp-scheduler".into(),
-            fire_function_arn: "arn:aws:lambda:us-east-1:123456789012:function:etp-fire".into(),
-            dead_letter_arn: "arn:aws:sqs:us-east-1:123456789012:etp-fire-dlq".into(),
-        },
-        clock.clone(),
-    ));
+    let AwsFixture {
+        store,
+        client: scheduler_client,
+        group,
+        clock,
+        scheduler: queue,
+    } = aws_fixture().await;
     let sender = Sender::new(EgressPolicy::with_allowed("127.0.0.1/32").unwrap()).unwrap();
     let deliverer = Deliverer::new(
         store.clone(),

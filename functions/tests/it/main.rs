@@ -4,4 +4,5 @@
 
 mod delivery_aws;
 mod e2e;
+mod helpers;
 mod scheduler_driver;

@@ -13,9 +13,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use chrono::{DateTime, Duration, DurationRound, NaiveDateTime, Utc};
-use etp::aws::dynamo::{DynamoStore, Tables};
-use etp::aws::scheduler::{EventBridgeScheduler, ScheduleTarget};
-use etp::clock::{Clock, ManualClock};
+use etp::clock::Clock;
 use etp::delivery::{Deliverer, SCHEDULER_EARLY_SLACK, Sender};
 use etp::domain::delivery::RetrySchedule;
 use etp::domain::egress::EgressPolicy;
@@ -26,8 +24,9 @@ use etp::domain::trigger::{Trigger, TriggerDefinition, TriggerKind, TriggerStatu
 use etp::firing::FireInput;
 use etp::ports::{EventStore, Scheduler, TriggerStore};
 use etp::testing::fixtures::{WebhookReceiver, t0};
-use etp::testing::moto;
 use functions::handle_fire;
+
+use crate::helpers::{AwsFixture, aws_fixture};
 
 /// One invocation the emulated scheduler makes.
 struct Invocation {
@@ -181,33 +180,13 @@ async fn scheduled_firings_and_retries_survive_the_schedulers_real_timing() {
     })
     .await;
 
-    let suffix = etp::domain::new_id();
-    let tables = Tables {
-        triggers: format!("etp-triggers-{suffix}"),
-        events: format!("etp-events-{suffix}"),
-    };
-    let dynamo = moto::dynamo_client();
-    DynamoStore::create_tables(&dynamo, &tables).await.unwrap();
-    let store = Arc::new(DynamoStore::new(dynamo, tables));
-    let client = moto::scheduler_client().await;
-    let group = format!("etp-drv-{suffix}");
-    client
-        .create_schedule_group()
-        .name(&group)
-        .send()
-        .await
-        .unwrap();
-    let clock = Arc::new(ManualClock::new(t0()));
-    let scheduler = Arc::new(EventBridgeScheduler::new(
-        client.clone(),
-        ScheduleTarget {
-            group: group.clone(),
-            role_arn: "arn:aws:iam::123456789012:role/etp-scheduler".into(),
-            fire_function_arn: "arn:aws:lambda:us-east-1:123456789012:function:etp-fire".into(),
-            dead_letter_arn: "arn:aws:sqs:us-east-1:123456789012:etp-fire-dlq".into(),
-        },
-        clock.clone(),
-    ));
+    let AwsFixture {
+        store,
+        client,
+        group,
+        clock,
+        scheduler,
+    } = aws_fixture().await;
     // Wired as the fire function wires it (functions/src/env.rs).
     let deliverer = Deliverer::new(
         store.clone(),
@@ -245,7 +224,9 @@ async fn scheduled_firings_and_retries_survive_the_schedulers_real_timing() {
         Some(Target {
             url: rx.url("hook"),
             headers: Default::default(),
-            timeout_ms: Some(2000),
+            // Generous: on 2 cores other test binaries may starve the receiver for a while;
+            // a timed-out attempt is retried, but must not run out of retries.
+            timeout_ms: Some(10_000),
             max_attempts: None,
         }),
     );
@@ -261,25 +242,55 @@ async fn scheduled_firings_and_retries_survive_the_schedulers_real_timing() {
         scheduler.schedule(t).await.unwrap();
     }
 
-    let horizon = t0() + Duration::hours(1);
+    // Long enough for the last occurrence's whole retry schedule (5 retries, about 43 min).
+    let horizon = t0() + Duration::hours(2);
     let mut done = HashSet::new();
     let mut fired: HashMap<String, Vec<DateTime<Utc>>> = HashMap::new();
+    let mut event_ids: Vec<String> = Vec::new();
+    // Failed invocations Lambda retries (asynchronous invocation: twice, about 1 and 2
+    // minutes later), with how many retries each has had.
+    let mut retries: Vec<(Invocation, u32)> = Vec::new();
     loop {
-        let due = pending(&client, &group, seed, horizon, &done).await;
-        let Some(next) = due.into_iter().min_by_key(|i| (i.at, i.scheduled)) else {
+        let mut due: Vec<(Invocation, u32)> = pending(&client, &group, seed, horizon, &done)
+            .await
+            .into_iter()
+            .map(|i| (i, 0))
+            .collect();
+        due.append(&mut retries);
+        due.sort_by_key(|(i, _)| (i.at, i.scheduled));
+        let mut due = due.into_iter();
+        let Some((next, retried)) = due.next() else {
             break;
         };
+        retries.extend(due.filter(|(_, r)| *r > 0));
         clock.set(next.at.max(clock.now()));
         done.insert((next.schedule.clone(), next.scheduled.timestamp()));
         let input: FireInput = serde_json::from_str(&next.input).expect("schedule input");
         let runs = if next.twice { 2 } else { 1 };
-        let reports = futures_util::future::join_all(
-            (0..runs)
-                .map(|_| handle_fire(store.as_ref(), clock.as_ref(), &deliverer, input.clone())),
-        )
-        .await;
+        let fire = || handle_fire(store.as_ref(), clock.as_ref(), &deliverer, input.clone());
+        // Delivery duplicates run at the same moment. Occurrence duplicates run back to back:
+        // moto's transactions are not isolated (a cancelled one can roll back a concurrent
+        // one's writes), which DynamoDB's serializable transactions never do.
+        let reports = if matches!(input, FireInput::Delivery { .. }) {
+            futures_util::future::join_all((0..runs).map(|_| fire())).await
+        } else {
+            let mut out = Vec::new();
+            for _ in 0..runs {
+                out.push(fire().await);
+            }
+            out
+        };
+        let mut failed = false;
         for report in reports {
-            let report = report.unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            let report = match report {
+                Ok(r) => r,
+                Err(e) if retried < 2 => {
+                    eprintln!("seed {seed}: invocation failed ({e}); Lambda retries it");
+                    failed = true;
+                    continue;
+                }
+                Err(e) => panic!("seed {seed}: failed after Lambda's retries: {e}"),
+            };
             if report.outcome == "fired"
                 && let FireInput::Occurrence { trigger_id, .. } = &input
             {
@@ -287,7 +298,20 @@ async fn scheduled_firings_and_retries_survive_the_schedulers_real_timing() {
                     .entry(trigger_id.clone())
                     .or_default()
                     .push(next.scheduled);
+                event_ids.extend(report.event_id.clone());
             }
+        }
+        if failed {
+            let at = clock.now() + Duration::minutes(i64::from(retried) + 1);
+            retries.push((
+                Invocation {
+                    at,
+                    twice: false,
+                    ..next
+                },
+                retried + 1,
+            ));
+            continue;
         }
         if next.one_time {
             // ActionAfterCompletion DELETE.
@@ -320,6 +344,10 @@ async fn scheduled_firings_and_retries_survive_the_schedulers_real_timing() {
     for (n, seen) in rx.seen("hook").iter().enumerate() {
         let id = seen.headers["webhook-id"].to_str().unwrap().to_string();
         answered.entry(id).or_default().push((n + 1) % 3 != 1);
+    }
+    for id in event_ids.iter().filter(|id| !answered.contains_key(*id)) {
+        let e = store.get_event(id).await.unwrap();
+        eprintln!("seed {seed}: never delivered: {e:?}");
     }
     assert_eq!(
         answered.len(),

@@ -1,5 +1,7 @@
 //! Test support shared by every adapter's tests: the store contract suite and a recording scheduler.
 
+#[cfg(feature = "aws")]
+pub mod capacity;
 pub mod contract;
 pub mod fixtures;
 pub mod instants;

@@ -459,3 +459,111 @@ async fn the_trigger_listing_is_sharded_and_keeps_older_items() {
     sorted.sort();
     assert_eq!(listed, sorted);
 }
+
+/// What one scheduled firing and one delivery attempt cost in write units, from the sizes of
+/// the items the adapter actually wrote (moto reports no consumed capacity): the figures the
+/// README's cost table is derived from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_units_of_a_firing_follow_from_its_item_sizes() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use etp::domain::delivery::DeliveryPlan;
+    use etp::domain::target::{Secret, Target};
+    use etp::testing::capacity::{index_write_units, item_size, write_units};
+
+    let client = moto::dynamo_client();
+    let (store, tables) = dynamo_with(client.clone()).await;
+    let raw = |pk: String, sk: &str| {
+        let client = client.clone();
+        let table = tables.events.clone();
+        let sk = sk.to_string();
+        async move {
+            client
+                .get_item()
+                .table_name(table)
+                .key("pk", AttributeValue::S(pk))
+                .key("sk", AttributeValue::S(sk))
+                .send()
+                .await
+                .expect("get")
+                .item
+                .expect("item written")
+        }
+    };
+
+    // A scheduled firing with a 200-byte payload, delivered to a target (so the event carries
+    // its delivery plan), written the way the fire function writes it.
+    let mut t = trigger("priced", TriggerKind::Scheduled);
+    t.payload = Some(serde_json::json!({"data": "x".repeat(190)}));
+    store.insert_trigger(&t, u64::MAX).await.expect("insert");
+    let mut e = event(Some(&t), EventSource::Schedule, t0());
+    e.payload = t.payload.clone().unwrap();
+    let plan = DeliveryPlan {
+        target: Target {
+            url: "https://example.com/hooks/etp".into(),
+            headers: Default::default(),
+            timeout_ms: None,
+            max_attempts: None,
+        },
+        secret: Secret::generate(),
+    };
+    let dedupe = format!("schedule:{}:{}", t.id, t0().timestamp_millis());
+    store
+        .record_event(NewEvent {
+            event: e.clone(),
+            dedupe_key: Some(dedupe.clone()),
+            complete: None,
+            delivery: Some(plan),
+        })
+        .await
+        .expect("record");
+
+    let event_item = raw(format!("EV#{}", e.id), "EV").await;
+    let marker = raw(format!("DK#{dedupe}"), "DK").await;
+    let (event_size, marker_size) = (item_size(&event_item), item_size(&marker));
+    // The transaction: event, marker and hour counter (a counter is far below 1 KB).
+    let transaction = write_units(event_size, true) + write_units(marker_size, true) + 2;
+    // The event is in two indexes (lifecycle, by_trigger); the marker and counter in none.
+    let indexes = 2 * index_write_units(event_size);
+    let firing = transaction + indexes;
+    // A delivery attempt: claiming it and recording it each update the event item (billed
+    // on the larger of its sizes before and after), and each update rewrites the item's entry
+    // in both indexes (projection ALL). Measured on a real claim and a real 503 attempt.
+    assert!(
+        store
+            .claim_attempt(&e.id, 0, t0(), t0() + Duration::seconds(25))
+            .await
+            .expect("claim")
+    );
+    let claimed_size = item_size(&raw(format!("EV#{}", e.id), "EV").await);
+    let mut after = e.clone();
+    after.attempts.push(etp::domain::delivery::Attempt {
+        number: 1,
+        at: t0(),
+        status_code: Some(503),
+        error: None,
+        detail: None,
+        duration_ms: 87,
+        response_body: Some("service unavailable".into()),
+    });
+    after.next_attempt_at = Some(t0() + Duration::seconds(5));
+    store
+        .record_attempt(&after, 0)
+        .await
+        .expect("record attempt");
+    let recorded_size = item_size(&raw(format!("EV#{}", e.id), "EV").await);
+    let update = |before: usize, after: usize| {
+        write_units(before.max(after), false) + 2 * index_write_units(after)
+    };
+    let attempt = update(event_size, claimed_size) + update(claimed_size, recorded_size);
+    eprintln!(
+        "write units: event item {event_size} B, marker {marker_size} B; one firing {firing} WRU \
+         ({transaction} transaction + {indexes} index); one delivery attempt {attempt} WRU \
+         (event item {claimed_size} B claimed, {recorded_size} B recorded)"
+    );
+    assert!(
+        event_size < 1024 - 100 && marker_size < 1024,
+        "small firings stay under 1 KB"
+    );
+    assert_eq!(firing, 8, "the README's per-firing figure");
+    assert_eq!(attempt, 8, "the README's per-attempt figure");
+}
