@@ -8,6 +8,7 @@ Values that break the document's own rules are left as generated: the negative-d
 still sees them.
 """
 
+import json
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -90,6 +91,19 @@ def _fit(body, test_run):
         )
         if end is not None:
             schedule["end_at"] = _fmt(end)
+    if isinstance(body, dict) and isinstance(body.get("payload_schema"), dict):
+        # The document says "a JSON Schema"; a random object that uses a keyword wrongly (say
+        # `"then": "x"`) is not one. Such a value becomes the empty schema, which is. Patterns
+        # are left out too: Python's regex dialect accepts what the server's linear-time
+        # engine refuses (and the server says so, with a 422).
+        schema = body["payload_schema"]
+        try:
+            jsonschema.Draft202012Validator.check_schema(schema)
+            usable = '"pattern' not in json.dumps(schema)
+        except Exception:
+            usable = False
+        if not usable:
+            body["payload_schema"] = {}
     if isinstance(body, dict) and body.get("kind") == "api" and test_run:
         # A test run fires with its payload, which must match its schema (the document says
         # so in words): when the generated pair does not, fire against a schema allowing all.
