@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use chrono::{Duration, Timelike};
+use chrono::Duration;
 use etp::delivery::{Deliverer, Sender};
 use etp::domain::delivery::RetrySchedule;
 use etp::domain::egress::EgressPolicy;
@@ -120,12 +120,7 @@ async fn the_fire_function_delivers_and_schedules_its_retry_on_eventbridge() {
         .await
         .unwrap();
     // `at()` has whole seconds: the due time rounded up, never down into the past.
-    let whole = due.with_nanosecond(0).unwrap();
-    let at = if whole < due {
-        whole + Duration::seconds(1)
-    } else {
-        whole
-    };
+    let at = etp::domain::time_range::ceil(due, Duration::seconds(1));
     assert_eq!(
         schedule.schedule_expression(),
         Some(format!("at({})", at.format("%Y-%m-%dT%H:%M:%S")).as_str())

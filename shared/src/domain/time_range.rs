@@ -1,6 +1,6 @@
 //! The range of instants the platform accepts, and time arithmetic that cannot overflow.
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, DurationRound, NaiveDate, Utc};
 
 /// The first instant any input may name: the Unix epoch.
 pub fn earliest() -> DateTime<Utc> {
@@ -58,6 +58,15 @@ pub fn sub_saturating(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 /// `Duration::seconds` would panic).
 pub fn seconds(secs: i64) -> Option<Duration> {
     Duration::try_seconds(secs)
+}
+
+/// `t` rounded up to a whole multiple of `unit` (a whole `t` stays as it is).
+pub fn ceil(t: DateTime<Utc>, unit: Duration) -> DateTime<Utc> {
+    match t.duration_trunc(unit) {
+        Ok(floor) if floor == t => t,
+        Ok(floor) => floor + unit,
+        Err(_) => t,
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use chrono::{DateTime, Duration, DurationRound, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 /// How far ahead of the real clock the anchor is at least, so a test binary that starts just
 /// before a whole hour still sends only future instants for its whole run.
@@ -18,14 +18,7 @@ pub fn next_hour() -> DateTime<Utc> {
     *ANCHOR.get_or_init(|| ceil(Utc::now() + MARGIN, Duration::hours(1)))
 }
 
-/// `t` rounded up to a whole multiple of `unit` (a whole `t` stays as it is).
-pub fn ceil(t: DateTime<Utc>, unit: Duration) -> DateTime<Utc> {
-    match t.duration_trunc(unit) {
-        Ok(floor) if floor == t => t,
-        Ok(floor) => floor + unit,
-        Err(_) => t,
-    }
-}
+pub use crate::domain::time_range::ceil;
 
 /// `t` in the RFC 3339 form the API writes for whole seconds (`2026-11-24T10:00:00Z`).
 pub fn rfc3339(t: DateTime<Utc>) -> String {
@@ -43,6 +36,7 @@ mod tests {
 
     #[test]
     fn the_anchor_is_a_future_whole_hour_fixed_for_the_process() {
+        use chrono::DurationRound;
         let a = next_hour();
         assert!(a > Utc::now() + Duration::minutes(5));
         assert!(a <= Utc::now() + Duration::minutes(75));

@@ -20,7 +20,7 @@ use aws_sdk_scheduler::types::{
     ActionAfterCompletion, DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode,
     RetryPolicy, ScheduleGroupState, ScheduleState, Target,
 };
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
 use crate::domain::trigger::Trigger;
@@ -337,12 +337,7 @@ impl EventBridgeScheduler {
 
 /// `t` rounded up to a whole second.
 fn ceil_second(t: DateTime<Utc>) -> DateTime<Utc> {
-    let whole = t.with_nanosecond(0).unwrap_or(t);
-    if whole < t {
-        whole + chrono::Duration::seconds(1)
-    } else {
-        whole
-    }
+    crate::domain::time_range::ceil(t, chrono::Duration::seconds(1))
 }
 
 /// Pending delivery attempts are one-time schedules (`at()`, deleted after they run) that invoke

@@ -297,15 +297,7 @@ impl EventStore for SqliteStore {
     async fn record_attempt(&self, event: &Event, seen_attempts: usize) -> Result<(), StoreError> {
         let event = event.clone();
         self.write(move |c| {
-            let body: Option<String> = c
-                .prepare_cached("SELECT body FROM events WHERE id = ?1")
-                .and_then(|mut s| s.query_row(params![event.id], |r| r.get(0)).optional())
-                .map_err(unavailable)?;
-            let Some(body) = body else {
-                return Err(StoreError::VersionConflict);
-            };
-            let stored: Event = decode(&body)?;
-            if stored.attempts.len() != seen_attempts {
+            if attempts_recorded(c, &event.id)? != Some(seen_attempts) {
                 return Err(StoreError::VersionConflict);
             }
             let body = encode(&event)?;
@@ -332,12 +324,7 @@ impl EventStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         let id = event_id.to_string();
         self.write(move |c| {
-            let body: Option<String> = c
-                .prepare_cached("SELECT body FROM events WHERE id = ?1")
-                .and_then(|mut s| s.query_row(params![id], |r| r.get(0)).optional())
-                .map_err(unavailable)?;
-            let Some(body) = body else { return Ok(false) };
-            if decode::<Event>(&body)?.attempts.len() != seen_attempts {
+            if attempts_recorded(c, &id)? != Some(seen_attempts) {
                 return Ok(false);
             }
             let claimed = c
@@ -392,4 +379,14 @@ impl EventStore for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.read_now(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(unavailable))
     }
+}
+
+/// How many delivery attempts event `id` has recorded; `None` if it is gone.
+fn attempts_recorded(c: &Connection, id: &str) -> Result<Option<usize>, StoreError> {
+    let body: Option<String> = c
+        .prepare_cached("SELECT body FROM events WHERE id = ?1")
+        .and_then(|mut s| s.query_row(params![id], |r| r.get(0)).optional())
+        .map_err(unavailable)?;
+    body.map(|b| decode::<Event>(&b).map(|e| e.attempts.len()))
+        .transpose()
 }

@@ -21,7 +21,7 @@ use crate::http::cursor_seal::MAX_CURSOR_CHARS;
 const SCHEMAS: &str = "/components/schemas";
 
 /// A ULID as this API writes and reads it (Crockford base32, either case, at most `7zzz...`).
-pub const ID_PATTERN: &str = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$";
+const ID_PATTERN: &str = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$";
 /// A sealed cursor: the store's base64url cursor, a dot, a 128-bit MAC in base64url.
 const CURSOR_PATTERN: &str = "^[A-Za-z0-9_-]*\\.[A-Za-z0-9_-]{22}$";
 /// RFC 3339 in whole seconds, `Z` or an offset.
