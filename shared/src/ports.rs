@@ -144,6 +144,9 @@ pub struct TriggerQuery {
 #[derive(Debug, Clone)]
 pub struct EventQuery {
     pub window: FiredWindow,
+    /// The reader's clock: where a listing with no upper bound starts (the newest events
+    /// cannot be much later). Without it, the store finds the newest stored hour itself.
+    pub now: Option<DateTime<Utc>>,
     pub trigger_id: Option<String>,
     pub source: Option<EventSource>,
     pub is_test: Option<bool>,
@@ -246,9 +249,11 @@ pub trait EventStore: Send + Sync {
             })
             .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
-    /// Counts per trigger of events fired in `active` and in `archived`.
+    /// Counts per trigger of events fired in `active` and in `archived`, as of `now` (the
+    /// instant the windows were computed at).
     async fn event_stats(
         &self,
+        now: DateTime<Utc>,
         active: FiredWindow,
         archived: FiredWindow,
     ) -> Result<Vec<TriggerStats>, StoreError>;

@@ -39,6 +39,7 @@ impl App {
         let items = self
             .store
             .event_stats(
+                now,
                 lifecycle.window(EventState::Active, now),
                 lifecycle.window(EventState::Archived, now),
             )

@@ -21,6 +21,7 @@ impl App {
     fn event_query(&self, filter: EventFilter, now: DateTime<Utc>) -> EventQuery {
         EventQuery {
             window: self.settings.lifecycle.window(filter.state, now),
+            now: Some(now),
             trigger_id: filter.trigger_id,
             source: filter.source,
             is_test: filter.is_test,

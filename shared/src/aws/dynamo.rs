@@ -5,6 +5,7 @@
 
 mod events;
 mod maintenance;
+mod stats;
 mod tables;
 mod test_runs;
 mod trigger_list;
@@ -21,8 +22,9 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 
 use crate::ports::StoreError;
 
-/// The hour buckets of the events table are split this many ways, so the newest hour (where all
-/// writes land) is spread over several partitions of the lifecycle index instead of one.
+/// The counters (base-table items, one update per firing) are spread over this many partitions.
+/// Events written before the hour-partitioned layout were also split this many ways in the
+/// lifecycle index; those "legacy" partitions are still read while they hold unexpired events.
 pub const SHARDS: u32 = 4;
 
 const HOUR_MS: i64 = 3_600_000;
@@ -52,6 +54,8 @@ pub struct DynamoStore {
     tables: Tables,
     /// Sets the TTL of written items; reads never rely on it (TTL deletion lags by days).
     retention: chrono::Duration,
+    /// The last hour that may hold events in the legacy layout, found once per process.
+    legacy_until: std::sync::Arc<tokio::sync::OnceCell<Option<i64>>>,
 }
 
 impl DynamoStore {
@@ -60,6 +64,7 @@ impl DynamoStore {
             client,
             tables,
             retention: chrono::Duration::hours(48),
+            legacy_until: Default::default(),
         }
     }
 
@@ -121,11 +126,35 @@ fn shard_of(id: &str) -> u32 {
     hash % SHARDS
 }
 
-fn lifecycle_pk(hour: i64, shard: u32) -> String {
+/// The lifecycle index partition of every event fired in `hour`: one per hour, so the first
+/// page of a listing is one Query. One partition takes about 1,000 write units a second (about
+/// 1,000 events of 1 KB a second, 86 M a day), far above the 1 M firings a day designed for.
+fn lifecycle_pk(hour: i64) -> String {
+    hour.to_string()
+}
+
+/// The lifecycle partition of one shard of `hour` in the layout before hour partitions.
+fn legacy_lifecycle_pk(hour: i64, shard: u32) -> String {
     format!("{hour}#{shard}")
 }
 
+/// The lifecycle partitions that hold events fired in `hour`: its own, and the legacy shards
+/// while `legacy_until` (the last hour with legacy counters) has not passed.
+fn lifecycle_pks(hour: i64, legacy_until: Option<i64>) -> Vec<String> {
+    let mut pks = vec![lifecycle_pk(hour)];
+    if legacy_until.is_some_and(|last| hour <= last) {
+        pks.extend((0..SHARDS).map(|shard| legacy_lifecycle_pk(hour, shard)));
+    }
+    pks
+}
+
+/// The partition of one shard of the per-hour counters.
 fn counter_pk(shard: u32) -> String {
+    format!("CH#{shard}")
+}
+
+/// Counters written with legacy-layout events: where they exist, so may legacy partitions.
+fn legacy_counter_pk(shard: u32) -> String {
     format!("CT#{shard}")
 }
 

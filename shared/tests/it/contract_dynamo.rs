@@ -272,6 +272,8 @@ async fn listings_and_stats_match_the_sqlite_adapter() {
         for (filter, limit) in filters {
             let mut q = EventQuery {
                 window: l.window(state, now),
+                // Half of the cases as of a clock, half finding the newest hour themselves.
+                now: (limit % 2 == 0).then_some(now),
                 trigger_id: (filter == 1).then(|| a.id.clone()),
                 source: (filter == 2).then_some(EventSource::Schedule),
                 is_test: match filter {
@@ -307,7 +309,7 @@ async fn listings_and_stats_match_the_sqlite_adapter() {
         l.window(EventState::Active, now),
         l.window(EventState::Archived, now),
     );
-    same_stats(&dynamo, &sqlite, act, arch).await;
+    same_stats(&dynamo, &sqlite, now, act, arch).await;
     let cutoff = l.expired_at_or_before(now);
     let purged = dynamo.purge_events(cutoff).await.expect("dynamo purge");
     assert_eq!(
@@ -322,7 +324,7 @@ async fn listings_and_stats_match_the_sqlite_adapter() {
             "{e:?}"
         );
     }
-    same_stats(&dynamo, &sqlite, act, arch).await;
+    same_stats(&dynamo, &sqlite, now, act, arch).await;
 }
 
 /// Equal stats, except that `last_fired_at` is last-writer-wins per counter item: with writes
@@ -332,15 +334,16 @@ async fn listings_and_stats_match_the_sqlite_adapter() {
 async fn same_stats(
     dynamo: &DynamoStore,
     sqlite: &etp::embedded::SqliteStore,
+    now: chrono::DateTime<chrono::Utc>,
     active: etp::domain::lifecycle::FiredWindow,
     archived: etp::domain::lifecycle::FiredWindow,
 ) {
     let got = dynamo
-        .event_stats(active, archived)
+        .event_stats(now, active, archived)
         .await
         .expect("dynamo stats");
     let want = sqlite
-        .event_stats(active, archived)
+        .event_stats(now, active, archived)
         .await
         .expect("sqlite stats");
     assert_eq!(got.len(), want.len(), "{got:?}\n{want:?}");
@@ -365,6 +368,7 @@ async fn an_empty_table_lists_nothing() {
         let page = store
             .list_events(&EventQuery {
                 window: l.window(state, t0()),
+                now: Some(t0()),
                 trigger_id: None,
                 source: None,
                 is_test: None,
@@ -381,7 +385,7 @@ async fn an_empty_table_lists_nothing() {
     );
     assert!(
         store
-            .event_stats(act, arch)
+            .event_stats(t0(), act, arch)
             .await
             .expect("stats")
             .is_empty()
@@ -566,4 +570,190 @@ async fn write_units_of_a_firing_follow_from_its_item_sizes() {
     );
     assert_eq!(firing, 8, "the README's per-firing figure");
     assert_eq!(attempt, 8, "the README's per-attempt figure");
+}
+
+/// Events written before the lifecycle index had one partition per hour (each hour split four
+/// ways, counters under `CT#`) are still listed, counted and purged after an upgrade; a page of
+/// the current layout is one Query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_of_the_sharded_layout_are_still_listed_counted_and_purged() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use etp::domain::lifecycle::{EventState, Lifecycle};
+    use etp::ports::EventQuery;
+
+    let (client, calls) = moto::counting_dynamo_client();
+    let (store, tables) = dynamo_with(client.clone()).await;
+    let (a, b) = (
+        trigger("current", TriggerKind::Api),
+        trigger("legacy", TriggerKind::Api),
+    );
+    let now = t0() + Duration::minutes(5);
+    let current = event(Some(&a), EventSource::Api, t0());
+    let legacy = event(Some(&b), EventSource::Api, t0() + Duration::seconds(1));
+    for e in [&current, &legacy] {
+        etp::testing::contract::put(&store, e).await;
+    }
+    let l = Lifecycle::default();
+    let list = |store: DynamoStore, limit: usize| async move {
+        let page = store
+            .list_events(&EventQuery {
+                window: l.window(EventState::Active, now),
+                now: Some(now),
+                trigger_id: None,
+                source: None,
+                is_test: None,
+                limit,
+                cursor: None,
+            })
+            .await
+            .expect("list");
+        page.items.into_iter().map(|e| e.id).collect::<Vec<_>>()
+    };
+    calls.take();
+    // A full page (one of two events) is one Query; the first listing of a process also
+    // looks for legacy counters, once per shard.
+    assert_eq!(list(store.clone(), 1).await, std::slice::from_ref(&legacy.id));
+    let queries = calls.take();
+    assert_eq!(queries.len(), 1 + 4, "{queries:?}");
+    list(store.clone(), 1).await;
+    assert_eq!(calls.take(), ["Query"], "a page of the current layout");
+
+    // Rewrite the second event as the sharded layout wrote it.
+    let hour = t0().timestamp_millis().div_euclid(3_600_000);
+    let scanned = client
+        .scan()
+        .table_name(&tables.events)
+        .send()
+        .await
+        .expect("scan (test only)");
+    let shard = scanned
+        .items()
+        .iter()
+        .find_map(|i| {
+            let pk = i["pk"].as_s().ok()?;
+            (pk.starts_with("CH#") && i["sk"].as_s().ok()?.ends_with(&b.id))
+                .then(|| pk["CH#".len()..].to_string())
+        })
+        .expect("the legacy event's counter");
+    for item in scanned.items() {
+        let pk = item["pk"].as_s().expect("pk").clone();
+        let sk = item["sk"].as_s().expect("sk").clone();
+        let mut moved = item.clone();
+        if pk == format!("EV#{}", legacy.id) {
+            moved.insert("lc_pk".into(), AttributeValue::S(format!("{hour}#{shard}")));
+        } else if pk.starts_with("CH#") && sk.ends_with(&b.id) {
+            client
+                .delete_item()
+                .table_name(&tables.events)
+                .key("pk", AttributeValue::S(pk.clone()))
+                .key("sk", AttributeValue::S(sk))
+                .send()
+                .await
+                .expect("delete");
+            moved.insert("pk".into(), AttributeValue::S(pk.replace("CH#", "CT#")));
+        } else {
+            continue;
+        }
+        client
+            .put_item()
+            .table_name(&tables.events)
+            .set_item(Some(moved))
+            .send()
+            .await
+            .expect("put the sharded-layout item");
+    }
+
+    // A new process (a new store) finds the legacy counter and reads both layouts.
+    let upgraded = DynamoStore::new(client.clone(), tables.clone());
+    assert_eq!(
+        list(upgraded.clone(), 10).await,
+        [legacy.id.clone(), current.id.clone()]
+    );
+    let stats = upgraded
+        .event_stats(
+            now,
+            l.window(EventState::Active, now),
+            l.window(EventState::Archived, now),
+        )
+        .await
+        .expect("stats");
+    let counted: Vec<_> = stats
+        .iter()
+        .map(|s| (s.trigger_name.as_str(), s.active))
+        .collect();
+    assert_eq!(counted.len(), 2, "{stats:?}");
+    assert!(counted.contains(&("legacy", 1)) && counted.contains(&("current", 1)));
+    let purged = upgraded
+        .purge_events(t0() + Duration::hours(49))
+        .await
+        .expect("purge");
+    assert_eq!(purged, 2);
+    assert!(upgraded.get_event(&legacy.id).await.expect("get").is_none());
+}
+
+/// The stats snapshot, moved from read to read as the clock runs (events crossing both window
+/// edges, late commits within the settle time, a jump that forces a rebuild), always equals the
+/// SQLite adapter's exact counts; once it exists a read costs a few Queries, none of counters.
+#[cfg(feature = "embedded")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stats_snapshot_moves_exactly_and_cheaply() {
+    use etp::domain::event::Event;
+    use etp::domain::lifecycle::{EventState, Lifecycle};
+    use etp::ports::Store;
+
+    let (client, calls) = moto::counting_dynamo_client();
+    let (dynamo, _tables) = dynamo_with(client).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = etp::embedded::SqliteStore::open(&dir.path().join("etp.sqlite3")).expect("open");
+    let l = Lifecycle::new(Duration::minutes(10), Duration::minutes(30)).expect("lifecycle");
+    let triggers: Vec<_> = (0..3)
+        .map(|i| trigger(&format!("t{i}"), TriggerKind::Api))
+        .collect();
+    let mut seed = 0x9e37_79b9_u64;
+    let mut next = |m: u64| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        (seed >> 33) % m
+    };
+    let mut now = t0();
+    let mut reads = 0;
+    for step in 0..45 {
+        // 20 s to 3 min a step; one long jump (past the longest move) forces a rebuild.
+        let by = if step == 30 {
+            40 * 60
+        } else {
+            20 + next(160) as i64
+        };
+        let before = now;
+        now += Duration::seconds(by);
+        for _ in 0..next(4) {
+            // Fired since the last read, some of them committing up to 50 s late.
+            let span = (now - before).num_milliseconds().max(1) as u64;
+            let mut fired = before + Duration::milliseconds(1 + next(span) as i64);
+            if next(3) == 0 {
+                fired -= Duration::seconds(next(50) as i64);
+            }
+            let tr = &triggers[next(3) as usize];
+            let e: Event = event(Some(tr), EventSource::Api, fired.min(now));
+            for store in [&dynamo as &dyn Store, &sqlite] {
+                etp::testing::contract::put(store, &e).await;
+            }
+        }
+        calls.take();
+        same_stats(
+            &dynamo,
+            &sqlite,
+            now,
+            l.window(EventState::Active, now),
+            l.window(EventState::Archived, now),
+        )
+        .await;
+        let made = calls.take();
+        let queries = made.iter().filter(|c| c.as_str() == "Query").count();
+        if step > 0 && step != 30 {
+            reads += 1;
+            // The snapshot, and one Query per hour partition of each swept span.
+            assert!(queries <= 7, "step {step}: {made:?}");
+        }
+    }
+    assert!(reads > 40);
 }

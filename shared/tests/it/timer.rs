@@ -81,6 +81,7 @@ impl Rig {
             .store
             .list_events(&EventQuery {
                 window: Lifecycle::default().window(EventState::Active, now),
+                now: Some(now),
                 trigger_id: None,
                 source: Some(EventSource::Schedule),
                 is_test: None,

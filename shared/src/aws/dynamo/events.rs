@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 
 use super::{
     BY_TRIGGER, DynamoStore, HOUR_MS, Item, LIFECYCLE, SHARDS, all, counter_pk, decode, encode,
-    event_group, get_s, hour_of, lifecycle_pk, ms, n, pad_hour, pad_ms, query_until, s, sdk_error,
-    shard_of, time_key, unavailable,
+    event_group, get_s, hour_of, legacy_counter_pk, lifecycle_pk, lifecycle_pks, ms, n, pad_hour,
+    pad_ms, query_until, s, sdk_error, shard_of, time_key, unavailable,
 };
 use crate::domain::delivery::DeliveryPlan;
 use crate::domain::event::Event;
@@ -26,6 +26,10 @@ const TX_ATTEMPTS: u32 = 4;
 /// Hours of buckets queried at most in one round of a listing: sparse windows widen the
 /// round instead of paying one round trip per empty hour.
 const MAX_ROUND_HOURS: i64 = 8;
+/// How far ahead of the reader's clock another writer's clock may be: a listing as of `now`
+/// starts at the hour of `now` plus this, so the first page is one Query except in the last
+/// minute of an hour.
+const CLOCK_SKEW_MS: i64 = 60_000;
 const CONDITION_FAILED: &str = "ConditionalCheckFailed";
 
 fn event_key(id: &str) -> Item {
@@ -90,9 +94,11 @@ fn sort_key(item: &Item) -> &str {
 
 impl DynamoStore {
     fn expires_at_s(&self, at_ms: i64) -> i64 {
-        // Rounded up, so TTL never removes an item before its exact expiry.
+        // Rounded up, so TTL never removes an item before its exact expiry; plus the time a
+        // stats snapshot move may still need to read it.
         at_ms
             .saturating_add(self.retention.num_milliseconds())
+            .saturating_add(super::stats::TTL_GRACE_MS)
             .saturating_add(999)
             .div_euclid(1000)
     }
@@ -110,7 +116,7 @@ impl DynamoStore {
         event.extend([
             ("body".into(), s(&body)),
             ("fired_ms".into(), n(fired)),
-            ("lc_pk".into(), s(lifecycle_pk(hour, shard))),
+            ("lc_pk".into(), s(lifecycle_pk(hour))),
             ("lc_sk".into(), s(time_key(fired, &e.id))),
             ("trigger_key".into(), s(key)),
             ("source".into(), s(e.source.as_str())),
@@ -266,16 +272,19 @@ impl DynamoStore {
         query_until(q, Some(need), |item| sort_key(item) < r.hi).await
     }
 
-    /// The newest hour at or after `from_hour` holding any event, from the counters (written in
-    /// the same transaction as the events): bounds a listing with no upper time limit.
-    async fn newest_hour(&self, from_hour: i64) -> Result<Option<i64>, StoreError> {
-        let newest = all((0..SHARDS).map(|shard| async move {
+    /// The newest hour at or after `from_hour` with a counter in any of `partitions`.
+    async fn newest_counter_hour(
+        &self,
+        partitions: Vec<String>,
+        from_hour: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let newest = all(partitions.into_iter().map(|pk| async move {
             let out = self
                 .client
                 .query()
                 .table_name(&self.tables.events)
                 .key_condition_expression("pk = :pk AND sk >= :from")
-                .expression_attribute_values(":pk", s(counter_pk(shard)))
+                .expression_attribute_values(":pk", s(pk))
                 .expression_attribute_values(":from", s(pad_hour(from_hour)))
                 .scan_index_forward(false)
                 .limit(1)
@@ -291,6 +300,30 @@ impl DynamoStore {
         }))
         .await?;
         Ok(newest.into_iter().flatten().max())
+    }
+
+    /// The newest hour at or after `from_hour` holding any event, from the counters (written in
+    /// the same transaction as the events): bounds a listing with no upper time limit and no
+    /// `now`.
+    async fn newest_hour(&self, from_hour: i64) -> Result<Option<i64>, StoreError> {
+        let partitions = (0..SHARDS)
+            .flat_map(|shard| [counter_pk(shard), legacy_counter_pk(shard)])
+            .collect();
+        self.newest_counter_hour(partitions, from_hour).await
+    }
+
+    /// The last hour that may hold events written in the legacy (sharded) layout: the newest
+    /// legacy counter's hour plus one, for writers of the old code still running while a
+    /// deployment rolls over. Found with one Query per shard, once per process.
+    pub(super) async fn legacy_last_hour(&self) -> Result<Option<i64>, StoreError> {
+        self.legacy_until
+            .get_or_try_init(|| async {
+                let partitions = (0..SHARDS).map(legacy_counter_pk).collect();
+                let newest = self.newest_counter_hour(partitions, 0).await?;
+                Ok::<_, StoreError>(newest.map(|h| h + 1))
+            })
+            .await
+            .copied()
     }
 
     async fn list(&self, query: &EventQuery) -> Result<Page<Event>, StoreError> {
@@ -330,9 +363,10 @@ impl DynamoStore {
                     (None, Some((c, _))) => Some(*c),
                     (None, None) => None,
                 };
-                let top = match top_ms {
-                    Some(t) => Some(hour_of(t)),
-                    None => self.newest_hour(hour_of(lo_ms)).await?,
+                let top = match (top_ms, query.now) {
+                    (Some(t), _) => Some(hour_of(t)),
+                    (None, Some(now)) => Some(hour_of(ms(now).saturating_add(CLOCK_SKEW_MS))),
+                    (None, None) => self.newest_hour(hour_of(lo_ms)).await?,
                 };
                 match top {
                     Some(top) => {
@@ -363,8 +397,8 @@ impl DynamoStore {
         })
     }
 
-    /// Walks the lifecycle index from hour `top` down to `bottom`, all shards of a round at
-    /// once, until `need` items are found. Each bucket yields its own newest `need`, so the
+    /// Walks the lifecycle index from hour `top` down to `bottom`, all partitions of a round at
+    /// once, until `need` items are found. Each partition yields its own newest `need`, so the
     /// merged newest `need` of a round are exact; every round is older than the one before.
     async fn by_lifecycle(
         &self,
@@ -375,20 +409,22 @@ impl DynamoStore {
         need: usize,
         filter: &Filter,
     ) -> Result<Vec<Item>, StoreError> {
+        let legacy = self.legacy_last_hour().await?;
         let mut out: Vec<Item> = Vec::new();
         let mut hour = top;
         let mut span = 1;
         while hour >= bottom && out.len() < need {
             let first = (hour - span + 1).max(bottom);
-            let buckets = (first..=hour).flat_map(|h| (0..SHARDS).map(move |s| (h, s)));
-            let found = all(buckets.map(|(h, shard)| {
+            let buckets = (first..=hour)
+                .flat_map(|h| lifecycle_pks(h, legacy).into_iter().map(move |pk| (h, pk)));
+            let found = all(buckets.map(|(h, pk)| {
                 let bucket_lo = pad_ms(h * HOUR_MS).max(lo.to_string());
                 let bucket_hi = pad_ms((h + 1) * HOUR_MS).min(hi.to_string());
                 async move {
                     let range = Range {
                         index: LIFECYCLE,
                         hash_attr: "lc_pk",
-                        hash: lifecycle_pk(h, shard),
+                        hash: pk,
                         lo: &bucket_lo,
                         hi: &bucket_hi,
                     };
@@ -529,10 +565,11 @@ impl EventStore for DynamoStore {
 
     async fn event_stats(
         &self,
+        now: DateTime<Utc>,
         active: FiredWindow,
         archived: FiredWindow,
     ) -> Result<Vec<crate::ports::TriggerStats>, StoreError> {
-        self.stats(active, archived).await
+        self.stats(now, active, archived).await
     }
 
     async fn purge_events(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {

@@ -1,165 +1,59 @@
-//! Stats from the per-hour counters, the bounded purge sweep, and the health probe.
+//! The bounded purge sweep, batched writes, and the health probe.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
 use chrono::{DateTime, Utc};
 
 use super::{
-    DynamoStore, HOUR_MS, Item, LIFECYCLE, SHARDS, all, counter_pk, from_ms, get_n, get_s, hour_of,
-    lifecycle_pk, ms, pad_hour, pad_ms, query_until, s, sdk_error, trigger_id_of, unavailable,
+    DynamoStore, Item, LIFECYCLE, all, get_s, hour_of, legacy_lifecycle_pk, lifecycle_pk, ms,
+    pad_hour, pad_ms, query_until, s, sdk_error, unavailable,
 };
-use crate::domain::lifecycle::FiredWindow;
-use crate::ports::{StoreError, TriggerStats};
+use crate::ports::StoreError;
 
 /// BatchWriteItem takes at most this many requests.
 const BATCH: usize = 25;
 const BATCH_ATTEMPTS: u32 = 8;
 
-/// One per-hour counter: events of one trigger in one shard and hour.
-struct Counter {
-    hour: i64,
-    key: String,
-    n: u64,
-    last_fired_ms: i64,
-    name: String,
-}
-
-fn counter(item: &Item) -> Result<Counter, StoreError> {
-    let sk = get_s(item, "sk")?;
-    let (hour, key) = sk
-        .split_once('#')
-        .and_then(|(h, k)| Some((h.parse().ok()?, k.to_string())))
-        .ok_or_else(|| unavailable(format!("corrupt counter key {sk}")))?;
-    Ok(Counter {
-        hour,
-        key,
-        n: get_n(item, "n")?,
-        last_fired_ms: get_n(item, "last_fired_ms")?,
-        name: get_s(item, "trigger_name")?.to_string(),
-    })
-}
-
 impl DynamoStore {
-    /// Every counter item of every shard whose sort key satisfies `condition` against `:bound`.
-    async fn counters(&self, condition: &str, bound: String) -> Result<Vec<Item>, StoreError> {
-        let shards = all((0..SHARDS).map(|shard| {
-            let q = self
-                .client
-                .query()
-                .table_name(&self.tables.events)
-                .key_condition_expression(format!("pk = :pk AND {condition}"))
-                .expression_attribute_values(":pk", s(counter_pk(shard)))
-                .expression_attribute_values(":bound", s(bound.clone()));
-            query_until(q, None, |_| true)
-        }))
-        .await?;
-        Ok(shards.into_iter().flatten().collect())
-    }
-
-    /// Exact counts per trigger key of events fired after `cut` within `cut`'s own hour: the
-    /// partial hour the counters cannot split, read from the index (one hour of events at most).
-    async fn edge_counts(&self, cut: i64) -> Result<HashMap<String, u64>, StoreError> {
-        let edge = hour_of(cut);
-        let lo = pad_ms(cut + 1);
-        let hi = pad_ms((edge + 1) * HOUR_MS);
-        let shards = all((0..SHARDS).map(|shard| {
-            let q = self
-                .client
-                .query()
-                .table_name(&self.tables.events)
-                .index_name(LIFECYCLE)
-                .key_condition_expression("lc_pk = :pk AND lc_sk BETWEEN :lo AND :hi")
-                .expression_attribute_values(":pk", s(lifecycle_pk(edge, shard)))
-                .expression_attribute_values(":lo", s(lo.clone()))
-                .expression_attribute_values(":hi", s(hi.clone()))
-                .projection_expression("trigger_key");
-            query_until(q, None, |_| true)
-        }))
-        .await?;
-        let mut out = HashMap::new();
-        for item in shards.iter().flatten() {
-            *out.entry(get_s(item, "trigger_key")?.to_string())
-                .or_insert(0) += 1;
-        }
-        Ok(out)
-    }
-
-    pub(super) async fn stats(
-        &self,
-        active: FiredWindow,
-        archived: FiredWindow,
-    ) -> Result<Vec<TriggerStats>, StoreError> {
-        let (active_cut, retain_cut) = (ms(active.after), ms(archived.after));
-        let (items, active_edge, retain_edge) = tokio::try_join!(
-            self.counters("sk >= :bound", pad_hour(hour_of(retain_cut))),
-            self.edge_counts(active_cut),
-            self.edge_counts(retain_cut),
-        )?;
-        let counters = items.iter().map(counter).collect::<Result<Vec<_>, _>>()?;
-        // Whole hours after the edge hour from the counters, plus the exact partial edge hour.
-        let after = |cut: i64, edge: HashMap<String, u64>| {
-            let mut totals = edge;
-            for c in counters.iter().filter(|c| c.hour > hour_of(cut)) {
-                *totals.entry(c.key.clone()).or_insert(0) += c.n;
-            }
-            totals
-        };
-        let after_active = after(active_cut, active_edge);
-        let after_retain = after(retain_cut, retain_edge);
-        // Per trigger: the name written with its newest firing, like the SQLite adapter.
-        let mut newest: BTreeMap<Option<String>, (&Counter, &str)> = BTreeMap::new();
-        for c in &counters {
-            let entry = newest.entry(trigger_id_of(&c.key)).or_insert((c, &c.key));
-            if c.last_fired_ms > entry.0.last_fired_ms {
-                entry.0 = c;
-            }
-        }
-        Ok(newest
-            .into_iter()
-            .filter_map(|(trigger_id, (c, key))| {
-                let total = after_retain.get(key).copied().unwrap_or(0);
-                let act = after_active.get(key).copied().unwrap_or(0);
-                (total > 0).then(|| TriggerStats {
-                    trigger_id,
-                    trigger_name: c.name.clone(),
-                    active: act,
-                    archived: total.saturating_sub(act),
-                    last_fired_at: from_ms(c.last_fired_ms),
-                })
-            })
-            .collect())
-    }
-
     /// TTL removes expired items on AWS, eventually; this sweep removes them now. The counters
     /// name exactly the (hour, shard) buckets that still hold events, so no empty hour is read.
     pub(super) async fn purge(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
         let cut = ms(cutoff);
         let cut_hour = hour_of(cut);
         let items = self.counters("sk < :bound", pad_hour(cut_hour + 1)).await?;
+        // The lifecycle partitions that still hold events, named by the counters: a counter
+        // of the current layout names its hour's partition, a legacy one its hour and shard.
         let mut buckets = BTreeSet::new();
         let mut old_counters = Vec::new();
         for item in &items {
-            let c = counter(item)?;
-            let shard = get_s(item, "pk")?
-                .strip_prefix("CT#")
-                .and_then(|s| s.parse::<u32>().ok())
-                .ok_or_else(|| unavailable("corrupt counter partition key"))?;
-            buckets.insert((c.hour, shard));
-            if c.hour < cut_hour {
+            let (hour, _) = get_s(item, "sk")?
+                .split_once('#')
+                .and_then(|(h, k)| Some((h.parse::<i64>().ok()?, k)))
+                .ok_or_else(|| unavailable("corrupt counter key"))?;
+            let pk = get_s(item, "pk")?;
+            let bucket = match pk.strip_prefix("CT#") {
+                Some(shard) => shard
+                    .parse::<u32>()
+                    .map(|shard| legacy_lifecycle_pk(hour, shard))
+                    .map_err(|_| unavailable("corrupt counter partition key"))?,
+                None => lifecycle_pk(hour),
+            };
+            buckets.insert(bucket);
+            if hour < cut_hour {
                 old_counters.push(key_of(item)?);
             }
         }
         let hi = pad_ms(cut + 1);
-        let expired = all(buckets.into_iter().map(|(hour, shard)| {
+        let expired = all(buckets.into_iter().map(|pk| {
             let q = self
                 .client
                 .query()
                 .table_name(&self.tables.events)
                 .index_name(LIFECYCLE)
                 .key_condition_expression("lc_pk = :pk AND lc_sk BETWEEN :lo AND :hi")
-                .expression_attribute_values(":pk", s(lifecycle_pk(hour, shard)))
+                .expression_attribute_values(":pk", s(pk))
                 .expression_attribute_values(":lo", s(pad_ms(0)))
                 .expression_attribute_values(":hi", s(hi.clone()))
                 .projection_expression("pk, sk, dedupe_key");
@@ -179,29 +73,26 @@ impl DynamoStore {
             }
         }
         // Events first: a sweep that stops midway keeps the counters that lead back to them.
-        self.delete_all(keys).await?;
-        self.delete_all(old_counters).await?;
+        let deletes = |keys: Vec<Item>| -> Result<Vec<WriteRequest>, StoreError> {
+            keys.into_iter().map(delete_request).collect()
+        };
+        self.write_batches(deletes(keys)?).await?;
+        self.write_batches(deletes(old_counters)?).await?;
+        // The stats snapshot counted what is gone now (TTL never removes events it needs).
+        self.forget_snapshot().await?;
         tracing::info!(purged, cutoff = %cutoff, "expired events swept");
         Ok(purged)
     }
 
-    async fn delete_all(&self, keys: Vec<Item>) -> Result<(), StoreError> {
-        let batches: Vec<Vec<Item>> = keys.chunks(BATCH).map(<[Item]>::to_vec).collect();
-        all(batches.into_iter().map(|b| self.delete_batch(b))).await?;
+    /// Writes (puts and deletes) in batches of 25, in parallel, retrying what is unprocessed.
+    pub(super) async fn write_batches(&self, writes: Vec<WriteRequest>) -> Result<(), StoreError> {
+        let batches: Vec<Vec<WriteRequest>> =
+            writes.chunks(BATCH).map(<[WriteRequest]>::to_vec).collect();
+        all(batches.into_iter().map(|b| self.write_batch(b))).await?;
         Ok(())
     }
 
-    async fn delete_batch(&self, keys: Vec<Item>) -> Result<(), StoreError> {
-        let mut requests = keys
-            .into_iter()
-            .map(|key| {
-                let delete = DeleteRequest::builder()
-                    .set_key(Some(key))
-                    .build()
-                    .map_err(unavailable)?;
-                Ok(WriteRequest::builder().delete_request(delete).build())
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+    async fn write_batch(&self, mut requests: Vec<WriteRequest>) -> Result<(), StoreError> {
         for attempt in 0..BATCH_ATTEMPTS {
             let out = self
                 .client
@@ -221,7 +112,7 @@ impl DynamoStore {
             tokio::time::sleep(Duration::from_millis(50 * 2u64.pow(attempt))).await;
         }
         Err(unavailable(format!(
-            "BatchWriteItem left {} deletes unprocessed",
+            "BatchWriteItem left {} writes unprocessed",
             requests.len()
         )))
     }
@@ -237,6 +128,15 @@ impl DynamoStore {
             .map_err(|e| sdk_error("GetItem", e))?;
         Ok(())
     }
+}
+
+/// A batch delete of the item with this key.
+pub(super) fn delete_request(key: Item) -> Result<WriteRequest, StoreError> {
+    let delete = DeleteRequest::builder()
+        .set_key(Some(key))
+        .build()
+        .map_err(unavailable)?;
+    Ok(WriteRequest::builder().delete_request(delete).build())
 }
 
 fn key_of(item: &Item) -> Result<Item, StoreError> {

@@ -216,6 +216,7 @@ impl EventStore for SqliteStore {
 
     async fn event_stats(
         &self,
+        _now: DateTime<Utc>,
         active: FiredWindow,
         archived: FiredWindow,
     ) -> Result<Vec<TriggerStats>, StoreError> {

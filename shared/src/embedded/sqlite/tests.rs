@@ -79,6 +79,7 @@ async fn a_database_with_hour_counters_is_migrated() {
     let stats = || async {
         let rows = store
             .event_stats(
+                now,
                 l.window(EventState::Active, now),
                 l.window(EventState::Archived, now),
             )
@@ -111,6 +112,7 @@ async fn a_database_with_hour_counters_is_migrated() {
     let page = store
         .list_events_json(&EventQuery {
             window: l.window(EventState::Archived, now),
+            now: Some(now),
             trigger_id: None,
             source: None,
             is_test: None,

@@ -100,7 +100,10 @@ pub async fn events_list_by_window_newest_first(store: &dyn Store) {
 
 fn query_window(l: Lifecycle, state: EventState, now: DateTime<Utc>, limit: usize) -> EventQuery {
     let w = l.window(state, now);
-    query(w.after, w.until, limit)
+    EventQuery {
+        now: Some(now),
+        ..query(w.after, w.until, limit)
+    }
 }
 
 fn ids(events: &[Event]) -> Vec<String> {
@@ -215,6 +218,7 @@ pub async fn stats_count_per_trigger_exactly(store: &dyn Store) {
     .await;
     let stats = store
         .event_stats(
+            now,
             l.window(EventState::Active, now),
             l.window(EventState::Archived, now),
         )
@@ -261,6 +265,7 @@ pub async fn purge_deletes_only_expired(store: &dyn Store) {
     assert_eq!(store.get_event(&kept.id).await.expect("get"), Some(kept));
     let stats = store
         .event_stats(
+            now,
             l.window(EventState::Active, now),
             l.window(EventState::Archived, now),
         )

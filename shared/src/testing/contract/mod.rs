@@ -113,6 +113,7 @@ async fn list_all(store: &dyn Store, mut q: EventQuery) -> Vec<Event> {
 fn query(after: DateTime<Utc>, until: Option<DateTime<Utc>>, limit: usize) -> EventQuery {
     EventQuery {
         window: crate::domain::lifecycle::FiredWindow { after, until },
+        now: None,
         trigger_id: None,
         source: None,
         is_test: None,
