@@ -1,33 +1,42 @@
-//! Store work per operation on DynamoDB: the adapter against moto's server, every request
-//! counted by an SDK interceptor.
+//! Store work on DynamoDB: every operation's calls and capacity units (the README's cost
+//! table, measured by the library against moto), and the stats at production scale.
 
-use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::Utc;
-use etp::app::{App, EventFilter};
 use etp::aws::dynamo::{DynamoStore, Tables};
-use etp::clock::SystemClock;
-use etp::config::Settings;
-use etp::domain::lifecycle::EventState;
-use etp::domain::schedule::Schedule;
-use etp::domain::trigger::{TriggerDefinition, TriggerKind};
-use etp::firing::fire_scheduled;
-use etp::testing::{RecordingScheduler, moto};
+use etp::domain::lifecycle::{EventState, Lifecycle};
+use etp::ports::EventStore;
+use etp::testing::moto;
 use serde::Serialize;
-use serde_json::json;
 
-#[derive(Debug, Clone, Serialize)]
-pub struct StoreCost {
-    pub operation: String,
-    pub calls: Vec<String>,
-}
+pub use etp::testing::cost_model::OperationCost as StoreCost;
 
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
-/// Runs each operation once on warm tables and records the calls it made.
-pub async fn costs(events: usize) -> Result<Vec<StoreCost>, String> {
+/// Every operation once on warm tables, with its calls and capacity units.
+pub async fn costs() -> Result<Vec<StoreCost>, String> {
+    etp::testing::cost_model::measure().await
+}
+
+/// `GET /events/stats` over a long log: one counter per trigger and hour (what a trigger firing
+/// every hour leaves), read once to build the snapshot and then as every later request reads.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatsAtScale {
+    pub triggers: usize,
+    pub hours: usize,
+    pub seed_s: f64,
+    pub build_ms: f64,
+    pub build_read_units: f64,
+    pub read_ms: f64,
+    pub read_units: f64,
+    pub read_calls: usize,
+    pub snapshot_bytes: usize,
+}
+
+pub async fn stats_at_scale(triggers: usize, hours: usize) -> Result<StatsAtScale, String> {
     let (client, calls) = moto::counting_dynamo_client();
     let suffix = etp::domain::new_id();
     let tables = Tables {
@@ -37,102 +46,71 @@ pub async fn costs(events: usize) -> Result<Vec<StoreCost>, String> {
     DynamoStore::create_tables(&client, &tables)
         .await
         .map_err(err)?;
-    let store = Arc::new(DynamoStore::new(client, tables));
-    let clock = Arc::new(SystemClock);
-    let app = Arc::new(App::new(
-        store.clone(),
-        Arc::new(RecordingScheduler::default()),
-        Arc::new(etp::testing::RecordingQueue::default()),
-        clock.clone(),
-        Settings::default(),
-    ));
-    let mut out = Vec::new();
-    let mut record = |operation: &str| {
-        out.push(StoreCost {
-            operation: operation.into(),
-            calls: calls.take(),
-        })
+    let store = DynamoStore::new(client, tables);
+    let now = Utc::now();
+    let hour_now = now.timestamp_millis().div_euclid(3_600_000);
+    let ids: Vec<String> = (0..triggers).map(|_| etp::domain::new_id()).collect();
+    let seeded = Instant::now();
+    let mut counters = Vec::with_capacity(triggers * hours);
+    for h in 0..hours as i64 {
+        let hour = hour_now - h;
+        for (i, id) in ids.iter().enumerate() {
+            let last = hour * 3_600_000 + (i as i64 % 3_600) * 1_000;
+            counters.push((id.clone(), format!("trigger {i}"), hour, 1, last));
+        }
+    }
+    for chunk in counters.chunks(5_000) {
+        store.seed_hour_counters(chunk).await.map_err(err)?;
+    }
+    let seed_s = seeded.elapsed().as_secs_f64();
+    let l = Lifecycle::default();
+    let read = |at: chrono::DateTime<Utc>| {
+        let store = &store;
+        async move {
+            store
+                .event_stats(
+                    at,
+                    l.window(EventState::Active, at),
+                    l.window(EventState::Archived, at),
+                )
+                .await
+                .map_err(err)
+        }
     };
     calls.take();
-
-    let api = app
-        .create_trigger(TriggerDefinition {
-            name: "bench api".into(),
-            kind: TriggerKind::Api,
-            schedule: None,
-            payload: None,
-            payload_schema: Some(json!({"type": "object"})),
-            target: None,
-        })
-        .await
-        .map_err(err)?;
-    record("create trigger");
-    let once = app
-        .create_trigger(TriggerDefinition {
-            name: "bench once".into(),
-            kind: TriggerKind::Scheduled,
-            schedule: Some(Schedule::At {
-                at: chrono::DateTime::from_timestamp(Utc::now().timestamp() + 86_400, 0)
-                    .ok_or("bad time")?,
-            }),
-            payload: None,
-            payload_schema: None,
-            target: None,
-        })
-        .await
-        .map_err(err)?;
-    calls.take();
-    for i in 0..events {
-        app.fire(&api.id, json!({"n": i}), None)
-            .await
-            .map_err(err)?;
+    let t = Instant::now();
+    let built = read(now).await?;
+    let build_ms = t.elapsed().as_secs_f64() * 1e3;
+    let build_read_units: f64 = calls.take_costs().iter().map(|c| c.read_units).sum();
+    calls.take_ops();
+    if built.len() != triggers {
+        return Err(format!(
+            "stats listed {} of {triggers} triggers",
+            built.len()
+        ));
     }
-    calls.take();
-    app.fire(&api.id, json!({"n": -1}), None)
-        .await
-        .map_err(err)?;
-    record("fire an api trigger");
-    app.fire(&api.id, json!({"n": -2}), Some("bench-key"))
-        .await
-        .map_err(err)?;
-    record("fire with Idempotency-Key");
-    app.fire(&api.id, json!({"n": -2}), Some("bench-key"))
-        .await
-        .map_err(err)?;
-    record("fire, replayed Idempotency-Key");
-    let due = once
-        .schedule
-        .as_ref()
-        .and_then(|s| s.next_after(Utc::now()))
-        .ok_or("no occurrence")?;
-    fire_scheduled(store.as_ref(), clock.as_ref(), &once.id, due)
-        .await
-        .map_err(err)?;
-    record("scheduled firing, one-time trigger");
-    let page = |trigger_id: Option<String>| EventFilter {
-        state: EventState::Active,
-        trigger_id,
-        source: None,
-        is_test: None,
-        limit: 50,
-        cursor: None,
-    };
-    let first = app.list_events(page(None)).await.map_err(err)?;
-    record("list page (active, 50)");
-    if let Some(cursor) = first.next_cursor {
-        app.list_events(EventFilter {
-            cursor: Some(cursor),
-            ..page(None)
-        })
-        .await
-        .map_err(err)?;
-        record("next list page (active, 50)");
-    }
-    app.list_events(page(Some(api.id.clone())))
-        .await
-        .map_err(err)?;
-    record("list page of one trigger (50)");
-    app.stats().await.map_err(err)?;
-    record("stats");
-    Ok(out)
+    // A later request, as every one after the first reads.
+    let t = Instant::now();
+    read(Utc::now()).await?;
+    let read_ms = t.elapsed().as_secs_f64() * 1e3;
+    let costs = calls.take_costs();
+    let read_calls = calls.take_ops().len();
+    let read_units = costs.iter().map(|c| c.read_units).sum();
+    let snapshot_bytes = costs
+        .iter()
+        .filter(|c| c.op == "Query")
+        .map(|c| c.bytes_read)
+        .max()
+        .unwrap_or(0);
+    Ok(StatsAtScale {
+        triggers,
+        hours,
+        seed_s,
+        build_ms,
+        build_read_units,
+        read_ms,
+        read_units,
+        read_calls,
+        snapshot_bytes,
+    })
 }

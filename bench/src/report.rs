@@ -42,6 +42,7 @@ pub struct Report {
     pub sustained: Option<Sustained>,
     pub lambda: Vec<crate::lambda::LambdaRow>,
     pub store_costs: Vec<crate::dynamo::StoreCost>,
+    pub stats_at_scale: Option<crate::dynamo::StatsAtScale>,
     pub targets: Vec<Target>,
     /// Cases that could not be measured, and why.
     pub failures: Vec<String>,
@@ -134,13 +135,28 @@ impl Report {
                 l.warm_work
             ));
         }
-        out.push_str("\n| store operation (DynamoDB on moto) | calls |\n|---|---|\n");
+        out.push_str(
+            "\n| store operation (DynamoDB on moto) | calls | read units | write units | items |\n|---|---|---|---|---|\n",
+        );
         for c in &self.store_costs {
+            out.push_str(&etp::testing::cost_model::readme_row(c));
+            out.push('\n');
+        }
+        if let Some(s) = &self.stats_at_scale {
             out.push_str(&format!(
-                "| {} | {} ({}) |\n",
-                c.operation,
-                c.calls.len(),
-                c.calls.join(", ")
+                "\nstats at {} triggers x {} h of counters (moto): first read (builds the snapshot) \
+                 {:.0} ms, {:.1} RRU; later reads {:.0} ms, {:.1} RRU in {} calls; snapshot {} bytes \
+                 ({:.1} per trigger); seeding took {:.0} s\n",
+                s.triggers,
+                s.hours,
+                s.build_ms,
+                s.build_read_units,
+                s.read_ms,
+                s.read_units,
+                s.read_calls,
+                s.snapshot_bytes,
+                s.snapshot_bytes as f64 / s.triggers.max(1) as f64,
+                s.seed_s,
             ));
         }
         out.push_str("\n| target | measured | goal | met |\n|---|---|---|---|\n");

@@ -56,6 +56,8 @@ pub struct DynamoStore {
     retention: chrono::Duration,
     /// The last hour that may hold events in the legacy layout, found once per process.
     legacy_until: std::sync::Arc<tokio::sync::OnceCell<Option<i64>>>,
+    /// The stats counts this process last moved (see `stats.rs`).
+    stats_memo: std::sync::Arc<std::sync::Mutex<Option<stats::StatsMemo>>>,
 }
 
 impl DynamoStore {
@@ -65,6 +67,7 @@ impl DynamoStore {
             tables,
             retention: chrono::Duration::hours(48),
             legacy_until: Default::default(),
+            stats_memo: Default::default(),
         }
     }
 

@@ -3,6 +3,8 @@
 #[cfg(feature = "aws")]
 pub mod capacity;
 pub mod contract;
+#[cfg(all(feature = "aws", feature = "embedded"))]
+pub mod cost_model;
 pub mod fixtures;
 pub mod instants;
 #[cfg(feature = "aws")]

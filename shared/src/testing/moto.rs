@@ -185,15 +185,36 @@ fn wait_ready(port: u16, child: &mut Child) -> Result<(), String> {
     Err(format!("no answer within {READY_WITHIN:?}"))
 }
 
-/// The DynamoDB operation of every request a client sent (retries included), for tests and the
-/// benchmark that count store work per operation.
+/// The DynamoDB operation of every request a client sent (retries included), and what each
+/// cost by DynamoDB's capacity rules, for tests and the benchmark that count store work.
 #[derive(Debug, Default, Clone)]
-pub struct CallLog(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+pub struct CallLog {
+    ops: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    costs: std::sync::Arc<std::sync::Mutex<Vec<crate::testing::capacity::CallCost>>>,
+}
 
 impl CallLog {
-    /// The operations recorded since the last call, oldest first.
+    /// The operations recorded since the last call, oldest first (their costs are dropped).
     pub fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+        self.take_costs();
+        self.take_ops()
+    }
+
+    /// The operations recorded since the last call, leaving their costs to [`Self::take_costs`].
+    pub fn take_ops(&self) -> Vec<String> {
+        std::mem::take(&mut *self.ops.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// What each call since the last `take` read and wrote, and its capacity units.
+    pub fn take_costs(&self) -> Vec<crate::testing::capacity::CallCost> {
+        std::mem::take(&mut *self.costs.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn push_cost(&self, cost: crate::testing::capacity::CallCost) {
+        self.costs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(cost);
     }
 }
 
@@ -214,7 +235,39 @@ impl aws_sdk_dynamodb::config::Intercept for CallLog {
             .get("x-amz-target")
             .unwrap_or("?");
         let op = target.rsplit('.').next().unwrap_or(target).to_string();
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(op);
+        // What a write sends is what it writes (updates and deletes: see `CallCost`).
+        if let Some(body) = context.request().body().bytes()
+            && let Some(cost) = crate::testing::capacity::CallCost::of_request(&op, body)
+        {
+            self.push_cost(cost);
+        }
+        self.ops.lock().unwrap_or_else(|e| e.into_inner()).push(op);
+        Ok(())
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::AfterDeserializationInterceptorContextRef<
+            '_,
+        >,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        use crate::testing::capacity::CallCost;
+        let Ok(output) = context.output_or_error() else {
+            return Ok(());
+        };
+        if let Some(out) =
+            output.downcast_ref::<aws_sdk_dynamodb::operation::get_item::GetItemOutput>()
+        {
+            // The adapter reads single items strongly consistently.
+            self.push_cost(CallCost::read("GetItem", out.item().into_iter(), true));
+        } else if let Some(out) =
+            output.downcast_ref::<aws_sdk_dynamodb::operation::query::QueryOutput>()
+        {
+            // The adapter's Queries are eventually consistent (GSIs allow nothing else).
+            self.push_cost(CallCost::read("Query", out.items().iter(), false));
+        }
         Ok(())
     }
 }

@@ -612,7 +612,10 @@ async fn events_of_the_sharded_layout_are_still_listed_counted_and_purged() {
     calls.take();
     // A full page (one of two events) is one Query; the first listing of a process also
     // looks for legacy counters, once per shard.
-    assert_eq!(list(store.clone(), 1).await, std::slice::from_ref(&legacy.id));
+    assert_eq!(
+        list(store.clone(), 1).await,
+        std::slice::from_ref(&legacy.id)
+    );
     let queries = calls.take();
     assert_eq!(queries.len(), 1 + 4, "{queries:?}");
     list(store.clone(), 1).await;
@@ -691,9 +694,10 @@ async fn events_of_the_sharded_layout_are_still_listed_counted_and_purged() {
     assert!(upgraded.get_event(&legacy.id).await.expect("get").is_none());
 }
 
-/// The stats snapshot, moved from read to read as the clock runs (events crossing both window
-/// edges, late commits within the settle time, a jump that forces a rebuild), always equals the
-/// SQLite adapter's exact counts; once it exists a read costs a few Queries, none of counters.
+/// The stats counts, moved from read to read as the clock runs (events crossing both window
+/// edges, late commits within the settle time, a jump that forces a rebuild), always equal the
+/// SQLite adapter's exact counts, in the process that moves them and in a new process that
+/// starts from the stored snapshot; once they exist a read costs a few Queries, none of counters.
 #[cfg(feature = "embedded")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stats_snapshot_moves_exactly_and_cheaply() {
@@ -702,7 +706,7 @@ async fn the_stats_snapshot_moves_exactly_and_cheaply() {
     use etp::ports::Store;
 
     let (client, calls) = moto::counting_dynamo_client();
-    let (dynamo, _tables) = dynamo_with(client).await;
+    let (dynamo, tables) = dynamo_with(client.clone()).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let sqlite = etp::embedded::SqliteStore::open(&dir.path().join("etp.sqlite3")).expect("open");
     let l = Lifecycle::new(Duration::minutes(10), Duration::minutes(30)).expect("lifecycle");
@@ -754,6 +758,41 @@ async fn the_stats_snapshot_moves_exactly_and_cheaply() {
             // The snapshot, and one Query per hour partition of each swept span.
             assert!(queries <= 7, "step {step}: {made:?}");
         }
+        if step % 4 == 3 {
+            // A process that starts now moves the stored snapshot instead.
+            let fresh = DynamoStore::new(client.clone(), tables.clone());
+            same_stats(
+                &fresh,
+                &sqlite,
+                now,
+                l.window(EventState::Active, now),
+                l.window(EventState::Archived, now),
+            )
+            .await;
+        }
     }
     assert!(reads > 40);
+}
+
+/// The README's cost table is this measurement: every route's DynamoDB calls, and the read
+/// and write units of the items they read and wrote (sized by DynamoDB's rules).
+#[cfg(feature = "embedded")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_cost_table_is_the_measured_one() {
+    let measured = etp::testing::cost_model::measure().await.expect("measure");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README");
+    let mut missing = Vec::new();
+    for m in &measured {
+        let row = etp::testing::cost_model::readme_row(m);
+        eprintln!("{row}");
+        if !readme.contains(&row) {
+            missing.push(row);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "README rows differ from the measurement; replace them with:\n{}",
+        missing.join("\n")
+    );
 }

@@ -24,8 +24,10 @@ use crate::ports::{StoreError, TriggerStats};
 /// How long after its `fired_at` an event may still commit (a fire function's timeout with
 /// margin): a snapshot counts events up to this long before it was taken, so none lands late.
 pub const SETTLE_MS: i64 = 60_000;
-/// A reader that moved a snapshot this far writes the moved one back.
+/// A reader that moved its counts this far keeps the moved ones for the next read.
 const REFRESH_MS: i64 = 60_000;
+/// How often a reader stores its moved counts for processes that start later.
+const SAVE_EVERY_MS: i64 = 10 * 60_000;
 /// The farthest a snapshot is moved; an older one is rebuilt. Events and counters are kept
 /// this much (plus the settle time) past their expiry, so every event a move reads is there.
 pub const MAX_MOVE_MS: i64 = 30 * 60_000;
@@ -433,7 +435,8 @@ impl DynamoStore {
         }
     }
 
-    async fn save_snapshot(&self, counts: &Counts, old_chunks: usize) -> Result<(), StoreError> {
+    /// Stores `counts`, replacing a snapshot of `old_chunks` chunks; returns its chunk count.
+    async fn save_snapshot(&self, counts: &Counts, old_chunks: usize) -> Result<usize, StoreError> {
         let bytes = counts.encode()?;
         let generation = crate::domain::new_id();
         let parts: Vec<&[u8]> = bytes.chunks(CHUNK_BYTES).collect();
@@ -461,11 +464,13 @@ impl DynamoStore {
                 ("sk".into(), s(chunk_sk(i))),
             ]))?);
         }
-        self.write_batches(writes).await
+        self.write_batches(writes).await?;
+        Ok(parts.len())
     }
 
     /// Drops the snapshot, so the next read rebuilds it (after a purge changed the events).
     pub(super) async fn forget_snapshot(&self) -> Result<(), StoreError> {
+        self.set_stats_memo(None);
         let (_, chunks) = self.snapshot().await?;
         let deletes = (0..chunks)
             .map(|i| {
@@ -497,31 +502,87 @@ impl DynamoStore {
             active_after: answer.active_after - SETTLE_MS,
             retain_after: answer.retain_after - SETTLE_MS,
         };
-        let (stored, chunks) = self.snapshot().await?;
-        let usable = stored.filter(|c| {
+        let usable = |c: &Counts| {
             settled.not_before(&c.cuts)
                 && settled.upto - c.cuts.upto <= MAX_MOVE_MS
                 && now_ms - c.rebuilt_ms <= REBUILD_EVERY_MS
-        });
-        let (base, save) = match usable {
-            Some(base) => {
-                let stale = settled.upto - base.cuts.upto >= REFRESH_MS;
-                (base, stale)
-            }
-            None => (self.rebuild(settled, now_ms).await?, true),
         };
+        // This process's own moved counts first; then the stored snapshot; then the counters.
+        let cached = self.stats_memo().filter(|m| usable(&m.counts));
+        let from_memo = cached.is_some();
+        let (memo, rebuilt) = match cached {
+            Some(memo) => (memo, false),
+            None => {
+                let (stored, chunks) = self.snapshot().await?;
+                match stored.filter(usable) {
+                    Some(counts) => (
+                        StatsMemo {
+                            saved_upto: counts.cuts.upto,
+                            saved_chunks: chunks,
+                            counts,
+                        },
+                        false,
+                    ),
+                    None => (
+                        StatsMemo {
+                            counts: self.rebuild(settled, now_ms).await?,
+                            saved_upto: i64::MIN,
+                            saved_chunks: chunks,
+                        },
+                        true,
+                    ),
+                }
+            }
+        };
+        let base = &memo.counts;
         let spans = swept(&base.cuts, &answer);
         let found = all(spans.into_iter().map(|(lo, hi)| self.fired_between(lo, hi))).await?;
         let crossings: Vec<Crossing> = found.into_iter().flatten().collect();
-        if save {
+        let answer = base.moved(answer, &crossings).into_stats();
+        if rebuilt || settled.upto - base.cuts.upto >= REFRESH_MS {
             let moved = base.moved(settled, &crossings);
-            if let Err(e) = self.save_snapshot(&moved, chunks).await {
-                // The answer is still exact; the next reader moves the older snapshot.
-                tracing::warn!(error = %e, "stats snapshot not saved");
+            let mut next = StatsMemo {
+                saved_upto: memo.saved_upto,
+                saved_chunks: memo.saved_chunks,
+                counts: moved,
+            };
+            // Stored for processes that start later, often enough that they can move it.
+            if rebuilt || settled.upto - memo.saved_upto >= SAVE_EVERY_MS {
+                match self.save_snapshot(&next.counts, memo.saved_chunks).await {
+                    Ok(chunks) => {
+                        next.saved_upto = next.counts.cuts.upto;
+                        next.saved_chunks = chunks;
+                    }
+                    // The answer is still exact; a later reader saves again.
+                    Err(e) => tracing::warn!(error = %e, "stats snapshot not saved"),
+                }
             }
+            self.set_stats_memo(Some(next));
+        } else if !from_memo {
+            self.set_stats_memo(Some(memo));
         }
-        Ok(base.moved(answer, &crossings).into_stats())
+        Ok(answer)
     }
+
+    fn stats_memo(&self) -> Option<StatsMemo> {
+        self.stats_memo
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(super) fn set_stats_memo(&self, memo: Option<StatsMemo>) {
+        *self.stats_memo.lock().unwrap_or_else(|e| e.into_inner()) = memo;
+    }
+}
+
+/// The counts this process last moved (exact as of their cuts, so any later read can move them
+/// on), and what it knows of the stored snapshot.
+#[derive(Debug, Clone)]
+pub(super) struct StatsMemo {
+    counts: Counts,
+    saved_upto: i64,
+    saved_chunks: usize,
 }
 
 fn chunk_sk(i: usize) -> String {
@@ -631,5 +692,34 @@ mod tests {
         );
         assert_eq!(Counts::decode(&bytes).unwrap(), counts);
         assert!(Counts::decode(b"not deflate").is_err());
+    }
+}
+
+/// Hour counters as firings write them, for benchmarks that need a long log without writing
+/// millions of events: `(trigger id, trigger name, hour, firings, last fired ms)`.
+#[cfg(feature = "test-support")]
+impl DynamoStore {
+    pub async fn seed_hour_counters(
+        &self,
+        counters: &[(String, String, i64, u64, i64)],
+    ) -> Result<(), StoreError> {
+        let writes = counters
+            .iter()
+            .map(|(id, name, hour, count, last)| {
+                let item = Item::from([
+                    ("pk".into(), s(counter_pk(super::shard_of(id)))),
+                    ("sk".into(), s(format!("{}#{id}", pad_hour(*hour)))),
+                    ("n".into(), n(count)),
+                    ("trigger_name".into(), s(name)),
+                    ("last_fired_ms".into(), n(last)),
+                ]);
+                let put = PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(unavailable)?;
+                Ok(WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.write_batches(writes).await
     }
 }
