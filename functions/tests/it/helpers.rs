@@ -20,15 +20,27 @@ pub struct AwsFixture {
 /// Uniquely named tables and schedule group, so tests share one moto server; the clock
 /// starts at [`t0`].
 pub async fn aws_fixture() -> AwsFixture {
+    aws_fixture_via(moto::endpoint(), Arc::new(ManualClock::new(t0()))).await
+}
+
+/// [`aws_fixture`] with its clients sent to `endpoint` (moto itself, or something in front of
+/// it) and with `clock`.
+pub async fn aws_fixture_via(endpoint: &str, clock: Arc<ManualClock>) -> AwsFixture {
     let suffix = etp::domain::new_id();
     let tables = Tables {
         triggers: format!("etp-triggers-{suffix}"),
         events: format!("etp-events-{suffix}"),
     };
     let dynamo = moto::dynamo_client();
+    let dynamo = aws_sdk_dynamodb::Client::from_conf(
+        dynamo.config().to_builder().endpoint_url(endpoint).build(),
+    );
     DynamoStore::create_tables(&dynamo, &tables).await.unwrap();
     let store = Arc::new(DynamoStore::new(dynamo, tables));
     let client = moto::scheduler_client().await;
+    let client = aws_sdk_scheduler::Client::from_conf(
+        client.config().to_builder().endpoint_url(endpoint).build(),
+    );
     let group = format!("etp-{suffix}");
     client
         .create_schedule_group()
@@ -36,7 +48,6 @@ pub async fn aws_fixture() -> AwsFixture {
         .send()
         .await
         .unwrap();
-    let clock = Arc::new(ManualClock::new(t0()));
     let scheduler = Arc::new(EventBridgeScheduler::new(
         client.clone(),
         ScheduleTarget {

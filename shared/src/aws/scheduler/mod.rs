@@ -31,8 +31,8 @@ pub use input::{
     MAX_INPUT_CHARS, SCHEDULED_TIME_PLACEHOLDER, ScheduledTimePlaceholder, delivery_input,
     occurrence_input, test_run_input,
 };
-use plan::one_time_spec;
 pub use plan::{Plan, ScheduleSpec, plan, test_run_spec};
+use plan::{not_before, one_time_spec};
 
 /// EventBridge Scheduler's limit on schedule names.
 const MAX_NAME_CHARS: usize = 64;
@@ -43,6 +43,12 @@ const MAX_CLIENT_TOKEN_CHARS: usize = 64;
 const MAX_RETRY_ATTEMPTS: i32 = 5;
 /// A firing more than an hour late is better dead-lettered (and inspected) than recorded.
 const MAX_EVENT_AGE_SECONDS: i32 = 3600;
+/// A one-time schedule's `at()` is written at least this far ahead of now (rounded up to a whole
+/// second): it has whole seconds and EventBridge reads it when the request arrives.
+const AT_LEAD: chrono::Duration = chrono::Duration::seconds(2);
+/// Writes of one one-time schedule at most: each further one is later, after a write that was
+/// refused as past or may have arrived after its time.
+const AT_ROUNDS: usize = 3;
 
 /// Where schedules live and what they invoke: the stack's resources, from the template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +81,45 @@ fn checked_name(name: String) -> Result<String, SchedulerError> {
 
 fn aws_time(t: DateTime<Utc>) -> AwsDateTime {
     AwsDateTime::from_millis(t.timestamp_millis())
+}
+
+/// Why a CreateSchedule or UpdateSchedule did not take.
+#[derive(Debug)]
+enum PutError {
+    /// ValidationException: EventBridge refused the definition (e.g. an `at()` already past).
+    Invalid(SchedulerError),
+    Failed(SchedulerError),
+}
+
+impl From<SchedulerError> for PutError {
+    fn from(e: SchedulerError) -> Self {
+        PutError::Failed(e)
+    }
+}
+
+impl From<PutError> for SchedulerError {
+    fn from(e: PutError) -> Self {
+        match e {
+            PutError::Invalid(e) | PutError::Failed(e) => e,
+        }
+    }
+}
+
+/// The `at()` instant a further write of a one-time schedule meant for `at` would have, if it
+/// is later than `written`, the one just written: the next round's time, or `None` when another
+/// write could only say the same.
+fn later_at(
+    at: DateTime<Utc>,
+    written: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    Some(at.max(ceil_second(now + AT_LEAD))).filter(|next| *next > written)
+}
+
+/// Whether a one-time schedule written for `written` may have reached EventBridge at or after
+/// that instant: the answer came then or later, and the request arrived before the answer.
+fn may_have_arrived_late(written: DateTime<Utc>, answered: DateTime<Utc>) -> bool {
+    answered >= written
 }
 
 /// The SDK error with its full context, for logs only.
@@ -183,12 +228,57 @@ impl EventBridgeScheduler {
     }
 
     /// Creates the schedule, or replaces it in full when it exists.
+    ///
+    /// A one-time schedule is written so that its `at()` is still ahead when EventBridge reads it.
+    /// What becomes of an `at()` already past on arrival is not documented: it may be refused
+    /// (ValidationException) or kept and never run, which would lose a firing or a delivery
+    /// without a trace. So it is written at least [`AT_LEAD`] ahead (see [`not_before`]), and
+    /// written again, later, when it was refused as invalid while a later time was possible, or
+    /// when the answer came at or after its time (the request may have arrived late: a stalled
+    /// network, the SDK's own retries).
     async fn put(
         &self,
         name: &str,
         spec: &ScheduleSpec,
         token_key: &str,
     ) -> Result<(), SchedulerError> {
+        let Some(at) = spec.at else {
+            return Ok(self.try_put(name, spec, token_key).await?);
+        };
+        let mut earliest = ceil_second(self.clock.now() + AT_LEAD);
+        for _ in 0..AT_ROUNDS {
+            let written = at.max(earliest);
+            let outcome = self
+                .try_put(name, &not_before(spec, earliest), token_key)
+                .await;
+            let now = self.clock.now();
+            match outcome {
+                Ok(()) if !may_have_arrived_late(written, now) => return Ok(()),
+                Ok(()) => {
+                    tracing::warn!(schedule = name, at = %written, answered = %now, "the write may have arrived after its at(); writing it again, later");
+                }
+                Err(PutError::Invalid(e)) => {
+                    if later_at(at, written, now).is_none() {
+                        return Err(e);
+                    }
+                    tracing::warn!(schedule = name, at = %written, error = %e, "at() refused; writing it again, later");
+                }
+                Err(PutError::Failed(e)) => return Err(e),
+            }
+            earliest = ceil_second(now + AT_LEAD);
+        }
+        Err(SchedulerError::Unavailable(format!(
+            "schedule {name}: no write reached EventBridge ahead of its at() in {AT_ROUNDS} tries"
+        )))
+    }
+
+    /// [`Self::put`], telling a refused definition from other failures.
+    async fn try_put(
+        &self,
+        name: &str,
+        spec: &ScheduleSpec,
+        token_key: &str,
+    ) -> Result<(), PutError> {
         let target = self.invocation(&spec.input)?;
         // Two rounds at most: a one-time schedule can delete itself between our create and update.
         for _ in 0..2 {
@@ -212,7 +302,15 @@ impl EventBridgeScheduler {
                         e.as_service_error(),
                         Some(CreateScheduleError::ConflictException(_))
                     ) => {}
-                Err(e) => return Err(sdk_failure("CreateSchedule", name, &e)),
+                Err(e)
+                    if matches!(
+                        e.as_service_error(),
+                        Some(CreateScheduleError::ValidationException(_))
+                    ) =>
+                {
+                    return Err(PutError::Invalid(sdk_failure("CreateSchedule", name, &e)));
+                }
+                Err(e) => return Err(sdk_failure("CreateSchedule", name, &e).into()),
             }
             let updated = full_definition!(
                 self.client.update_schedule(),
@@ -234,12 +332,21 @@ impl EventBridgeScheduler {
                         e.as_service_error(),
                         Some(UpdateScheduleError::ResourceNotFoundException(_))
                     ) => {}
-                Err(e) => return Err(sdk_failure("UpdateSchedule", name, &e)),
+                Err(e)
+                    if matches!(
+                        e.as_service_error(),
+                        Some(UpdateScheduleError::ValidationException(_))
+                    ) =>
+                {
+                    return Err(PutError::Invalid(sdk_failure("UpdateSchedule", name, &e)));
+                }
+                Err(e) => return Err(sdk_failure("UpdateSchedule", name, &e).into()),
             }
         }
-        Err(SchedulerError::Unavailable(format!(
-            "schedule {name} kept appearing and disappearing"
-        )))
+        Err(
+            SchedulerError::Unavailable(format!("schedule {name} kept appearing and disappearing"))
+                .into(),
+        )
     }
 
     /// Deletes the schedule; one that is already gone is fine.
@@ -345,13 +452,10 @@ fn ceil_second(t: DateTime<Utc>) -> DateTime<Utc> {
 #[async_trait]
 impl DeliveryQueue for EventBridgeScheduler {
     async fn enqueue(&self, event_id: &str, due: DateTime<Utc>) -> Result<(), SchedulerError> {
-        // `at()` has whole seconds and is read when the request arrives: a time already past
-        // may never fire. The earliest is two seconds ahead rounded up to a whole second, so
-        // the truncated expression is still ahead when EventBridge reads it.
-        let earliest = ceil_second(self.clock.now() + chrono::Duration::seconds(2));
-        let at = ceil_second(due).max(earliest);
-        let spec = one_time_spec(at, delivery_input(event_id));
-        // Named by the due time asked for (not the clamped one): each attempt gets its own
+        // `at()` has whole seconds: the due time rounded up, never down into the past, and
+        // written ahead of now however late the attempt is (see `put`).
+        let spec = one_time_spec(ceil_second(due), delivery_input(event_id));
+        // Named by the due time asked for (not the written one): each attempt gets its own
         // schedule, and queueing the same attempt twice is the same schedule.
         let name = checked_name(format!("dlv-{event_id}-{}", due.timestamp_millis()))?;
         self.put(&name, &spec, &name).await

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::expression::{at_expression, cron_expression, rate_expression};
-use super::input::{occurrence_input, test_run_input};
+use super::input::{SCHEDULED_TIME_PLACEHOLDER, occurrence_input, test_run_input};
 use crate::domain::schedule::Schedule;
 use crate::domain::trigger::{Trigger, TriggerStatus};
 use crate::ports::SchedulerError;
@@ -15,6 +15,8 @@ use crate::ports::SchedulerError;
 pub struct ScheduleSpec {
     /// `at(...)`, `rate(...)` or `cron(...)`.
     pub expression: String,
+    /// The instant of a one-time schedule (what its `at(...)` says); `None` for a recurring one.
+    pub at: Option<DateTime<Utc>>,
     /// IANA zone the expression is evaluated in.
     pub timezone: String,
     pub start_date: Option<DateTime<Utc>>,
@@ -58,6 +60,7 @@ pub fn plan(trigger: &Trigger, now: DateTime<Utc>) -> Result<Plan, SchedulerErro
     let timing = timing(schedule, next, now)?;
     Ok(Plan::Put(ScheduleSpec {
         expression: timing.expression,
+        at: timing.at,
         timezone: timing.timezone,
         start_date: timing.start_date,
         end_date: timing.end_date,
@@ -76,6 +79,7 @@ pub fn test_run_spec(run_id: &str, at: DateTime<Utc>) -> Result<ScheduleSpec, Sc
 pub(super) fn one_time_spec(at: DateTime<Utc>, input: String) -> ScheduleSpec {
     ScheduleSpec {
         expression: at_expression(at),
+        at: Some(at),
         timezone: "UTC".into(),
         start_date: None,
         end_date: None,
@@ -85,9 +89,29 @@ pub(super) fn one_time_spec(at: DateTime<Utc>, input: String) -> ScheduleSpec {
     }
 }
 
+/// `spec` as written when its one-time instant must not be sooner than `earliest`: EventBridge
+/// reads an `at()` when the request arrives and does not say what becomes of one already past
+/// then (it may refuse it, or keep it and never run it). Moved later, the schedule still names
+/// its own occurrence: the input carries the instant itself instead of the scheduled-time
+/// placeholder, which would say `earliest`. Recurring schedules and later instants are unchanged.
+pub(super) fn not_before(spec: &ScheduleSpec, earliest: DateTime<Utc>) -> ScheduleSpec {
+    match spec.at {
+        Some(at) if at < earliest => ScheduleSpec {
+            expression: at_expression(earliest),
+            input: spec.input.replace(
+                SCHEDULED_TIME_PLACEHOLDER,
+                &at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            ),
+            ..spec.clone()
+        },
+        _ => spec.clone(),
+    }
+}
+
 /// The schedule-dependent part of a spec.
 struct Timing {
     expression: String,
+    at: Option<DateTime<Utc>>,
     timezone: String,
     start_date: Option<DateTime<Utc>>,
     end_date: Option<DateTime<Utc>>,
@@ -102,6 +126,7 @@ fn timing(
 ) -> Result<Timing, SchedulerError> {
     let one_time = |at: DateTime<Utc>| Timing {
         expression: at_expression(at),
+        at: Some(at),
         timezone: "UTC".into(),
         start_date: None,
         end_date: None,
@@ -119,6 +144,7 @@ fn timing(
             ..
         } => Timing {
             expression: rate_expression(*every_seconds)?,
+            at: None,
             timezone: "UTC".into(),
             // A rate schedule first fires at its StartDate; starting at the next occurrence keeps
             // EventBridge on the domain's grid (start_at + k * every) rather than "now + every".
@@ -134,6 +160,7 @@ fn timing(
             end_at,
         } => Timing {
             expression: cron_expression(expression)?,
+            at: None,
             timezone: timezone.clone(),
             // AWS rejects a StartDate more than a few minutes in the past, and a past start
             // changes nothing, so only a future start is sent.

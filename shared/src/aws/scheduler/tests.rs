@@ -230,6 +230,7 @@ fn one_time_at_fires_once_and_deletes_itself() {
         s,
         ScheduleSpec {
             expression: "at(2026-11-24T12:30:00)".into(),
+            at: Some(t("2026-11-24T12:30:00Z")),
             timezone: "UTC".into(),
             start_date: None,
             end_date: None,
@@ -477,4 +478,66 @@ fn dates_keep_milliseconds() {
         d.to_millis().unwrap(),
         t("2026-11-24T10:00:00.250Z").timestamp_millis()
     );
+}
+
+#[test]
+fn a_one_time_spec_too_soon_moves_later_and_names_its_own_time() {
+    let s = spec(
+        Schedule::At {
+            at: t("2026-11-24T10:00:05Z"),
+        },
+        TriggerStatus::Active,
+        "2026-11-24T10:00:00Z",
+    );
+    assert_eq!(s.at, Some(t("2026-11-24T10:00:05Z")));
+    // Ahead of the earliest: written as planned, the placeholder left for EventBridge.
+    assert_eq!(not_before(&s, t("2026-11-24T10:00:05Z")), s);
+    // Too soon: written at the earliest, the input naming the occurrence it stands for.
+    let moved = not_before(&s, t("2026-11-24T10:00:09Z"));
+    assert_eq!(moved.expression, "at(2026-11-24T10:00:09)");
+    assert_eq!(moved.at, s.at);
+    assert_eq!(
+        serde_json::from_str::<FireInput>(&moved.input).unwrap(),
+        FireInput::Occurrence {
+            trigger_id: ID.into(),
+            scheduled_time: t("2026-11-24T10:00:05Z"),
+        }
+    );
+    // A delivery's input has no time to keep.
+    let delivery = one_time_spec(t("2026-11-24T10:00:05Z"), delivery_input("01jev"));
+    assert_eq!(
+        not_before(&delivery, t("2026-11-24T10:00:09Z")).input,
+        delivery.input
+    );
+    // Recurring schedules are never moved.
+    let every = spec(
+        Schedule::Interval {
+            every_seconds: 60,
+            recurring: true,
+            start_at: Some(t("2026-11-24T10:00:00Z")),
+            end_at: None,
+        },
+        TriggerStatus::Active,
+        "2026-11-24T10:00:00Z",
+    );
+    assert_eq!(every.at, None);
+    assert_eq!(not_before(&every, t("2026-11-24T12:00:00Z")), every);
+}
+
+#[test]
+fn a_one_time_write_is_repeated_later_only_when_it_may_have_come_too_late() {
+    let at = t("2026-11-24T10:00:05Z");
+    // Answered before its time: it arrived before it, too.
+    assert!(!may_have_arrived_late(at, t("2026-11-24T10:00:04.999Z")));
+    assert!(may_have_arrived_late(at, at));
+    assert!(may_have_arrived_late(at, t("2026-11-24T10:00:08Z")));
+    // Refused: another round only when it would say a later time (now + 2 s, rounded up).
+    assert_eq!(
+        later_at(at, at, t("2026-11-24T10:00:04.500Z")),
+        Some(t("2026-11-24T10:00:07Z"))
+    );
+    assert_eq!(later_at(at, at, t("2026-11-24T10:00:02Z")), None);
+    // A far time refused for another reason is not retried.
+    let far = t("2026-11-25T10:00:00Z");
+    assert_eq!(later_at(far, far, t("2026-11-24T10:00:00Z")), None);
 }
