@@ -258,6 +258,7 @@ pub async fn functions(
         .await?;
     env.push(("TRIGGERS_TABLE".into(), tables.triggers.clone()));
     env.push(("EVENTS_TABLE".into(), tables.events.clone()));
+    env.push(("STATS_TABLE".into(), tables.stats.clone()));
     let openapi = http_event("/openapi.json");
     // The occurrence of a trigger that does not exist, due a minute ago by the real clock (the
     // function reads it): one GetItem, then nothing to fire.

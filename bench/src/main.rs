@@ -141,10 +141,7 @@ async fn run(size: &Size) -> Result<Report, String> {
     }
     if wanted("lambda") {
         eprintln!("Lambda functions");
-        let tables = etp::aws::dynamo::Tables {
-            triggers: format!("bench-triggers-{}", etp::domain::new_id()),
-            events: format!("bench-events-{}", etp::domain::new_id()),
-        };
+        let tables = etp::aws::dynamo::Tables::named("bench", &etp::domain::new_id());
         etp::aws::dynamo::DynamoStore::create_tables(&etp::testing::moto::dynamo_client(), &tables)
             .await
             .map_err(|e| e.to_string())?;
@@ -161,7 +158,14 @@ async fn run(size: &Size) -> Result<Report, String> {
             Ok(costs) => report.store_costs = costs,
             Err(e) => report.failures.push(format!("DynamoDB cases: {e}")),
         }
-        let (triggers, hours) = size.stats_scale;
+        // BENCH_STATS_SCALE=<triggers>x<hours> overrides the size's (seeding moto is slow).
+        let (triggers, hours) = std::env::var("BENCH_STATS_SCALE")
+            .ok()
+            .and_then(|v| {
+                let (t, h) = v.split_once('x')?;
+                Some((t.parse().ok()?, h.parse().ok()?))
+            })
+            .unwrap_or(size.stats_scale);
         eprintln!("stats on DynamoDB: {triggers} triggers x {hours} h of counters (moto)");
         match dynamo::stats_at_scale(triggers, hours).await {
             Ok(s) => report.stats_at_scale = Some(s),
@@ -458,18 +462,23 @@ fn targets(r: &mut Report, size: &Size) {
     }
     if let Some(s) = &r.stats_at_scale {
         let at = format!("{} triggers x {} h", s.triggers, s.hours);
-        add.push((
-            format!("stats read units at {at} (after the first)"),
-            format!("{:.1} RRU", s.read_units),
-            "<= 25 RRU",
-            s.read_units <= 25.0,
-        ));
-        add.push((
-            format!("stats latency at {at} against moto (after the first)"),
-            format!("{:.0} ms", s.read_ms),
-            "< 300 ms",
-            s.read_ms < 300.0,
-        ));
+        for (when, units, ms) in [
+            ("a new process's first read", s.first_read_units, s.first_ms),
+            ("a later read", s.read_units, s.read_ms),
+        ] {
+            add.push((
+                format!("stats at {at}: {when}, read units"),
+                format!("{units:.1} RRU"),
+                "<= 25 RRU",
+                units <= 25.0,
+            ));
+            add.push((
+                format!("stats at {at}: {when}, latency against moto"),
+                format!("{ms:.0} ms"),
+                "< 300 ms",
+                ms < 300.0,
+            ));
+        }
     }
     let scans: usize = r
         .store_costs

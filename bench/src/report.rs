@@ -144,18 +144,19 @@ impl Report {
         }
         if let Some(s) = &self.stats_at_scale {
             out.push_str(&format!(
-                "\nstats at {} triggers x {} h of counters (moto): first read (builds the snapshot) \
-                 {:.0} ms, {:.1} RRU; later reads {:.0} ms, {:.1} RRU in {} calls; snapshot {} bytes \
-                 ({:.1} per trigger); seeding took {:.0} s\n",
+                "\nstats at {} triggers x {} h of counters (moto): a new process's first read {:.0} ms, \
+                 {:.1} RRU in {} calls (snapshot {} bytes, {:.1} per trigger); later reads {:.0} ms, \
+                 {:.1} RRU in {} calls; seeding took {:.0} s\n",
                 s.triggers,
                 s.hours,
-                s.build_ms,
-                s.build_read_units,
+                s.first_ms,
+                s.first_read_units,
+                s.first_calls,
+                s.snapshot_bytes,
+                s.snapshot_bytes as f64 / s.triggers.max(1) as f64,
                 s.read_ms,
                 s.read_units,
                 s.read_calls,
-                s.snapshot_bytes,
-                s.snapshot_bytes as f64 / s.triggers.max(1) as f64,
                 s.seed_s,
             ));
         }

@@ -59,6 +59,7 @@ impl Runtime {
         let tables = Tables {
             triggers: required("TRIGGERS_TABLE")?,
             events: required("EVENTS_TABLE")?,
+            stats: required("STATS_TABLE")?,
         };
         let aws = aws_config_from_env().await;
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), tables)

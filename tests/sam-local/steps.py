@@ -22,7 +22,7 @@ import urllib.request
 
 FUNCTIONS = ("TriggersApiFunction", "EventsApiFunction", "FireFunction")
 # Without these every function talks to real AWS (or fails to start), so each must declare them.
-EVERY_FUNCTION = ("ETP_AWS_ENDPOINT_URL", "TRIGGERS_TABLE", "EVENTS_TABLE")
+EVERY_FUNCTION = ("ETP_AWS_ENDPOINT_URL", "TRIGGERS_TABLE", "EVENTS_TABLE", "STATS_TABLE")
 
 
 def env_params(path):
@@ -116,12 +116,19 @@ def seed(env_file):
             gsi("by_trigger", "trigger_key", "lc_sk"),
         ],
     )
-    for table in (p["TRIGGERS_TABLE"], p["EVENTS_TABLE"]):
-        ddb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1})
-    ddb.update_time_to_live(
-        TableName=p["EVENTS_TABLE"],
-        TimeToLiveSpecification={"AttributeName": "expires_at", "Enabled": True},
+    ddb.create_table(
+        TableName=p["STATS_TABLE"],
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[s("pk"), s("sk")],
+        KeySchema=[k("pk", "HASH"), k("sk", "RANGE")],
     )
+    for table in (p["TRIGGERS_TABLE"], p["EVENTS_TABLE"], p["STATS_TABLE"]):
+        ddb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1})
+    for table in (p["EVENTS_TABLE"], p["STATS_TABLE"]):
+        ddb.update_time_to_live(
+            TableName=table,
+            TimeToLiveSpecification={"AttributeName": "expires_at", "Enabled": True},
+        )
     client("scheduler").create_schedule_group(Name=p["SCHEDULE_GROUP"])
     return 0
 

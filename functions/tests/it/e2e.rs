@@ -52,10 +52,7 @@ fn cargo_lambda() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trigger_to_schedule_to_fire_to_event() {
     let suffix = ulid::Ulid::new().to_string().to_ascii_lowercase();
-    let tables = Tables {
-        triggers: format!("e2e-triggers-{suffix}"),
-        events: format!("e2e-events-{suffix}"),
-    };
+    let tables = Tables::named("e2e", &suffix);
     let group = format!("e2e-{suffix}");
     DynamoStore::create_tables(&moto::dynamo_client(), &tables)
         .await
@@ -81,6 +78,7 @@ async fn trigger_to_schedule_to_fire_to_event() {
         ("AWS_REGION", "us-east-1".into()),
         ("TRIGGERS_TABLE", tables.triggers.clone()),
         ("EVENTS_TABLE", tables.events.clone()),
+        ("STATS_TABLE", tables.stats.clone()),
         ("SCHEDULE_GROUP", group.clone()),
         (
             "SCHEDULER_ROLE_ARN",

@@ -27,10 +27,7 @@ pub async fn aws_fixture() -> AwsFixture {
 /// it) and with `clock`.
 pub async fn aws_fixture_via(endpoint: &str, clock: Arc<ManualClock>) -> AwsFixture {
     let suffix = etp::domain::new_id();
-    let tables = Tables {
-        triggers: format!("etp-triggers-{suffix}"),
-        events: format!("etp-events-{suffix}"),
-    };
+    let tables = Tables::named("etp", &suffix);
     let dynamo = moto::dynamo_client();
     let dynamo = aws_sdk_dynamodb::Client::from_conf(
         dynamo.config().to_builder().endpoint_url(endpoint).build(),

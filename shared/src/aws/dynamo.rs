@@ -40,11 +40,24 @@ const CONCURRENCY: usize = 16;
 
 type Item = HashMap<String, AttributeValue>;
 
-/// Names of the two tables, as the SAM template injects them.
+/// Names of the three tables, as the SAM template injects them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tables {
     pub triggers: String,
     pub events: String,
+    /// The hour counters and the stats snapshot.
+    pub stats: String,
+}
+
+impl Tables {
+    /// `<prefix>-triggers-<suffix>` and so on: uniquely named tables for tests and benchmarks.
+    pub fn named(prefix: &str, suffix: &str) -> Self {
+        Tables {
+            triggers: format!("{prefix}-triggers-{suffix}"),
+            events: format!("{prefix}-events-{suffix}"),
+            stats: format!("{prefix}-stats-{suffix}"),
+        }
+    }
 }
 
 /// The store on DynamoDB. Cheap to clone: the SDK client is shared.
@@ -77,7 +90,7 @@ impl DynamoStore {
         self
     }
 
-    /// Creates both tables (keys, indexes, TTL) as `template.yaml` declares them; for tests.
+    /// Creates the tables (keys, indexes, TTL) as `template.yaml` declares them; for tests.
     pub async fn create_tables(client: &Client, tables: &Tables) -> Result<(), StoreError> {
         tables::create(client, tables).await
     }
@@ -151,12 +164,13 @@ fn lifecycle_pks(hour: i64, legacy_until: Option<i64>) -> Vec<String> {
     pks
 }
 
-/// The partition of one shard of the per-hour counters.
+/// The partition of one shard of the per-hour counters (in the stats table).
 fn counter_pk(shard: u32) -> String {
     format!("CH#{shard}")
 }
 
-/// Counters written with legacy-layout events: where they exist, so may legacy partitions.
+/// Counters written with legacy-layout events, in the events table: where they exist, so may
+/// legacy partitions.
 fn legacy_counter_pk(shard: u32) -> String {
     format!("CT#{shard}")
 }

@@ -1,20 +1,22 @@
-//! The DynamoDB cost of every API route and of the firing and delivery paths, measured: each
-//! operation runs once through the real adapter against moto, every call it makes is counted,
+//! The AWS cost of every API route and of the firing and delivery paths, measured: each
+//! operation runs once through the real adapters against moto, every DynamoDB and EventBridge
+//! Scheduler call it makes is counted,
 //! and capacity units follow from the sizes of the items read and written (DynamoDB's rules,
 //! indexes and transactions included). The README's cost table and the bench print this.
 
 use std::sync::Arc;
 
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use serde::Serialize;
 use serde_json::json;
 
 use super::capacity::{UnsizedWrite, index_entries, index_write_units, item_size, write_units};
 use super::fixtures::WebhookReceiver;
-use super::{RecordingQueue, RecordingScheduler, moto};
+use super::moto;
 use crate::app::{App, EventFilter};
 use crate::aws::dynamo::{DynamoStore, Tables};
-use crate::clock::SystemClock;
+use crate::aws::scheduler::{EventBridgeScheduler, ScheduleTarget};
+use crate::clock::{Clock, ManualClock};
 use crate::config::Settings;
 use crate::delivery::{Deliverer, Sender};
 use crate::domain::delivery::RetrySchedule;
@@ -102,16 +104,37 @@ impl Meter {
 pub async fn measure() -> Result<Vec<OperationCost>, String> {
     let (client, calls) = moto::counting_dynamo_client();
     let suffix = crate::domain::new_id();
-    let tables = Tables {
-        triggers: format!("cost-triggers-{suffix}"),
-        events: format!("cost-events-{suffix}"),
-    };
+    let tables = Tables::named("cost", &suffix);
     DynamoStore::create_tables(&client, &tables)
         .await
         .map_err(err)?;
     let store = Arc::new(DynamoStore::new(client.clone(), tables.clone()));
-    let clock = Arc::new(SystemClock);
-    let queue = Arc::new(RecordingQueue::default());
+    // A manual clock 20 minutes into an hour ahead of the real one (moto's scheduler reads the
+    // real clock): no window edge or hour boundary moves while the operations run, so every
+    // run reads and writes the same items.
+    let clock = Arc::new(ManualClock::new(
+        crate::testing::instants::next_hour() + Duration::minutes(20),
+    ));
+    // The scheduler adapter on moto, its calls counted with the store's.
+    let scheduler_client = moto::counting_scheduler_client(&calls).await;
+    let group = format!("cost-{suffix}");
+    scheduler_client
+        .create_schedule_group()
+        .name(&group)
+        .send()
+        .await
+        .map_err(err)?;
+    let scheduler = Arc::new(EventBridgeScheduler::new(
+        scheduler_client,
+        ScheduleTarget {
+            group,
+            role_arn: "arn:aws:iam::123456789012:role/etp-scheduler".into(),
+            fire_function_arn: "arn:aws:lambda:us-east-1:123456789012:function:etp-fire".into(),
+            dead_letter_arn: "arn:aws:sqs:us-east-1:123456789012:etp-fire-dlq".into(),
+        },
+        clock.clone(),
+    ));
+    let queue = scheduler.clone();
     let settings = Settings {
         stats_cache_ttl: std::time::Duration::ZERO,
         egress: EgressPolicy::with_allowed("127.0.0.1/32")?,
@@ -119,7 +142,7 @@ pub async fn measure() -> Result<Vec<OperationCost>, String> {
     };
     let app = Arc::new(App::new(
         store.clone(),
-        Arc::new(RecordingScheduler::default()),
+        scheduler.clone(),
         queue.clone(),
         clock.clone(),
         settings,
@@ -179,7 +202,7 @@ pub async fn measure() -> Result<Vec<OperationCost>, String> {
         })
         .await
         .map_err(err)?;
-    m.calls.take();
+    m.record("create scheduled trigger (cron)").await?;
     app.get_trigger(&api.id).await.map_err(err)?;
     m.record("get trigger").await?;
     app.list_trigger_views_json(&TriggerQuery {
@@ -245,8 +268,7 @@ pub async fn measure() -> Result<Vec<OperationCost>, String> {
             name: "cost once".into(),
             kind: TriggerKind::Scheduled,
             schedule: Some(Schedule::At {
-                at: chrono::DateTime::from_timestamp(Utc::now().timestamp() + 86_400, 0)
-                    .ok_or("bad time")?,
+                at: clock.now() + Duration::days(1),
             }),
             payload: None,
             payload_schema: None,
@@ -258,7 +280,7 @@ pub async fn measure() -> Result<Vec<OperationCost>, String> {
     let due = once
         .schedule
         .as_ref()
-        .and_then(|s| s.next_after(Utc::now()))
+        .and_then(|s| s.next_after(clock.now()))
         .ok_or("no occurrence")?;
     fire_scheduled(store.as_ref(), clock.as_ref(), &once.id, due)
         .await
@@ -304,7 +326,7 @@ pub async fn measure() -> Result<Vec<OperationCost>, String> {
     m.record("stats").await?;
     let restarted = Arc::new(App::new(
         Arc::new(DynamoStore::new(client, tables)),
-        Arc::new(RecordingScheduler::default()),
+        scheduler.clone(),
         queue.clone(),
         clock.clone(),
         Settings {

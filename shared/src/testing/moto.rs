@@ -227,19 +227,24 @@ impl aws_sdk_dynamodb::config::Intercept for CallLog {
         &self,
         context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
         _: &aws_sdk_dynamodb::config::RuntimeComponents,
-        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+        cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
     ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
-        let target = context
-            .request()
-            .headers()
-            .get("x-amz-target")
-            .unwrap_or("?");
-        let op = target.rsplit('.').next().unwrap_or(target).to_string();
+        let request = context.request();
+        let op = match request.headers().get("x-amz-target") {
+            Some(target) => target.rsplit('.').next().unwrap_or(target).to_string(),
+            // EventBridge Scheduler is REST: the operation is the method on the resource.
+            None => scheduler_operation(request.method(), request.uri()),
+        };
         // What a write sends is what it writes (updates and deletes: see `CallCost`).
-        if let Some(body) = context.request().body().bytes()
-            && let Some(cost) = crate::testing::capacity::CallCost::of_request(&op, body)
-        {
-            self.push_cost(cost);
+        if let Some(body) = context.request().body().bytes() {
+            if let Some(cost) = crate::testing::capacity::CallCost::of_request(&op, body) {
+                self.push_cost(cost);
+            }
+            // How the response's items are billed: kept with this call for its response.
+            let consistent = serde_json::from_slice::<serde_json::Value>(body)
+                .is_ok_and(|v| v["ConsistentRead"] == serde_json::Value::Bool(true));
+            cfg.interceptor_state()
+                .store_put(ConsistentRead(consistent));
         }
         self.ops.lock().unwrap_or_else(|e| e.into_inner()).push(op);
         Ok(())
@@ -251,25 +256,70 @@ impl aws_sdk_dynamodb::config::Intercept for CallLog {
             '_,
         >,
         _: &aws_sdk_dynamodb::config::RuntimeComponents,
-        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+        cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
     ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
         use crate::testing::capacity::CallCost;
         let Ok(output) = context.output_or_error() else {
             return Ok(());
         };
+        let consistent = cfg.load::<ConsistentRead>().is_some_and(|c| c.0);
         if let Some(out) =
             output.downcast_ref::<aws_sdk_dynamodb::operation::get_item::GetItemOutput>()
         {
-            // The adapter reads single items strongly consistently.
-            self.push_cost(CallCost::read("GetItem", out.item().into_iter(), true));
+            self.push_cost(CallCost::read(
+                "GetItem",
+                out.item().into_iter(),
+                consistent,
+            ));
         } else if let Some(out) =
             output.downcast_ref::<aws_sdk_dynamodb::operation::query::QueryOutput>()
         {
-            // The adapter's Queries are eventually consistent (GSIs allow nothing else).
-            self.push_cost(CallCost::read("Query", out.items().iter(), false));
+            self.push_cost(CallCost::read("Query", out.items().iter(), consistent));
         }
         Ok(())
     }
+}
+
+/// Whether the request in flight asked for a strongly consistent read.
+#[derive(Debug, Clone)]
+struct ConsistentRead(bool);
+
+impl aws_smithy_types::config_bag::Storable for ConsistentRead {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+/// The EventBridge Scheduler operation of a REST request.
+fn scheduler_operation(method: &str, uri: &str) -> String {
+    let path = uri
+        .split("://")
+        .nth(1)
+        .map_or(uri, |rest| rest.find('/').map_or("/", |i| &rest[i..]));
+    let resource = if path.starts_with("/schedule-groups") {
+        "ScheduleGroup"
+    } else {
+        "Schedule"
+    };
+    let verb = match method {
+        "POST" => "Create",
+        "PUT" => "Update",
+        "DELETE" => "Delete",
+        _ if path.trim_end_matches('/').matches('/').count() <= 1 => "List",
+        _ => "Get",
+    };
+    let plural = if verb == "List" { "s" } else { "" };
+    format!("{verb}{resource}{plural}")
+}
+
+/// An EventBridge Scheduler client for moto (with [`scheduler_client`]'s guard) whose calls
+/// `calls` records alongside a DynamoDB client's.
+pub async fn counting_scheduler_client(calls: &CallLog) -> aws_sdk_scheduler::Client {
+    let base = scheduler_client().await;
+    aws_sdk_scheduler::Client::from_conf(
+        base.config()
+            .to_builder()
+            .interceptor(calls.clone())
+            .build(),
+    )
 }
 
 /// A DynamoDB client for moto that records every operation it sends.

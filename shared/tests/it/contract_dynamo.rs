@@ -14,10 +14,7 @@ use etp::testing::moto;
 /// Fresh, uniquely named tables per test, so tests run in parallel on one moto server.
 fn unique_tables() -> Tables {
     let suffix = etp::domain::new_id();
-    Tables {
-        triggers: format!("etp-triggers-{suffix}"),
-        events: format!("etp-events-{suffix}"),
-    }
+    Tables::named("etp", &suffix)
 }
 
 async fn dynamo_with(client: aws_sdk_dynamodb::Client) -> (DynamoStore, Tables) {
@@ -203,16 +200,25 @@ async fn tables_match_the_template() {
     types.sort();
     assert!(types.iter().all(|(_, t)| t == "S"), "{types:?}");
 
-    let ttl = client
-        .describe_time_to_live()
-        .table_name(&tables.events)
-        .send()
-        .await
-        .expect("describe ttl")
-        .time_to_live_description
-        .expect("ttl");
-    assert_eq!(ttl.attribute_name(), Some("expires_at"));
-    assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
+    let stats = describe(tables.stats.clone()).await;
+    assert_eq!(
+        keys(stats.key_schema()),
+        [key("pk", KeyType::Hash), key("sk", KeyType::Range)]
+    );
+    assert!(stats.global_secondary_indexes().is_empty());
+
+    for table in [&tables.events, &tables.stats] {
+        let ttl = client
+            .describe_time_to_live()
+            .table_name(table)
+            .send()
+            .await
+            .expect("describe ttl")
+            .time_to_live_description
+            .expect("ttl");
+        assert_eq!(ttl.attribute_name(), Some("expires_at"));
+        assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
+    }
 }
 
 /// Many events over every window edge, compared page by page (cursors included) and in stats
@@ -620,47 +626,75 @@ async fn events_of_the_sharded_layout_are_still_listed_counted_and_purged() {
     assert_eq!(queries.len(), 1 + 4, "{queries:?}");
     list(store.clone(), 1).await;
     assert_eq!(calls.take(), ["Query"], "a page of the current layout");
-
-    // Rewrite the second event as the sharded layout wrote it.
-    let hour = t0().timestamp_millis().div_euclid(3_600_000);
-    let scanned = client
-        .scan()
-        .table_name(&tables.events)
-        .send()
-        .await
-        .expect("scan (test only)");
-    let shard = scanned
-        .items()
-        .iter()
-        .find_map(|i| {
-            let pk = i["pk"].as_s().ok()?;
-            (pk.starts_with("CH#") && i["sk"].as_s().ok()?.ends_with(&b.id))
-                .then(|| pk["CH#".len()..].to_string())
+    // In an hour's last minute the first round also reads the next hour (writers' clocks may
+    // be ahead): still one round, two Queries.
+    let late = t0() + Duration::minutes(59) + Duration::seconds(30);
+    let page = store
+        .list_events(&EventQuery {
+            window: l.window(EventState::Active, late),
+            now: Some(late),
+            trigger_id: None,
+            source: None,
+            is_test: None,
+            limit: 1,
+            cursor: None,
         })
-        .expect("the legacy event's counter");
-    for item in scanned.items() {
-        let pk = item["pk"].as_s().expect("pk").clone();
-        let sk = item["sk"].as_s().expect("sk").clone();
-        let mut moved = item.clone();
-        if pk == format!("EV#{}", legacy.id) {
-            moved.insert("lc_pk".into(), AttributeValue::S(format!("{hour}#{shard}")));
-        } else if pk.starts_with("CH#") && sk.ends_with(&b.id) {
+        .await
+        .expect("list");
+    assert_eq!(page.items[0].id, legacy.id);
+    assert_eq!(calls.take(), ["Query", "Query"]);
+
+    // Rewrite the second event as the sharded layout wrote it: its lifecycle partition split by
+    // shard, its counter under `CT#` in the events table.
+    let hour = t0().timestamp_millis().div_euclid(3_600_000);
+    let scan = |table: String| {
+        let client = client.clone();
+        async move {
             client
-                .delete_item()
-                .table_name(&tables.events)
-                .key("pk", AttributeValue::S(pk.clone()))
-                .key("sk", AttributeValue::S(sk))
+                .scan()
+                .table_name(table)
                 .send()
                 .await
-                .expect("delete");
-            moved.insert("pk".into(), AttributeValue::S(pk.replace("CH#", "CT#")));
-        } else {
-            continue;
+                .expect("scan (test only)")
+                .items
+                .unwrap_or_default()
         }
+    };
+    let counter = scan(tables.stats.clone())
+        .await
+        .into_iter()
+        .find(|i| {
+            i["pk"].as_s().is_ok_and(|pk| pk.starts_with("CH#"))
+                && i["sk"].as_s().is_ok_and(|sk| sk.ends_with(&b.id))
+        })
+        .expect("the legacy event's counter");
+    let counter_pk = counter["pk"].as_s().expect("pk").clone();
+    let shard = counter_pk["CH#".len()..].to_string();
+    client
+        .delete_item()
+        .table_name(&tables.stats)
+        .key("pk", counter["pk"].clone())
+        .key("sk", counter["sk"].clone())
+        .send()
+        .await
+        .expect("delete");
+    let mut old_counter = counter.clone();
+    old_counter.insert("pk".into(), AttributeValue::S(format!("CT#{shard}")));
+    let mut old_event = scan(tables.events.clone())
+        .await
+        .into_iter()
+        .find(|i| {
+            i["pk"]
+                .as_s()
+                .is_ok_and(|pk| *pk == format!("EV#{}", legacy.id))
+        })
+        .expect("the legacy event");
+    old_event.insert("lc_pk".into(), AttributeValue::S(format!("{hour}#{shard}")));
+    for item in [old_counter, old_event] {
         client
             .put_item()
             .table_name(&tables.events)
-            .set_item(Some(moved))
+            .set_item(Some(item))
             .send()
             .await
             .expect("put the sharded-layout item");
@@ -786,7 +820,18 @@ async fn the_readme_cost_table_is_the_measured_one() {
     for m in &measured {
         let row = etp::testing::cost_model::readme_row(m);
         eprintln!("{row}");
-        if !readme.contains(&row) {
+        // A rebuild reads one counter per shard, hour and trigger, and an event's shard comes
+        // from its random id: that row's read units and item count vary by a few.
+        let found = if m.operation.starts_with("stats, first (builds") {
+            let cells: Vec<&str> = row.split(" | ").collect();
+            readme.lines().any(|l| {
+                let got: Vec<&str> = l.split(" | ").collect();
+                got.len() == cells.len() && got[..2] == cells[..2] && got[3] == cells[3]
+            })
+        } else {
+            readme.contains(&row)
+        };
+        if !found {
             missing.push(row);
         }
     }

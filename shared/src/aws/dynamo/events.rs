@@ -146,7 +146,7 @@ impl DynamoStore {
         // wins: only firings of one trigger landing in the same shard and hour and committing
         // out of `fired_at` order can leave it older than the newest (by their overlap).
         let counter = Update::builder()
-            .table_name(table)
+            .table_name(&self.tables.stats)
             .key("pk", s(counter_pk(shard)))
             .key("sk", s(format!("{}#{key}", pad_hour(hour))))
             .update_expression("ADD #n :one SET #name = :name, #last = :fired, #exp = :exp")
@@ -272,17 +272,18 @@ impl DynamoStore {
         query_until(q, Some(need), |item| sort_key(item) < r.hi).await
     }
 
-    /// The newest hour at or after `from_hour` with a counter in any of `partitions`.
+    /// The newest hour at or after `from_hour` with a counter in any of `partitions` (each a
+    /// table and a partition key).
     async fn newest_counter_hour(
         &self,
-        partitions: Vec<String>,
+        partitions: Vec<(String, String)>,
         from_hour: i64,
     ) -> Result<Option<i64>, StoreError> {
-        let newest = all(partitions.into_iter().map(|pk| async move {
+        let newest = all(partitions.into_iter().map(|(table, pk)| async move {
             let out = self
                 .client
                 .query()
-                .table_name(&self.tables.events)
+                .table_name(table)
                 .key_condition_expression("pk = :pk AND sk >= :from")
                 .expression_attribute_values(":pk", s(pk))
                 .expression_attribute_values(":from", s(pad_hour(from_hour)))
@@ -306,8 +307,14 @@ impl DynamoStore {
     /// the same transaction as the events): bounds a listing with no upper time limit and no
     /// `now`.
     async fn newest_hour(&self, from_hour: i64) -> Result<Option<i64>, StoreError> {
+        let t = &self.tables;
         let partitions = (0..SHARDS)
-            .flat_map(|shard| [counter_pk(shard), legacy_counter_pk(shard)])
+            .flat_map(|shard| {
+                [
+                    (t.stats.clone(), counter_pk(shard)),
+                    (t.events.clone(), legacy_counter_pk(shard)),
+                ]
+            })
             .collect();
         self.newest_counter_hour(partitions, from_hour).await
     }
@@ -318,7 +325,9 @@ impl DynamoStore {
     pub(super) async fn legacy_last_hour(&self) -> Result<Option<i64>, StoreError> {
         self.legacy_until
             .get_or_try_init(|| async {
-                let partitions = (0..SHARDS).map(legacy_counter_pk).collect();
+                let partitions = (0..SHARDS)
+                    .map(|shard| (self.tables.events.clone(), legacy_counter_pk(shard)))
+                    .collect();
                 let newest = self.newest_counter_hour(partitions, 0).await?;
                 Ok::<_, StoreError>(newest.map(|h| h + 1))
             })
@@ -363,10 +372,15 @@ impl DynamoStore {
                     (None, Some((c, _))) => Some(*c),
                     (None, None) => None,
                 };
+                // The newest hour and how many hours the first round reads: in the last minute
+                // of an hour, the next (for writers' clocks ahead) and this one, together.
                 let top = match (top_ms, query.now) {
-                    (Some(t), _) => Some(hour_of(t)),
-                    (None, Some(now)) => Some(hour_of(ms(now).saturating_add(CLOCK_SKEW_MS))),
-                    (None, None) => self.newest_hour(hour_of(lo_ms)).await?,
+                    (Some(t), _) => Some((hour_of(t), 1)),
+                    (None, Some(now)) => {
+                        let ahead = hour_of(ms(now).saturating_add(CLOCK_SKEW_MS));
+                        Some((ahead, ahead - hour_of(ms(now)) + 1))
+                    }
+                    (None, None) => self.newest_hour(hour_of(lo_ms)).await?.map(|h| (h, 1)),
                 };
                 match top {
                     Some(top) => {
@@ -397,13 +411,14 @@ impl DynamoStore {
         })
     }
 
-    /// Walks the lifecycle index from hour `top` down to `bottom`, all partitions of a round at
-    /// once, until `need` items are found. Each partition yields its own newest `need`, so the
-    /// merged newest `need` of a round are exact; every round is older than the one before.
+    /// Walks the lifecycle index from hour `top.0` down to `bottom`, all partitions of a round
+    /// at once (the first round `top.1` hours), until `need` items are found. Each partition
+    /// yields its own newest `need`, so the merged newest `need` of a round are exact; every
+    /// round is older than the one before.
     async fn by_lifecycle(
         &self,
         bottom: i64,
-        top: i64,
+        (top, first_span): (i64, i64),
         lo: &str,
         hi: &str,
         need: usize,
@@ -412,7 +427,7 @@ impl DynamoStore {
         let legacy = self.legacy_last_hour().await?;
         let mut out: Vec<Item> = Vec::new();
         let mut hour = top;
-        let mut span = 1;
+        let mut span = first_span.max(1);
         while hour >= bottom && out.len() < need {
             let first = (hour - span + 1).max(bottom);
             let buckets = (first..=hour)

@@ -26,14 +26,15 @@ impl DynamoStore {
         // The lifecycle partitions that still hold events, named by the counters: a counter
         // of the current layout names its hour's partition, a legacy one its hour and shard.
         let mut buckets = BTreeSet::new();
-        let mut old_counters = Vec::new();
+        let (mut old_counters, mut old_legacy_counters) = (Vec::new(), Vec::new());
         for item in &items {
             let (hour, _) = get_s(item, "sk")?
                 .split_once('#')
                 .and_then(|(h, k)| Some((h.parse::<i64>().ok()?, k)))
                 .ok_or_else(|| unavailable("corrupt counter key"))?;
             let pk = get_s(item, "pk")?;
-            let bucket = match pk.strip_prefix("CT#") {
+            let legacy = pk.strip_prefix("CT#");
+            let bucket = match legacy {
                 Some(shard) => shard
                     .parse::<u32>()
                     .map(|shard| legacy_lifecycle_pk(hour, shard))
@@ -42,7 +43,10 @@ impl DynamoStore {
             };
             buckets.insert(bucket);
             if hour < cut_hour {
-                old_counters.push(key_of(item)?);
+                match legacy {
+                    Some(_) => old_legacy_counters.push(key_of(item)?),
+                    None => old_counters.push(key_of(item)?),
+                }
             }
         }
         let hi = pad_ms(cut + 1);
@@ -76,34 +80,46 @@ impl DynamoStore {
         let deletes = |keys: Vec<Item>| -> Result<Vec<WriteRequest>, StoreError> {
             keys.into_iter().map(delete_request).collect()
         };
-        self.write_batches(deletes(keys)?).await?;
-        self.write_batches(deletes(old_counters)?).await?;
+        let t = &self.tables;
+        self.write_batches(&t.events, deletes(keys)?).await?;
+        self.write_batches(&t.stats, deletes(old_counters)?).await?;
+        self.write_batches(&t.events, deletes(old_legacy_counters)?)
+            .await?;
         // The stats snapshot counted what is gone now (TTL never removes events it needs).
         self.forget_snapshot().await?;
         tracing::info!(purged, cutoff = %cutoff, "expired events swept");
         Ok(purged)
     }
 
-    /// Writes (puts and deletes) in batches of 25, in parallel, retrying what is unprocessed.
-    pub(super) async fn write_batches(&self, writes: Vec<WriteRequest>) -> Result<(), StoreError> {
+    /// Writes (puts and deletes) to `table` in batches of 25, in parallel, retrying what is
+    /// unprocessed.
+    pub(super) async fn write_batches(
+        &self,
+        table: &str,
+        writes: Vec<WriteRequest>,
+    ) -> Result<(), StoreError> {
         let batches: Vec<Vec<WriteRequest>> =
             writes.chunks(BATCH).map(<[WriteRequest]>::to_vec).collect();
-        all(batches.into_iter().map(|b| self.write_batch(b))).await?;
+        all(batches.into_iter().map(|b| self.write_batch(table, b))).await?;
         Ok(())
     }
 
-    async fn write_batch(&self, mut requests: Vec<WriteRequest>) -> Result<(), StoreError> {
+    async fn write_batch(
+        &self,
+        table: &str,
+        mut requests: Vec<WriteRequest>,
+    ) -> Result<(), StoreError> {
         for attempt in 0..BATCH_ATTEMPTS {
             let out = self
                 .client
                 .batch_write_item()
-                .request_items(&self.tables.events, requests)
+                .request_items(table, requests)
                 .send()
                 .await
                 .map_err(|e| sdk_error("BatchWriteItem", e))?;
             requests = out
                 .unprocessed_items
-                .and_then(|mut rest| rest.remove(&self.tables.events))
+                .and_then(|mut rest| rest.remove(table))
                 .unwrap_or_default();
             if requests.is_empty() {
                 return Ok(());

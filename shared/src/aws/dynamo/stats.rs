@@ -7,19 +7,20 @@
 // since it was taken is read event by event, exactly, so the answer is exact at read time.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
 
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
-use serde::{Deserialize, Serialize};
 
 use super::{
-    DynamoStore, HOUR_MS, Item, LIFECYCLE, SHARDS, all, counter_pk, from_ms, get_n, get_s, hour_of,
-    legacy_counter_pk, lifecycle_pks, ms, n, pad_hour, pad_ms, query_until, s, trigger_id_of,
+    DynamoStore, HOUR_MS, Item, LIFECYCLE, SHARDS, all, counter_pk, get_n, get_s, hour_of,
+    legacy_counter_pk, lifecycle_pks, ms, n, pad_hour, pad_ms, query_until, s, sdk_error,
     unavailable,
 };
 use crate::domain::lifecycle::FiredWindow;
+
+mod counts;
 use crate::ports::{StoreError, TriggerStats};
+use counts::{Counts, Crossing, Cuts, Named, Row, swept};
 
 /// How long after its `fired_at` an event may still commit (a fire function's timeout with
 /// margin): a snapshot counts events up to this long before it was taken, so none lands late.
@@ -42,223 +43,6 @@ const SNAPSHOT_PK: &str = "ST";
 
 /// TTL time added to every event and counter so a snapshot move still finds them.
 pub const TTL_GRACE_MS: i64 = MAX_MOVE_MS + SETTLE_MS + 5 * 60_000;
-
-/// Where the windows stood for a set of counts: events fired in `(active_after, upto]` are
-/// active, in `(retain_after, active_after]` archived.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-struct Cuts {
-    upto: i64,
-    active_after: i64,
-    retain_after: i64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Class {
-    Active,
-    Archived,
-}
-
-impl Cuts {
-    fn class(&self, fired: i64) -> Option<Class> {
-        if fired > self.upto || fired <= self.retain_after {
-            None
-        } else if fired > self.active_after {
-            Some(Class::Active)
-        } else {
-            Some(Class::Archived)
-        }
-    }
-
-    /// Whether every edge of `self` is at or after the same edge of `other`.
-    fn not_before(&self, other: &Cuts) -> bool {
-        self.upto >= other.upto
-            && self.active_after >= other.active_after
-            && self.retain_after >= other.retain_after
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Row {
-    name: String,
-    active: i64,
-    archived: i64,
-    last_fired_ms: i64,
-}
-
-impl Row {
-    fn add(&mut self, class: Class, by: i64) {
-        match class {
-            Class::Active => self.active += by,
-            Class::Archived => self.archived += by,
-        }
-    }
-}
-
-/// Per-trigger counts as of some cuts; keyed by trigger key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Counts {
-    cuts: Cuts,
-    /// When these counts were last computed from the counters rather than moved.
-    rebuilt_ms: i64,
-    rows: BTreeMap<String, Row>,
-}
-
-/// The stored form: columns compress far better than rows (ids share their time prefix).
-#[derive(Serialize, Deserialize)]
-struct Stored {
-    cuts: Cuts,
-    rebuilt_ms: i64,
-    keys: Vec<String>,
-    names: Vec<String>,
-    active: Vec<i64>,
-    archived: Vec<i64>,
-    last: Vec<i64>,
-}
-
-/// The one field of a stored event body a crossing needs.
-#[derive(Deserialize)]
-struct Named {
-    trigger_name: String,
-}
-
-/// One event that may have crossed an edge: its trigger key, fired time, and name if stored.
-struct Crossing {
-    key: String,
-    fired_ms: i64,
-    name: Option<String>,
-}
-
-impl Counts {
-    fn encode(&self) -> Result<Vec<u8>, StoreError> {
-        let rows = &self.rows;
-        let stored = Stored {
-            cuts: self.cuts,
-            rebuilt_ms: self.rebuilt_ms,
-            keys: rows.keys().cloned().collect(),
-            names: rows.values().map(|r| r.name.clone()).collect(),
-            active: rows.values().map(|r| r.active).collect(),
-            archived: rows.values().map(|r| r.archived).collect(),
-            last: rows.values().map(|r| r.last_fired_ms).collect(),
-        };
-        let json = serde_json::to_vec(&stored).map_err(unavailable)?;
-        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
-        z.write_all(&json).map_err(unavailable)?;
-        z.finish().map_err(unavailable)
-    }
-
-    fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
-        let mut json = Vec::new();
-        flate2::read::DeflateDecoder::new(bytes)
-            .read_to_end(&mut json)
-            .map_err(|e| StoreError::Corrupt(format!("stats snapshot: {e}")))?;
-        let s: Stored = serde_json::from_slice(&json)
-            .map_err(|e| StoreError::Corrupt(format!("stats snapshot: {e}")))?;
-        let n = s.keys.len();
-        if [
-            s.names.len(),
-            s.active.len(),
-            s.archived.len(),
-            s.last.len(),
-        ] != [n; 4]
-        {
-            return Err(StoreError::Corrupt("stats snapshot columns differ".into()));
-        }
-        let mut rows = BTreeMap::new();
-        for (i, key) in s.keys.into_iter().enumerate() {
-            rows.insert(
-                key,
-                Row {
-                    name: s.names[i].clone(),
-                    active: s.active[i],
-                    archived: s.archived[i],
-                    last_fired_ms: s.last[i],
-                },
-            );
-        }
-        Ok(Counts {
-            cuts: s.cuts,
-            rebuilt_ms: s.rebuilt_ms,
-            rows,
-        })
-    }
-
-    /// Moves the counts from their cuts to `to` (every edge at or after the old one), given
-    /// every event fired in the spans the edges swept.
-    fn moved(&self, to: Cuts, crossings: &[Crossing]) -> Counts {
-        let mut rows = self.rows.clone();
-        for c in crossings {
-            let (was, is) = (self.cuts.class(c.fired_ms), to.class(c.fired_ms));
-            if was == is {
-                continue;
-            }
-            let row = rows.entry(c.key.clone()).or_default();
-            if let Some(was) = was {
-                row.add(was, -1);
-            }
-            if let Some(is) = is {
-                row.add(is, 1);
-                if c.fired_ms >= row.last_fired_ms {
-                    row.last_fired_ms = c.fired_ms;
-                    if let Some(name) = &c.name {
-                        row.name.clone_from(name);
-                    }
-                }
-            }
-        }
-        rows.retain(|key, r| {
-            if r.active < 0 || r.archived < 0 {
-                tracing::warn!(
-                    key,
-                    active = r.active,
-                    archived = r.archived,
-                    "stats drifted"
-                );
-            }
-            r.active > 0 || r.archived > 0
-        });
-        Counts {
-            cuts: to,
-            rebuilt_ms: self.rebuilt_ms,
-            rows,
-        }
-    }
-
-    fn into_stats(self) -> Vec<TriggerStats> {
-        let mut out: Vec<TriggerStats> = self
-            .rows
-            .into_iter()
-            .map(|(key, r)| TriggerStats {
-                trigger_id: trigger_id_of(&key),
-                trigger_name: r.name,
-                active: r.active.max(0).unsigned_abs(),
-                archived: r.archived.max(0).unsigned_abs(),
-                last_fired_at: from_ms(r.last_fired_ms),
-            })
-            .collect();
-        // Ad-hoc test runs (no trigger id) first, then by id, as the SQLite adapter orders them.
-        out.sort_by(|a, b| a.trigger_id.cmp(&b.trigger_id));
-        out
-    }
-}
-
-/// The spans of fired times whose class may differ between `from` and `to`, merged.
-fn swept(from: &Cuts, to: &Cuts) -> Vec<(i64, i64)> {
-    let mut spans = vec![
-        (from.retain_after, to.retain_after),
-        (from.active_after, to.active_after),
-        (from.upto, to.upto),
-    ];
-    spans.retain(|(lo, hi)| lo < hi);
-    spans.sort_unstable();
-    let mut merged: Vec<(i64, i64)> = Vec::new();
-    for (lo, hi) in spans {
-        match merged.last_mut() {
-            Some(last) if lo <= last.1 => last.1 = last.1.max(hi),
-            _ => merged.push((lo, hi)),
-        }
-    }
-    merged
-}
 
 /// One per-hour counter: events of one trigger in one shard and hour.
 struct Counter {
@@ -285,20 +69,25 @@ fn counter(item: &Item) -> Result<Counter, StoreError> {
 }
 
 impl DynamoStore {
-    /// Every counter item of every shard, in both layouts, whose sort key satisfies
-    /// `condition` against `:bound`.
+    /// Every counter item of every shard, in both layouts (the stats table's and the legacy
+    /// ones in the events table), whose sort key satisfies `condition` against `:bound`.
     pub(super) async fn counters(
         &self,
         condition: &str,
         bound: String,
     ) -> Result<Vec<Item>, StoreError> {
-        let partitions =
-            (0..SHARDS).flat_map(|shard| [counter_pk(shard), legacy_counter_pk(shard)]);
-        let shards = all(partitions.map(|pk| {
+        let t = &self.tables;
+        let partitions = (0..SHARDS).flat_map(|shard| {
+            [
+                (t.stats.clone(), counter_pk(shard)),
+                (t.events.clone(), legacy_counter_pk(shard)),
+            ]
+        });
+        let shards = all(partitions.map(|(table, pk)| {
             let q = self
                 .client
                 .query()
-                .table_name(&self.tables.events)
+                .table_name(table)
                 .key_condition_expression(format!("pk = :pk AND {condition}"))
                 .expression_attribute_values(":pk", s(pk))
                 .expression_attribute_values(":bound", s(bound.clone()));
@@ -397,26 +186,38 @@ impl DynamoStore {
         })
     }
 
-    /// The stored snapshot, if one is there whole.
-    async fn snapshot(&self) -> Result<(Option<Counts>, usize), StoreError> {
-        let q = self
+    /// One chunk of the stored snapshot (GetItem, eventually consistent: any whole snapshot
+    /// will do, the move makes it exact).
+    async fn chunk(&self, i: usize) -> Result<Option<Item>, StoreError> {
+        let out = self
             .client
-            .query()
-            .table_name(&self.tables.events)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(SNAPSHOT_PK));
-        let items = query_until(q, None, |_| true).await?;
-        let chunks = items.len();
-        let Some(head) = items.first() else {
+            .get_item()
+            .table_name(&self.tables.stats)
+            .key("pk", s(SNAPSHOT_PK))
+            .key("sk", s(chunk_sk(i)))
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        Ok(out.item)
+    }
+
+    /// The stored snapshot if one is there whole, and how many chunks it has.
+    async fn snapshot(&self) -> Result<(Option<Counts>, usize), StoreError> {
+        let Some(head) = self.chunk(0).await? else {
             return Ok((None, 0));
         };
-        let generation = get_s(head, "generation")?;
-        let parts: usize = get_n(head, "parts")?;
+        let generation = get_s(&head, "generation")?.to_string();
+        let parts: usize = get_n(&head, "parts")?;
+        let rest = all((1..parts).map(|i| self.chunk(i))).await?;
+        let mut items = vec![head];
+        items.extend(rest.into_iter().flatten());
+        // `all` answers in completion order.
+        items.sort_by(|a, b| get_s(a, "sk").ok().cmp(&get_s(b, "sk").ok()));
         let mut bytes = Vec::new();
-        for (i, item) in items.iter().enumerate().take(parts) {
+        for (i, item) in items.iter().enumerate() {
             // Chunks of another write (two readers wrote at once): rebuild rather than mix.
             if get_s(item, "generation")? != generation || get_s(item, "sk")? != chunk_sk(i) {
-                return Ok((None, chunks));
+                return Ok((None, parts));
             }
             match item.get("data") {
                 Some(AttributeValue::B(b)) => bytes.extend_from_slice(b.as_ref()),
@@ -424,13 +225,13 @@ impl DynamoStore {
             }
         }
         if items.len() < parts {
-            return Ok((None, chunks));
+            return Ok((None, parts));
         }
         match Counts::decode(&bytes) {
-            Ok(c) => Ok((Some(c), chunks)),
+            Ok(c) => Ok((Some(c), parts)),
             Err(e) => {
                 tracing::warn!(error = %e, "stats snapshot unreadable; rebuilding");
-                Ok((None, chunks))
+                Ok((None, parts))
             }
         }
     }
@@ -464,7 +265,7 @@ impl DynamoStore {
                 ("sk".into(), s(chunk_sk(i))),
             ]))?);
         }
-        self.write_batches(writes).await?;
+        self.write_batches(&self.tables.stats, writes).await?;
         Ok(parts.len())
     }
 
@@ -480,7 +281,7 @@ impl DynamoStore {
                 ]))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        self.write_batches(deletes).await
+        self.write_batches(&self.tables.stats, deletes).await
     }
 
     pub(super) async fn stats(
@@ -589,137 +390,57 @@ fn chunk_sk(i: usize) -> String {
     format!("ST#{i:04}")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cuts(upto: i64, active_after: i64, retain_after: i64) -> Cuts {
-        Cuts {
-            upto,
-            active_after,
-            retain_after,
-        }
-    }
-
-    fn crossing(key: &str, fired_ms: i64) -> Crossing {
-        Crossing {
-            key: key.into(),
-            fired_ms,
-            name: Some(format!("{key} at {fired_ms}")),
-        }
-    }
-
-    /// Counts moved across every edge equal counts computed at the new cuts from scratch.
-    #[test]
-    fn moving_counts_equals_counting_again() {
-        let fired: Vec<(&str, i64)> = (0..200)
-            .map(|i| (if i % 3 == 0 { "a" } else { "b" }, i * 7))
-            .collect();
-        let count_at = |c: Cuts| {
-            let mut rows: BTreeMap<String, Row> = BTreeMap::new();
-            for (key, f) in &fired {
-                if let Some(class) = c.class(*f) {
-                    let row = rows.entry(key.to_string()).or_default();
-                    row.add(class, 1);
-                    if *f >= row.last_fired_ms {
-                        row.last_fired_ms = *f;
-                        row.name = format!("{key} at {f}");
-                    }
-                }
-            }
-            Counts {
-                cuts: c,
-                rebuilt_ms: 0,
-                rows,
-            }
-        };
-        for (from, to) in [
-            (cuts(500, 400, 100), cuts(560, 460, 160)),
-            (cuts(500, 400, 100), cuts(1400, 1300, 1000)),
-            (cuts(500, 400, 100), cuts(500, 450, 100)),
-            (cuts(300, 300, 0), cuts(900, 880, 850)),
-        ] {
-            let crossings: Vec<Crossing> = swept(&from, &to)
-                .into_iter()
-                .flat_map(|(lo, hi)| {
-                    fired
-                        .iter()
-                        .filter(move |(_, f)| *f > lo && *f <= hi)
-                        .map(|(k, f)| crossing(k, *f))
-                })
-                .collect();
-            assert_eq!(
-                count_at(from).moved(to, &crossings),
-                count_at(to),
-                "{from:?} -> {to:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn swept_spans_merge_when_they_overlap() {
-        assert_eq!(
-            swept(&cuts(50, 40, 10), &cuts(60, 50, 20)),
-            vec![(10, 20), (40, 60)]
-        );
-        assert_eq!(swept(&cuts(5, 4, 1), &cuts(5, 4, 1)), vec![]);
-    }
-
-    #[test]
-    fn the_snapshot_round_trips_compressed() {
-        let mut rows = BTreeMap::new();
-        for i in 0..1000 {
-            rows.insert(
-                crate::domain::new_id(),
-                Row {
-                    name: format!("trigger {i}"),
-                    active: i % 5,
-                    archived: i,
-                    last_fired_ms: 1_700_000_000_000 + i,
-                },
-            );
-        }
-        let counts = Counts {
-            cuts: cuts(3, 2, 1),
-            rebuilt_ms: 9,
-            rows,
-        };
-        let bytes = counts.encode().unwrap();
-        assert!(
-            bytes.len() < 40 * 1000,
-            "{} bytes for 1000 rows",
-            bytes.len()
-        );
-        assert_eq!(Counts::decode(&bytes).unwrap(), counts);
-        assert!(Counts::decode(b"not deflate").is_err());
-    }
-}
-
-/// Hour counters as firings write them, for benchmarks that need a long log without writing
-/// millions of events: `(trigger id, trigger name, hour, firings, last fired ms)`.
+/// A long log's stats state as firings and an earlier read would have left it, for
+/// benchmarks that cannot write millions of events: hour counters of one firing each
+/// (`(trigger id, trigger name, hour, fired ms)`), and the snapshot a read at `now` would store.
 #[cfg(feature = "test-support")]
 impl DynamoStore {
-    pub async fn seed_hour_counters(
+    pub async fn seed_stats_history(
         &self,
-        counters: &[(String, String, i64, u64, i64)],
+        firings: &[(String, String, i64, i64)],
+        now: chrono::DateTime<chrono::Utc>,
+        active: FiredWindow,
+        archived: FiredWindow,
     ) -> Result<(), StoreError> {
-        let writes = counters
-            .iter()
-            .map(|(id, name, hour, count, last)| {
-                let item = Item::from([
-                    ("pk".into(), s(counter_pk(super::shard_of(id)))),
-                    ("sk".into(), s(format!("{}#{id}", pad_hour(*hour)))),
-                    ("n".into(), n(count)),
-                    ("trigger_name".into(), s(name)),
-                    ("last_fired_ms".into(), n(last)),
-                ]);
-                let put = PutRequest::builder()
-                    .set_item(Some(item))
-                    .build()
-                    .map_err(unavailable)?;
-                Ok(WriteRequest::builder().put_request(put).build())
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        self.write_batches(writes).await
+        let settled = Cuts {
+            upto: ms(now) - SETTLE_MS,
+            active_after: ms(active.after) - SETTLE_MS,
+            retain_after: ms(archived.after) - SETTLE_MS,
+        };
+        let mut rows: BTreeMap<String, Row> = BTreeMap::new();
+        let mut writes = Vec::with_capacity(firings.len());
+        for (id, name, hour, fired) in firings {
+            if let Some(class) = settled.class(*fired) {
+                let row = rows.entry(id.clone()).or_default();
+                row.add(class, 1);
+                if *fired >= row.last_fired_ms {
+                    row.last_fired_ms = *fired;
+                    row.name.clone_from(name);
+                }
+            }
+            let item = Item::from([
+                ("pk".into(), s(counter_pk(super::shard_of(id)))),
+                ("sk".into(), s(format!("{}#{id}", pad_hour(*hour)))),
+                ("n".into(), n(1)),
+                ("trigger_name".into(), s(name)),
+                ("last_fired_ms".into(), n(fired)),
+            ]);
+            let put = PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .map_err(unavailable)?;
+            writes.push(WriteRequest::builder().put_request(put).build());
+        }
+        for batch in writes.chunks(5_000) {
+            self.write_batches(&self.tables.stats, batch.to_vec())
+                .await?;
+        }
+        let counts = Counts {
+            cuts: settled,
+            rebuilt_ms: ms(now),
+            rows,
+        };
+        self.save_snapshot(&counts, 0).await?;
+        Ok(())
     }
 }

@@ -1,4 +1,4 @@
-//! Creates the two tables exactly as `template.yaml` declares them (tests create their own).
+//! Creates the three tables exactly as `template.yaml` declares them (tests create their own).
 
 use std::time::Duration;
 
@@ -69,21 +69,34 @@ pub(super) async fn create(client: &Client, tables: &Tables) -> Result<(), Store
         .send()
         .await
         .map_err(|e| sdk_error("CreateTable", e))?;
-    // TTL can only be switched on once the table is ACTIVE (instant on moto, seconds on AWS).
-    wait_active(client, &tables.events).await?;
     client
-        .update_time_to_live()
-        .table_name(&tables.events)
-        .time_to_live_specification(
-            TimeToLiveSpecification::builder()
-                .attribute_name("expires_at")
-                .enabled(true)
-                .build()
-                .map_err(unavailable)?,
-        )
+        .create_table()
+        .table_name(&tables.stats)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(string_attr("pk")?)
+        .attribute_definitions(string_attr("sk")?)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .key_schema(key("sk", KeyType::Range)?)
         .send()
         .await
-        .map_err(|e| sdk_error("UpdateTimeToLive", e))?;
+        .map_err(|e| sdk_error("CreateTable", e))?;
+    for table in [&tables.events, &tables.stats] {
+        // TTL can only be switched on once the table is ACTIVE (instant on moto, seconds on AWS).
+        wait_active(client, table).await?;
+        client
+            .update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name("expires_at")
+                    .enabled(true)
+                    .build()
+                    .map_err(unavailable)?,
+            )
+            .send()
+            .await
+            .map_err(|e| sdk_error("UpdateTimeToLive", e))?;
+    }
     wait_active(client, &tables.triggers).await
 }
 

@@ -241,15 +241,16 @@ impl EventBridgeScheduler {
         name: &str,
         spec: &ScheduleSpec,
         token_key: &str,
+        update_first: bool,
     ) -> Result<(), SchedulerError> {
         let Some(at) = spec.at else {
-            return Ok(self.try_put(name, spec, token_key).await?);
+            return Ok(self.try_put(name, spec, token_key, update_first).await?);
         };
         let mut earliest = ceil_second(self.clock.now() + AT_LEAD);
         for _ in 0..AT_ROUNDS {
             let written = at.max(earliest);
             let outcome = self
-                .try_put(name, &not_before(spec, earliest), token_key)
+                .try_put(name, &not_before(spec, earliest), token_key, update_first)
                 .await;
             let now = self.clock.now();
             match outcome {
@@ -272,81 +273,103 @@ impl EventBridgeScheduler {
         )))
     }
 
-    /// [`Self::put`], telling a refused definition from other failures.
+    /// [`Self::put`], telling a refused definition from other failures. A schedule that likely
+    /// exists (an edited trigger's) is updated first, so the usual case is one call.
     async fn try_put(
         &self,
         name: &str,
         spec: &ScheduleSpec,
         token_key: &str,
+        update_first: bool,
     ) -> Result<(), PutError> {
-        let target = self.invocation(&spec.input)?;
         // Two rounds at most: a one-time schedule can delete itself between our create and update.
         for _ in 0..2 {
-            let created = full_definition!(
-                self.client.create_schedule(),
-                self,
-                name,
-                spec,
-                target.clone()
-            )
-            .set_client_token(self.client_token(token_key, 'c'))
-            .send()
-            .await;
-            match created {
-                Ok(_) => {
-                    tracing::info!(schedule = name, expression = %spec.expression, enabled = spec.enabled, "schedule created");
-                    return Ok(());
-                }
-                Err(e)
-                    if matches!(
-                        e.as_service_error(),
-                        Some(CreateScheduleError::ConflictException(_))
-                    ) => {}
-                Err(e)
-                    if matches!(
-                        e.as_service_error(),
-                        Some(CreateScheduleError::ValidationException(_))
-                    ) =>
-                {
-                    return Err(PutError::Invalid(sdk_failure("CreateSchedule", name, &e)));
-                }
-                Err(e) => return Err(sdk_failure("CreateSchedule", name, &e).into()),
-            }
-            let updated = full_definition!(
-                self.client.update_schedule(),
-                self,
-                name,
-                spec,
-                target.clone()
-            )
-            .set_client_token(self.client_token(token_key, 'u'))
-            .send()
-            .await;
-            match updated {
-                Ok(_) => {
-                    tracing::info!(schedule = name, expression = %spec.expression, enabled = spec.enabled, "schedule updated");
-                    return Ok(());
-                }
-                Err(e)
-                    if matches!(
-                        e.as_service_error(),
-                        Some(UpdateScheduleError::ResourceNotFoundException(_))
-                    ) => {}
-                Err(e)
-                    if matches!(
-                        e.as_service_error(),
-                        Some(UpdateScheduleError::ValidationException(_))
-                    ) =>
-                {
-                    return Err(PutError::Invalid(sdk_failure("UpdateSchedule", name, &e)));
-                }
-                Err(e) => return Err(sdk_failure("UpdateSchedule", name, &e).into()),
+            // Update, else create; or create, else update.
+            let done = (update_first && self.try_update(name, spec, token_key).await?)
+                || self.try_create(name, spec, token_key).await?
+                || (!update_first && self.try_update(name, spec, token_key).await?);
+            if done {
+                return Ok(());
             }
         }
         Err(
             SchedulerError::Unavailable(format!("schedule {name} kept appearing and disappearing"))
                 .into(),
         )
+    }
+
+    /// CreateSchedule; `false` when the schedule exists.
+    async fn try_create(
+        &self,
+        name: &str,
+        spec: &ScheduleSpec,
+        token_key: &str,
+    ) -> Result<bool, PutError> {
+        let target = self.invocation(&spec.input)?;
+        let created = full_definition!(self.client.create_schedule(), self, name, spec, target)
+            .set_client_token(self.client_token(token_key, 'c'))
+            .send()
+            .await;
+        match created {
+            Ok(_) => {
+                tracing::info!(schedule = name, expression = %spec.expression, enabled = spec.enabled, "schedule created");
+                Ok(true)
+            }
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(CreateScheduleError::ConflictException(_))
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(CreateScheduleError::ValidationException(_))
+                ) =>
+            {
+                Err(PutError::Invalid(sdk_failure("CreateSchedule", name, &e)))
+            }
+            Err(e) => Err(sdk_failure("CreateSchedule", name, &e).into()),
+        }
+    }
+
+    /// UpdateSchedule (a full replacement); `false` when there is no such schedule.
+    async fn try_update(
+        &self,
+        name: &str,
+        spec: &ScheduleSpec,
+        token_key: &str,
+    ) -> Result<bool, PutError> {
+        let target = self.invocation(&spec.input)?;
+        let updated = full_definition!(self.client.update_schedule(), self, name, spec, target)
+            .set_client_token(self.client_token(token_key, 'u'))
+            .send()
+            .await;
+        match updated {
+            Ok(_) => {
+                tracing::info!(schedule = name, expression = %spec.expression, enabled = spec.enabled, "schedule updated");
+                Ok(true)
+            }
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateScheduleError::ResourceNotFoundException(_))
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateScheduleError::ValidationException(_))
+                ) =>
+            {
+                Err(PutError::Invalid(sdk_failure("UpdateSchedule", name, &e)))
+            }
+            Err(e) => Err(sdk_failure("UpdateSchedule", name, &e).into()),
+        }
     }
 
     /// Deletes the schedule; one that is already gone is fine.
@@ -384,8 +407,9 @@ impl Scheduler for EventBridgeScheduler {
             Plan::Delete => self.delete(&checked_name(trigger.id.clone())?).await,
             Plan::Put(spec) => {
                 let name = checked_name(trigger.id.clone())?;
-                self.put(&name, &spec, &format!("{}-{}", trigger.id, trigger.version))
-                    .await
+                // A trigger past its first version has had its schedule written before.
+                let key = format!("{}-{}", trigger.id, trigger.version);
+                self.put(&name, &spec, &key, trigger.version > 1).await
             }
         }
     }
@@ -401,7 +425,7 @@ impl Scheduler for EventBridgeScheduler {
     ) -> Result<(), SchedulerError> {
         let spec = test_run_spec(run_id, at)?;
         let name = test_run_schedule_name(run_id)?;
-        self.put(&name, &spec, &name).await
+        self.put(&name, &spec, &name, false).await
     }
 
     async fn unschedule_test_run(&self, run_id: &str) -> Result<(), SchedulerError> {
@@ -458,6 +482,6 @@ impl DeliveryQueue for EventBridgeScheduler {
         // Named by the due time asked for (not the written one): each attempt gets its own
         // schedule, and queueing the same attempt twice is the same schedule.
         let name = checked_name(format!("dlv-{event_id}-{}", due.timestamp_millis()))?;
-        self.put(&name, &spec, &name).await
+        self.put(&name, &spec, &name, false).await
     }
 }
