@@ -7,8 +7,8 @@ use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
 use chrono::{DateTime, Utc};
 
 use super::{
-    DynamoStore, Item, LIFECYCLE, all, get_s, hour_of, legacy_lifecycle_pk, lifecycle_pk, ms,
-    pad_hour, pad_ms, query_until, s, sdk_error, unavailable,
+    DynamoStore, Item, all, get_s, hour_of, legacy_lifecycle_pk, lifecycle_pk, ms, pad_hour,
+    pad_ms, query_until, s, sdk_error, unavailable,
 };
 use crate::ports::StoreError;
 
@@ -52,14 +52,7 @@ impl DynamoStore {
         let hi = pad_ms(cut + 1);
         let expired = all(buckets.into_iter().map(|pk| {
             let q = self
-                .client
-                .query()
-                .table_name(&self.tables.events)
-                .index_name(LIFECYCLE)
-                .key_condition_expression("lc_pk = :pk AND lc_sk BETWEEN :lo AND :hi")
-                .expression_attribute_values(":pk", s(pk))
-                .expression_attribute_values(":lo", s(pad_ms(0)))
-                .expression_attribute_values(":hi", s(hi.clone()))
+                .lifecycle_range(pk, pad_ms(0), hi.clone())
                 .projection_expression("pk, sk, dedupe_key");
             query_until(q, None, |_| true)
         }))

@@ -97,6 +97,23 @@ impl DynamoStore {
         Ok(shards.into_iter().flatten().collect())
     }
 
+    /// A Query of one lifecycle partition for `lc_sk` between `lo` and `hi`.
+    pub(super) fn lifecycle_range(
+        &self,
+        pk: String,
+        lo: String,
+        hi: String,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.tables.events)
+            .index_name(LIFECYCLE)
+            .key_condition_expression("lc_pk = :pk AND lc_sk BETWEEN :lo AND :hi")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":lo", s(lo))
+            .expression_attribute_values(":hi", s(hi))
+    }
+
     /// Every event fired in `(lo, hi]`: trigger key, fired time and name, from the lifecycle
     /// index, one Query per hour partition (in parallel).
     async fn fired_between(&self, lo: i64, hi: i64) -> Result<Vec<Crossing>, StoreError> {
@@ -109,18 +126,8 @@ impl DynamoStore {
         let items = all(parts.map(|(h, pk)| {
             let from = pad_ms((lo + 1).max(h * HOUR_MS));
             let to = pad_ms((hi + 1).min((h + 1) * HOUR_MS));
-            let q = self
-                .client
-                .query()
-                .table_name(&self.tables.events)
-                .index_name(LIFECYCLE)
-                .key_condition_expression("lc_pk = :pk AND lc_sk BETWEEN :lo AND :hi")
-                .expression_attribute_values(":pk", s(pk))
-                .expression_attribute_values(":lo", s(from))
-                .expression_attribute_values(":hi", s(to))
-                // No projection: read units count whole items whatever is projected.
-                ;
-            query_until(q, None, |_| true)
+            // No projection: read units count whole items whatever is projected.
+            query_until(self.lifecycle_range(pk, from, to), None, |_| true)
         }))
         .await?;
         items
