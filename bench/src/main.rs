@@ -2,6 +2,7 @@
 //! target/bench/{results.json,throughput.svg,lateness.svg}. `--smoke` runs a tiny size of the
 //! same suite (to keep it from rotting; its figures mean nothing).
 
+mod ceiling;
 mod dynamo;
 mod lambda;
 mod report;
@@ -110,7 +111,43 @@ fn load(
         stored_events: events,
         connections: conns,
         load: wrk::run(&url, conns, secs, TOKEN, case.method, case.body)?,
+        ceiling: None,
     })
+}
+
+/// Loads each case's captured response from the ceiling server the same way, and records it
+/// beside the rows `load` made for the case.
+async fn ceilings(
+    server: &Server,
+    cases: &[Case<'_>],
+    rows: &mut [HttpRow],
+    secs: u64,
+) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut captures = Vec::new();
+    for case in cases {
+        captures.push(ceiling::capture(server, case.method, &case.path, case.body).await?);
+    }
+    let c = ceiling::Ceiling::start(dir.path(), &captures).await?;
+    for row in rows.iter_mut() {
+        let Some(case) = cases.iter().find(|k| k.name == row.case) else {
+            continue;
+        };
+        eprintln!(
+            "  ceiling: {} at {} connections",
+            case.name, row.connections
+        );
+        let url = format!("{}{}", c.base, case.path);
+        row.ceiling = Some(wrk::run(
+            &url,
+            row.connections,
+            secs,
+            TOKEN,
+            case.method,
+            case.body,
+        )?);
+    }
+    Ok(())
 }
 
 /// `--only=<section>[,<section>]` (http, events, scheduler, lambda, dynamo) runs a part of the
@@ -193,6 +230,18 @@ async fn http_cases(size: &Size, report: &mut Report) -> Result<(), String> {
             body: None,
         },
         Case {
+            name: "GET /triggers?limit=100",
+            method: "GET",
+            path: "/triggers?limit=100".into(),
+            body: None,
+        },
+        Case {
+            name: "GET /triggers/{id}",
+            method: "GET",
+            path: format!("/triggers/{}", ids[0]),
+            body: None,
+        },
+        Case {
             name: "POST /triggers",
             method: "POST",
             path: "/triggers".into(),
@@ -205,6 +254,7 @@ async fn http_cases(size: &Size, report: &mut Report) -> Result<(), String> {
             body: Some(r#"{"n":1}"#),
         },
     ];
+    let first = report.http.len();
     for conns in size.connections {
         for case in &cases {
             report
@@ -217,6 +267,7 @@ async fn http_cases(size: &Size, report: &mut Report) -> Result<(), String> {
             .peak_rss_mib
             .push(("triggers and firing cases".into(), rss));
     }
+    ceilings(&server, &cases, &mut report.http[first..], size.seconds).await?;
     drop(server);
     Ok(())
 }
@@ -244,6 +295,7 @@ async fn event_cases(size: &Size, report: &mut Report) -> Result<(), String> {
             },
         ];
         let server = Server::start(dir.path(), &[]).await?;
+        let first = report.http.len();
         for conns in size.connections {
             for case in &cases {
                 report
@@ -254,6 +306,7 @@ async fn event_cases(size: &Size, report: &mut Report) -> Result<(), String> {
         if let Some(rss) = server.peak_rss_mib() {
             report.peak_rss_mib.push((format!("{events} events"), rss));
         }
+        ceilings(&server, &cases, &mut report.http[first..], size.seconds).await?;
         drop(server);
         // The same query with the cache off: what one recomputation costs at this size.
         let server = Server::start(dir.path(), &[("ETP_STATS_CACHE_TTL", "0s")]).await?;
@@ -478,6 +531,27 @@ fn targets(r: &mut Report, size: &Size) {
                 "< 300 ms",
                 ms < 300.0,
             ));
+        }
+    }
+    // Share of the machine's ceiling: the same request and response bytes served from memory.
+    for conns in size.connections {
+        for (case, events) in [
+            ("GET /triggers?limit=100", 0),
+            ("GET /triggers/{id}", 0),
+            ("POST /triggers/{id}/fire", 0),
+            ("GET /events?state=active", small),
+            ("GET /events?state=active", large),
+            ("GET /events/stats", small),
+            ("GET /events/stats", large),
+        ] {
+            if let Some(share) = row(r, case, events, conns).and_then(HttpRow::share) {
+                add.push((
+                    format!("{case} ({events} events) share of ceiling at {conns} conns"),
+                    format!("{share:.2}"),
+                    ">= 0.5",
+                    share >= 0.5,
+                ));
+            }
         }
     }
     let scans: usize = r

@@ -14,6 +14,18 @@ pub struct HttpRow {
     pub stored_events: usize,
     pub connections: usize,
     pub load: Load,
+    /// The same request answered from memory by the `ceiling` server, same connections.
+    pub ceiling: Option<Load>,
+}
+
+impl HttpRow {
+    /// Ours over the ceiling's requests per second.
+    pub fn share(&self) -> Option<f64> {
+        self.ceiling
+            .as_ref()
+            .filter(|c| c.rps > 0.0)
+            .map(|c| self.load.rps / c.rps)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -80,18 +92,22 @@ impl Report {
     pub fn print(&self) {
         let mut out = String::new();
         out.push_str(
-            "\n| case | stored events | conns | req/s | p50 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|---:|---:|\n",
+            "\n| case | stored events | conns | req/s | p50 ms | p99 ms | errors | ceiling req/s | share of ceiling |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for r in &self.http {
             out.push_str(&format!(
-                "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {} |\n",
+                "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} |\n",
                 r.case,
                 r.stored_events,
                 r.connections,
                 r.load.rps,
                 r.load.p50_ms,
                 r.load.p99_ms,
-                r.load.errors
+                r.load.errors,
+                r.ceiling
+                    .as_ref()
+                    .map_or("-".into(), |c| format!("{:.0}", c.rps)),
+                r.share().map_or("-".into(), |s| format!("{s:.2}")),
             ));
         }
         out.push_str("\n| server | peak RSS MiB |\n|---|---:|\n");
