@@ -70,7 +70,7 @@ pub struct DynamoStore {
     /// The last hour that may hold events in the legacy layout, found once per process.
     legacy_until: std::sync::Arc<tokio::sync::OnceCell<Option<i64>>>,
     /// The stats counts this process last moved (see `stats.rs`).
-    stats_memo: std::sync::Arc<std::sync::Mutex<Option<stats::StatsMemo>>>,
+    stats_memo: std::sync::Arc<std::sync::Mutex<Option<std::sync::Arc<stats::StatsMemo>>>>,
 }
 
 impl DynamoStore {

@@ -74,7 +74,6 @@ impl Meter {
                 cost.write_units += self.sized(w).await?;
             }
         }
-        self.calls.take_costs();
         self.out.push(cost);
         Ok(())
     }

@@ -7,6 +7,7 @@
 // since it was taken is read event by event, exactly, so the answer is exact at read time.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
@@ -324,19 +325,19 @@ impl DynamoStore {
                 let (stored, chunks) = self.snapshot().await?;
                 match stored.filter(usable) {
                     Some(counts) => (
-                        StatsMemo {
+                        Arc::new(StatsMemo {
                             saved_upto: counts.cuts.upto,
                             saved_chunks: chunks,
                             counts,
-                        },
+                        }),
                         false,
                     ),
                     None => (
-                        StatsMemo {
+                        Arc::new(StatsMemo {
                             counts: self.rebuild(settled, now_ms).await?,
                             saved_upto: i64::MIN,
                             saved_chunks: chunks,
-                        },
+                        }),
                         true,
                     ),
                 }
@@ -365,28 +366,29 @@ impl DynamoStore {
                     Err(e) => tracing::warn!(error = %e, "stats snapshot not saved"),
                 }
             }
-            self.set_stats_memo(Some(next));
+            self.set_stats_memo(Some(Arc::new(next)));
         } else if !from_memo {
             self.set_stats_memo(Some(memo));
         }
         Ok(answer)
     }
 
-    fn stats_memo(&self) -> Option<StatsMemo> {
+    /// This process's memo, shared (not copied) with the read that uses it.
+    fn stats_memo(&self) -> Option<Arc<StatsMemo>> {
         self.stats_memo
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
 
-    pub(super) fn set_stats_memo(&self, memo: Option<StatsMemo>) {
+    pub(super) fn set_stats_memo(&self, memo: Option<Arc<StatsMemo>>) {
         *self.stats_memo.lock().unwrap_or_else(|e| e.into_inner()) = memo;
     }
 }
 
 /// The counts this process last moved (exact as of their cuts, so any later read can move them
 /// on), and what it knows of the stored snapshot.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct StatsMemo {
     counts: Counts,
     saved_upto: i64,

@@ -133,6 +133,40 @@ where
     SchedulerError::Unavailable(format!("{operation} {name}: {detail}"))
 }
 
+/// A CreateSchedule or UpdateSchedule error `put` acts on.
+enum Refusal {
+    /// The schedule is not as the call needs: it exists (create), or is missing (update).
+    WrongState,
+    /// ValidationException: the definition was refused (e.g. an `at()` already past).
+    Invalid,
+}
+
+/// What a CreateSchedule or UpdateSchedule answer means to `put`: `Ok(true)` when it took,
+/// `Ok(false)` on [`Refusal::WrongState`] (try the other call), else the error.
+fn put_outcome<O, E, R>(
+    operation: &str,
+    name: &str,
+    spec: &ScheduleSpec,
+    result: Result<O, SdkError<E, R>>,
+    kind: impl Fn(&E) -> Option<Refusal>,
+) -> Result<bool, PutError>
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => {
+            tracing::info!(schedule = name, operation, expression = %spec.expression, enabled = spec.enabled, "schedule written");
+            Ok(true)
+        }
+        Err(e) => match e.as_service_error().and_then(&kind) {
+            Some(Refusal::WrongState) => Ok(false),
+            Some(Refusal::Invalid) => Err(PutError::Invalid(sdk_failure(operation, name, &e))),
+            None => Err(sdk_failure(operation, name, &e).into()),
+        },
+    }
+}
+
 /// Sets every field of a `ScheduleSpec` on a CreateSchedule or UpdateSchedule builder: the two
 /// share setters but no trait, and UpdateSchedule replaces all fields, so both get the same set.
 macro_rules! full_definition {
@@ -310,29 +344,11 @@ impl EventBridgeScheduler {
             .set_client_token(self.client_token(token_key, 'c'))
             .send()
             .await;
-        match created {
-            Ok(_) => {
-                tracing::info!(schedule = name, expression = %spec.expression, enabled = spec.enabled, "schedule created");
-                Ok(true)
-            }
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(CreateScheduleError::ConflictException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(CreateScheduleError::ValidationException(_))
-                ) =>
-            {
-                Err(PutError::Invalid(sdk_failure("CreateSchedule", name, &e)))
-            }
-            Err(e) => Err(sdk_failure("CreateSchedule", name, &e).into()),
-        }
+        put_outcome("CreateSchedule", name, spec, created, |e| match e {
+            CreateScheduleError::ConflictException(_) => Some(Refusal::WrongState),
+            CreateScheduleError::ValidationException(_) => Some(Refusal::Invalid),
+            _ => None,
+        })
     }
 
     /// UpdateSchedule (a full replacement); `false` when there is no such schedule.
@@ -347,29 +363,11 @@ impl EventBridgeScheduler {
             .set_client_token(self.client_token(token_key, 'u'))
             .send()
             .await;
-        match updated {
-            Ok(_) => {
-                tracing::info!(schedule = name, expression = %spec.expression, enabled = spec.enabled, "schedule updated");
-                Ok(true)
-            }
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(UpdateScheduleError::ResourceNotFoundException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(UpdateScheduleError::ValidationException(_))
-                ) =>
-            {
-                Err(PutError::Invalid(sdk_failure("UpdateSchedule", name, &e)))
-            }
-            Err(e) => Err(sdk_failure("UpdateSchedule", name, &e).into()),
-        }
+        put_outcome("UpdateSchedule", name, spec, updated, |e| match e {
+            UpdateScheduleError::ResourceNotFoundException(_) => Some(Refusal::WrongState),
+            UpdateScheduleError::ValidationException(_) => Some(Refusal::Invalid),
+            _ => None,
+        })
     }
 
     /// Deletes the schedule; one that is already gone is fine.
