@@ -37,9 +37,13 @@ test-rust: $(VENV)/.installed
 test-hostile:
 	cargo test -p local --test hostile
 
+# Every debug binary, with the features `cargo test --workspace --all-features` resolved, so the
+# dependencies it built are reused rather than built again with other features (disk and time).
+DEBUG_BUILD := cargo build --workspace --all-features --all-targets
+
 # One debug build of the server, shared by the browser and fuzz tests.
 local-bin:
-	cargo build -p local
+	$(DEBUG_BUILD)
 
 test-browser: local-bin $(CHROMIUM) $(BROWSER_DIR)/node_modules/.installed
 	cd $(BROWSER_DIR) && ETP_BIN=$(ETP_BIN) CHROMIUM=$(CHROMIUM) node --test --test-concurrency=1 dashboard.test.mjs
@@ -70,7 +74,7 @@ test-sam-local: $(VENV)/.installed test-sam
 # The benchmark suite at a tiny size, so it cannot rot; its figures mean nothing. Runs after
 # test-sam, whose `sam build` output gives the functions' zip sizes.
 test-bench: $(VENV)/.installed $(WRK)
-	cargo build -p bench -p local -p functions
+	$(DEBUG_BUILD)
 	target/debug/bench --smoke
 
 # The full benchmark suite (10 to 15 minutes on 2 cores): table on stdout, JSON and SVG charts under
