@@ -365,6 +365,65 @@ async fn dates_out_of_range(s: &LocalServer, _: &Receiver) -> Result<(), String>
         )
         .await?;
     a.is_problem(422, None)?;
+    // The instants of pauses, skips and the occurrences audit, at their extremes.
+    let id = create(
+        s,
+        json!({"name": "audited", "kind": "scheduled",
+            "schedule": {"type": "interval", "every_seconds": 1}}),
+    )
+    .await?;
+    for until in [
+        "+262142-01-01T00:00:00Z",
+        "-262143-01-01T00:00:00Z",
+        far_ahead.as_str(),
+        "9223372036854775807",
+    ] {
+        let started = Instant::now();
+        let a = s
+            .post(&format!("/triggers/{id}/pause"), &json!({"until": until}))
+            .await?;
+        within(started, ANSWER_WITHIN, "pause until", ())?;
+        a.is_problem(422, Some("until"))
+            .map_err(|e| format!("pause until {until}: {e}"))?;
+        let a = s
+            .post(
+                &format!("/triggers/{id}/skip"),
+                &json!({"scheduled_for": until}),
+            )
+            .await?;
+        a.is_problem(422, Some("scheduled_for"))
+            .map_err(|e| format!("skip {until}: {e}"))?;
+    }
+    for (from, to, field) in [
+        (
+            "%2B262142-01-01T00:00:00Z",
+            "%2B262142-01-02T00:00:00Z",
+            "from",
+        ),
+        ("1970-01-01T00:00:00Z", "%2B262142-01-01T00:00:00Z", "to"),
+        ("1970-01-01T00:00:00Z", "2030-01-01T00:00:00Z", "to"),
+    ] {
+        let started = Instant::now();
+        let a = s
+            .get(&format!("/triggers/{id}/occurrences?from={from}&to={to}"))
+            .await?;
+        within(started, ANSWER_WITHIN, "occurrences", ())?;
+        a.is_problem(422, Some(field))
+            .map_err(|e| format!("occurrences {from}..{to}: {e}"))?;
+    }
+    // The densest schedule over the longest window answers at once, bounded.
+    let from = iso(Utc::now());
+    let to = iso(Utc::now() + chrono::Duration::days(30));
+    let started = Instant::now();
+    let a = s
+        .get(&format!(
+            "/triggers/{id}/occurrences?from={from}&to={to}&limit=500"
+        ))
+        .await?;
+    within(started, ANSWER_WITHIN, "dense occurrences", ())?;
+    ensure(a.status == 200 && a.body["truncated"] == true, || {
+        format!("dense occurrences: {} {}", a.status, a.body)
+    })?;
     let listed = s.get("/triggers").await?;
     ensure(listed.status == 200, || {
         format!("listing after: {}", listed.status)

@@ -89,6 +89,11 @@ impl<'a> Firing<'a> {
         }
     }
 
+    /// The event a firing at `fired_at` would record, without recording it (a dry run).
+    pub fn preview(&self, fired_at: DateTime<Utc>) -> Event {
+        self.event(fired_at, self.target.is_some() && self.secret.is_some())
+    }
+
     /// The event it records at `fired_at`: `pending` until delivered when it has a target.
     fn event(&self, fired_at: DateTime<Utc>, delivering: bool) -> Event {
         Event {
@@ -147,6 +152,8 @@ pub enum Skip {
     NotScheduled,
     /// Its stored definition cannot be read or cannot fire.
     Broken,
+    /// Skipped on its own by a client (`POST /triggers/{id}/skip`).
+    ByUser,
 }
 
 /// What became of one scheduled occurrence.
@@ -190,8 +197,12 @@ pub async fn fire_scheduled(
             trigger: None,
         });
     };
-    let skip = match (trigger.status, &trigger.schedule) {
+    // The status the occurrence's own instant saw: a pause whose end has passed is over even
+    // if no write has said so, and one that covered the occurrence still skips it when the
+    // scheduler delivers it late.
+    let skip = match (trigger.status_at(scheduled_for), &trigger.schedule) {
         (_, None) => Some(Skip::NotScheduled),
+        _ if trigger.interruptions.is_skipped(scheduled_for) => Some(Skip::ByUser),
         (TriggerStatus::Paused, _) => Some(Skip::Paused),
         // Completed by its last occurrence, while an earlier one was still on its way (a
         // scheduler may deliver late and out of order): that earlier one still fires.

@@ -136,7 +136,10 @@ impl<T> Page<T> {
 #[derive(Debug, Clone, Default)]
 pub struct TriggerQuery {
     pub kind: Option<TriggerKind>,
+    /// The status at `now` (see [`Trigger::status_at`]): a pause whose `paused_until` has passed
+    /// counts as active. Without `now`, the stored status.
     pub status: Option<TriggerStatus>,
+    pub now: Option<DateTime<Utc>>,
     pub limit: usize,
     pub cursor: Option<String>,
 }

@@ -212,6 +212,59 @@ describe("dashboard", () => {
     await screenshot("fire-valid");
   });
 
+  it("dry-runs a payload: the would-be event is shown and nothing is stored", async () => {
+    const before = await row("event-table", "order placed").count();
+    await page.getByRole("button", { name: "Fire order placed" }).click();
+    const dialog = page.locator("#fire-dialog");
+    await dialog.getByLabel("Payload (JSON)").fill('{"order_id": 7}');
+    await dialog.getByRole("button", { name: "Dry run" }).click();
+    await dialog.locator("#fire-preview-event").getByText('"order_id": 7').waitFor();
+    await screenshot("fire-dry-run");
+    await dialog.getByRole("button", { name: "Cancel" }).click();
+    await dialog.waitFor({ state: "hidden" });
+    const { items } = await (await fetch(`${base}/events?limit=200`, { headers: { Authorization: `Bearer ${TOKEN}` } })).json();
+    assert.ok(!items.some((e) => e.payload?.order_id === 7), "a dry run stored an event");
+    assert.equal(await row("event-table", "order placed").count(), before);
+  });
+
+  it("audits a schedule's occurrences, skips one and pauses until a time (desktop and 375 px)", async () => {
+    await page.getByRole("button", { name: "New trigger" }).click();
+    const form = page.locator("#trigger-dialog");
+    await form.getByLabel("Name", { exact: true }).fill("hourly report");
+    await form.getByLabel("Schedule", { exact: true }).selectOption("interval");
+    await form.getByLabel("Every", { exact: true }).fill("1");
+    await form.getByLabel("Unit", { exact: true }).selectOption({ label: "hours" });
+    await form.getByRole("button", { name: "Create" }).click();
+    await form.waitFor({ state: "hidden" });
+    await page.getByRole("button", { name: "Occurrences hourly report" }).click();
+    const dialog = page.locator("#occurrences-dialog");
+    const rows = dialog.locator("#occurrence-rows tr");
+    await rows.first().getByText("upcoming").waitFor();
+    assert.equal(await rows.count(), 24, "one row per hour of the next day");
+    const first = await rows.nth(0).getAttribute("data-at");
+    await rows.nth(0).getByRole("button", { name: /^Skip/ }).click();
+    await dialog.locator(`tr[data-at="${first}"]`).getByText("skipped by hand").waitFor();
+    // Paused until just after the third occurrence: the second and third are skipped as paused.
+    const third = Date.parse(await rows.nth(2).getAttribute("data-at"));
+    const until = new Date(third + 1000).toISOString().slice(0, 19);
+    await dialog.getByLabel("Pause until").fill(until);
+    await dialog.getByRole("button", { name: "Pause until then" }).click();
+    await rows.nth(1).getByText("paused").waitFor();
+    await rows.nth(2).getByText("paused").waitFor();
+    await rows.nth(3).getByText("upcoming").waitFor();
+    await screenshot("occurrences");
+    await page.setViewportSize({ width: 375, height: 800 });
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 375, `page is ${width}px wide`);
+    await screenshot("occurrences-mobile");
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await dialog.getByRole("button", { name: "Close" }).click();
+    await dialog.waitFor({ state: "hidden" });
+    const trigger = row("trigger-table", "hourly report");
+    await trigger.getByText("paused", { exact: true }).waitFor();
+    await trigger.getByText(/^until /).waitFor();
+  });
+
   it("opens an event's detail with its payload and lifecycle", async () => {
     await row("event-table", "order placed").first().getByRole("button", { name: /Details/ }).click();
     const dialog = page.locator("#event-dialog");

@@ -355,6 +355,19 @@ def run_steps(env_file, api_url, template, image, counts_file, log_dir):
         expect(found, f"event {eid} not listed: {r}")
         expect(found[0].get("source") == "schedule", f"source {found[0].get('source')!r}")
 
+    def occurrences_audit():
+        tid = need("cron_trigger")
+        eid = need("cron_event")
+        now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+        window = {
+            "from": (now - datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "to": (now + datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        r = api.call("GET", f"/triggers/{tid}/occurrences?from={window['from']}&to={window['to']}")
+        expect_status(r, 200)
+        fired = [o for o in r.json()["occurrences"] if o.get("event_id") == eid]
+        expect(fired and fired[0]["status"] == "fired", f"event {eid} not in the audit: {r}")
+
     step("GET /health -> 200, store and scheduler up", health)
     step("GET /triggers without token -> 401 problem+json", unauthorized)
     step("POST /triggers (api) -> 201", create_api_trigger)
@@ -368,6 +381,7 @@ def run_steps(env_file, api_url, template, image, counts_file, log_dir):
     step("GET /triggers/{unknown} -> 404 problem+json", unknown_trigger)
     step("sam local invoke FireFunction (scheduled occurrence) -> fired", fire_function)
     step("GET /events?trigger_id= lists it with source schedule", scheduled_event_listed)
+    step("GET /triggers/{id}/occurrences (events-api) shows it fired", occurrences_audit)
 
     with open(counts_file, "w") as f:
         f.write(f"{results[0]} {results[1]}\n")

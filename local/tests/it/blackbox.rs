@@ -439,3 +439,112 @@ async fn kill_9_keeps_pending_retries_and_delivers_each_once() {
         .await;
     assert!(got.get("secret").is_none(), "the secret is shown only once");
 }
+
+/// Whole seconds from now on the real clock, as the API writes instants.
+fn whole_second_after(t: DateTime<Utc>, secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp() + secs, 0).expect("in range")
+}
+
+#[tokio::test]
+async fn the_occurrences_audit_spans_a_pause_a_skip_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("ETP_CATCH_UP_GRACE", "1s")];
+    let s = start_with(dir.path(), &env).await;
+    let t = s
+        .post_ok(
+            "/triggers",
+            json!({"name": "audited", "kind": "scheduled",
+            "schedule": {"type": "interval", "every_seconds": 1}}),
+        )
+        .await;
+    let id = t["id"].as_str().unwrap().to_string();
+    let created = time(&t["created_at"]);
+    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    let paused_at = Utc::now();
+    let until = whole_second_after(paused_at, 3);
+    let skipped = whole_second_after(until, 1);
+    let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+    s.post_ok(
+        &format!("/triggers/{id}/pause"),
+        json!({"until": stamp(until)}),
+    )
+    .await;
+    s.post_ok(
+        &format!("/triggers/{id}/skip"),
+        json!({"scheduled_for": stamp(skipped)}),
+    )
+    .await;
+    // Fires at `until` again, then is killed for about three seconds.
+    while Utc::now() < until + chrono::Duration::milliseconds(2_500) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    let s = start_with(dir.path(), &env).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let now = Utc::now();
+    let (status, audit) = s
+        .request(
+            reqwest::Method::GET,
+            &format!(
+                "/triggers/{id}/occurrences?from={}&to={}",
+                stamp(created),
+                stamp(now)
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{audit}");
+    let fate = |o: &Value| {
+        (
+            o["status"].as_str().unwrap_or("").to_string(),
+            o["reason"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    let occurrences = audit["occurrences"].as_array().expect("occurrences");
+    let at = |t: DateTime<Utc>| {
+        occurrences
+            .iter()
+            .find(|o| time(&o["scheduled_for"]) == t)
+            .map(fate)
+            .unwrap_or_else(|| panic!("no occurrence at {t}: {audit}"))
+    };
+    let during_pause: Vec<_> = occurrences
+        .iter()
+        .filter(|o| {
+            let t = time(&o["scheduled_for"]);
+            t > paused_at + chrono::Duration::milliseconds(200) && t < until
+        })
+        .map(fate)
+        .collect();
+    assert!(during_pause.len() >= 2, "{audit}");
+    assert!(
+        during_pause
+            .iter()
+            .all(|(s, r)| s == "skipped" && r == "paused"),
+        "{audit}"
+    );
+    assert_eq!(at(until).0, "fired", "{audit}");
+    assert_eq!(at(skipped), ("skipped".into(), "skipped_by_user".into()));
+    let before_pause: Vec<_> = occurrences
+        .iter()
+        .filter(|o| time(&o["scheduled_for"]) < paused_at - chrono::Duration::milliseconds(200))
+        .map(fate)
+        .collect();
+    assert!(before_pause.len() >= 2, "{audit}");
+    assert!(before_pause.iter().all(|(s, _)| s == "fired"), "{audit}");
+    // Down for about three seconds with a grace of one: what the catch-up did not fire was
+    // missed, and says so.
+    let down: Vec<_> = occurrences
+        .iter()
+        .map(fate)
+        .filter(|(s, r)| s == "skipped" && (r == "missed_beyond_grace" || r == "coalesced"))
+        .collect();
+    assert!(down.len() >= 2, "{audit}");
+    // Every occurrence older than the grace has an answer; none is left "upcoming".
+    for o in occurrences {
+        if time(&o["scheduled_for"]) < now - chrono::Duration::seconds(2) {
+            assert_ne!(o["status"], "upcoming", "{audit}");
+        }
+    }
+}

@@ -9,7 +9,7 @@ use crate::domain::lifecycle::EventState;
 use crate::domain::new_id;
 use crate::domain::target::Secret;
 use crate::domain::test_run::ScheduledTestRun;
-use crate::domain::trigger::{Purpose, TriggerDefinition, TriggerKind, TriggerStatus};
+use crate::domain::trigger::{Purpose, Trigger, TriggerDefinition, TriggerKind, TriggerStatus};
 use crate::domain::validation::ValidationError;
 use crate::firing::{Firing, fire_test_run, idempotency_key, record};
 use crate::ports::{Page, Recorded};
@@ -37,6 +37,33 @@ impl App {
         })
     }
 
+    /// The api trigger `id`, if it may fire `payload` now.
+    async fn fireable(&self, id: &str, payload: &Value) -> AppResult<Trigger> {
+        let trigger = self.load(id).await?;
+        if trigger.kind != TriggerKind::Api {
+            return Err(AppError::Conflict(
+                "only api triggers fire through this route; use /test to test-fire a scheduled trigger".into(),
+            ));
+        }
+        let status = trigger.status_at(self.now());
+        if status != TriggerStatus::Active {
+            return Err(AppError::Conflict(format!(
+                "the trigger is {}; resume it first",
+                status.as_str()
+            )));
+        }
+        self.check_payload(&trigger, payload).await?;
+        Ok(trigger)
+    }
+
+    /// What firing the api trigger with `payload` would record, checked like a firing, with
+    /// nothing stored and nothing delivered.
+    pub async fn fire_dry_run(&self, id: &str, payload: Value) -> AppResult<EventView> {
+        let trigger = self.fireable(id, &payload).await?;
+        let event = Firing::of_trigger(&trigger, EventSource::Api, payload).preview(self.now());
+        Ok(self.event_view(&Recorded::Written(event)))
+    }
+
     /// Fires an api trigger with a client's payload.
     pub async fn fire(
         &self,
@@ -44,19 +71,7 @@ impl App {
         payload: Value,
         key: Option<&str>,
     ) -> AppResult<ApiFireResult> {
-        let trigger = self.load(id).await?;
-        if trigger.kind != TriggerKind::Api {
-            return Err(AppError::Conflict(
-                "only api triggers fire through this route; use /test to test-fire a scheduled trigger".into(),
-            ));
-        }
-        if trigger.status != TriggerStatus::Active {
-            return Err(AppError::Conflict(format!(
-                "the trigger is {}; resume it first",
-                trigger.status.as_str()
-            )));
-        }
-        self.check_payload(&trigger, &payload).await?;
+        let trigger = self.fireable(id, &payload).await?;
         let firing = Firing {
             dedupe_key: key.map(|k| idempotency_key(&trigger.id, k)),
             ..Firing::of_trigger(&trigger, EventSource::Api, payload.clone())

@@ -1,6 +1,8 @@
 //! Trigger use cases: create, read, list, replace, pause and resume, rotate the secret, delete.
 //! Every write tells the scheduler, and is undone when the scheduler cannot follow.
 
+use chrono::{DateTime, Utc};
+
 use super::{App, AppError, AppResult, TriggerView};
 use crate::domain::new_id;
 use crate::domain::trigger::{Purpose, Trigger, TriggerDefinition, TriggerStatus};
@@ -9,9 +11,10 @@ use crate::ports::{Page, StoreError, TriggerQuery};
 
 impl App {
     pub fn view(&self, trigger: Trigger) -> TriggerView {
+        let now = self.now();
         TriggerView {
-            next_fire_at: trigger.next_fire_after(self.now()),
-            trigger,
+            next_fire_at: trigger.next_fire_after(now),
+            trigger: trigger.as_seen_at(now),
             secret: None,
         }
     }
@@ -126,15 +129,35 @@ impl App {
         self.commit(&current, next).await
     }
 
+    /// Pauses (`Some(until)`: until that instant, if given) or resumes (`None`) the trigger.
     pub async fn set_paused(
         &self,
         id: &str,
-        paused: bool,
+        pause: Option<Option<DateTime<Utc>>>,
         if_match: Option<&str>,
     ) -> AppResult<Trigger> {
         let current = self.load(id).await?;
         self.check_version(if_match, &current)?;
-        let target = match (current.status, paused) {
+        let now = self.now();
+        if let Some(Some(until)) = pause {
+            let horizon = crate::domain::time_range::add_saturating(
+                now,
+                self.settings.limits.schedule.max_ahead,
+            );
+            if until <= now || until > horizon {
+                return Err(ValidationError::field(
+                    "until",
+                    format!(
+                        "must be after now ({}) and at most ETP_MAX_SCHEDULE_AHEAD ahead ({})",
+                        rfc3339(now),
+                        rfc3339(horizon)
+                    ),
+                )
+                .into());
+            }
+        }
+        let status = current.status_at(now);
+        let target = match (status, pause) {
             (TriggerStatus::Completed, _) => {
                 return Err(AppError::Conflict(
                     "the trigger has completed; give it a new schedule with PUT to fire again"
@@ -147,11 +170,67 @@ impl App {
                         .into(),
                 ));
             }
-            (TriggerStatus::Paused, true) | (TriggerStatus::Active, false) => return Ok(current),
-            (_, true) => TriggerStatus::Paused,
-            (_, false) => TriggerStatus::Active,
+            (TriggerStatus::Paused, Some(until)) if until == current.interruptions.paused_until => {
+                return Ok(current);
+            }
+            (TriggerStatus::Active, None) if current.status == TriggerStatus::Active => {
+                return Ok(current);
+            }
+            (_, pause) => pause,
         };
-        let next = current.with_status(target, self.now());
+        let next = match target {
+            Some(until) => current.paused(now, until),
+            None => current.resumed(now),
+        };
+        self.commit(&current, next).await
+    }
+
+    /// Skips one upcoming occurrence of a scheduled trigger without pausing it.
+    pub async fn skip_occurrence(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+        if_match: Option<&str>,
+    ) -> AppResult<Trigger> {
+        let current = self.load(id).await?;
+        self.check_version(if_match, &current)?;
+        let now = self.now();
+        let Some(schedule) = &current.schedule else {
+            return Err(AppError::Conflict(
+                "only scheduled triggers have occurrences to skip".into(),
+            ));
+        };
+        let horizon =
+            crate::domain::time_range::add_saturating(now, self.settings.limits.schedule.max_ahead);
+        if at <= now || at > horizon {
+            return Err(ValidationError::field(
+                "scheduled_for",
+                format!(
+                    "must be in the future, at most ETP_MAX_SCHEDULE_AHEAD ahead ({})",
+                    rfc3339(horizon)
+                ),
+            )
+            .into());
+        }
+        let is_occurrence = crate::domain::time_range::sub(at, chrono::Duration::milliseconds(1))
+            .and_then(|before| schedule.next_after(before))
+            == Some(at);
+        if !is_occurrence {
+            let next = schedule.next_after(now);
+            return Err(ValidationError::field(
+                "scheduled_for",
+                format!(
+                    "is not an occurrence of the schedule{}",
+                    next.map(|n| format!(" (the next is {})", rfc3339(n)))
+                        .unwrap_or_default()
+                ),
+            )
+            .into());
+        }
+        if current.interruptions.is_skipped(at) {
+            return Ok(current);
+        }
+        let next = current.skipping(at, now);
         self.commit(&current, next).await
     }
 
@@ -188,4 +267,8 @@ impl App {
         tracing::info!(trigger_id = %id, "trigger deleted");
         Ok(())
     }
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

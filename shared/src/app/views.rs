@@ -28,6 +28,16 @@ impl TriggerView {
     /// the status and schedule. `None` if `trigger_json` is not a trigger.
     pub fn json_at(trigger_json: &str, now: DateTime<Utc>) -> Option<String> {
         let firing: FiringFields = serde_json::from_str(trigger_json).ok()?;
+        if firing.resumed_by(now) {
+            // The stored status is out of date: the view is built in full.
+            let trigger: Trigger = serde_json::from_str(trigger_json).ok()?;
+            let view = TriggerView {
+                next_fire_at: trigger.next_fire_after(now),
+                trigger: trigger.as_seen_at(now),
+                secret: None,
+            };
+            return serde_json::to_string(&view).ok();
+        }
         crate::domain::extend_object(trigger_json, |out| {
             out.push_str(",\"next_fire_at\":");
             match firing.next_fire_after(now) {
@@ -107,14 +117,18 @@ mod tests {
         for def in defs {
             let def: TriggerDefinition = serde_json::from_value(def).unwrap();
             let created = Trigger::create(def, crate::domain::new_id(), now);
+            let earlier = now - chrono::Duration::hours(1);
             for t in [
                 created.clone(),
                 created.with_status(TriggerStatus::Paused, now),
+                created.paused(earlier, Some(now + chrono::Duration::minutes(1))),
+                created.paused(earlier, Some(now)),
+                created.skipping(now + chrono::Duration::days(1), now),
             ] {
                 let stored = serde_json::to_string(&t).unwrap();
                 let view = TriggerView {
                     next_fire_at: t.next_fire_after(now),
-                    trigger: t,
+                    trigger: t.as_seen_at(now),
                     secret: None,
                 };
                 assert_eq!(

@@ -6,6 +6,7 @@ pub mod event;
 pub mod integral;
 pub mod lifecycle;
 pub mod limits;
+pub mod occurrence;
 pub mod payload_schema;
 pub mod schedule;
 #[cfg(test)]

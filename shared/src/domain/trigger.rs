@@ -164,11 +164,87 @@ impl TriggerDefinition {
 fn next_fire(
     status: TriggerStatus,
     schedule: Option<&Schedule>,
+    plan: &Interruptions,
     now: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
-    match (status, schedule) {
-        (TriggerStatus::Active, Some(s)) => s.next_after(now),
-        _ => None,
+    let schedule = schedule?;
+    // A pause with an end resumes by itself: its next firing is the first occurrence from then.
+    let after = match (status, plan.paused_until) {
+        (TriggerStatus::Active, _) => now,
+        (TriggerStatus::Paused, Some(until)) => now.max(super::time_range::sub_saturating(
+            until,
+            chrono::Duration::milliseconds(1),
+        )),
+        _ => return None,
+    };
+    plan.next_unskipped(schedule, after)
+}
+
+/// What interrupts a schedule: a pause with an end, and occurrences skipped one by one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Interruptions {
+    /// While `paused`: when the trigger resumes by itself (`pause` with `until`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::timestamp::option"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub paused_until: Option<DateTime<Utc>>,
+    /// Occurrences skipped without pausing (`POST /triggers/{id}/skip`), oldest first; at most
+    /// [`MAX_SKIPPED`], older ones dropped first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<String>)]
+    pub skipped_occurrences: Vec<DateTime<Utc>>,
+    /// The recent pauses, newest last (at most [`MAX_PAUSES`]): what the occurrences audit
+    /// reads to tell a paused occurrence from a missed one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pause_history: Vec<PauseSpan>,
+}
+
+/// One pause: from when, and until when (`None` while it lasts with no end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PauseSpan {
+    #[serde(with = "super::timestamp")]
+    #[schema(value_type = String, format = DateTime)]
+    pub from: DateTime<Utc>,
+    #[serde(default, with = "super::timestamp::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Skipped occurrences kept per trigger.
+pub const MAX_SKIPPED: usize = 100;
+/// Pauses remembered per trigger.
+pub const MAX_PAUSES: usize = 32;
+
+impl Interruptions {
+    /// The first occurrence of `schedule` after `after` that was not skipped. Bounded: at most
+    /// one step per skipped occurrence.
+    pub fn next_unskipped(
+        &self,
+        schedule: &Schedule,
+        after: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let mut next = schedule.next_after(after)?;
+        for _ in 0..=self.skipped_occurrences.len() {
+            if !self.skipped_occurrences.contains(&next) {
+                return Some(next);
+            }
+            next = schedule.next_after(next)?;
+        }
+        None
+    }
+
+    /// Whether a pause covered instant `t`.
+    pub fn paused_at(&self, t: DateTime<Utc>) -> bool {
+        self.pause_history
+            .iter()
+            .any(|p| p.from <= t && p.until.is_none_or(|u| t < u))
+    }
+
+    pub fn is_skipped(&self, t: DateTime<Utc>) -> bool {
+        self.skipped_occurrences.contains(&t)
     }
 }
 
@@ -179,12 +255,25 @@ pub struct FiringFields {
     pub status: TriggerStatus,
     #[serde(default)]
     pub schedule: Option<Schedule>,
+    #[serde(flatten)]
+    pub interruptions: Interruptions,
 }
 
 impl FiringFields {
     /// The same as [`Trigger::next_fire_after`].
     pub fn next_fire_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        next_fire(self.status, self.schedule.as_ref(), now)
+        next_fire(
+            self.status,
+            self.schedule.as_ref(),
+            &self.interruptions,
+            now,
+        )
+    }
+
+    /// Whether the stored status is out of date at `now`: a pause whose end has passed.
+    pub fn resumed_by(&self, now: DateTime<Utc>) -> bool {
+        self.status == TriggerStatus::Paused
+            && self.interruptions.paused_until.is_some_and(|u| u <= now)
     }
 }
 
@@ -220,6 +309,9 @@ pub struct Trigger {
     /// Why a `broken` trigger cannot fire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// Pause with an end, skipped occurrences, recent pauses.
+    #[serde(flatten)]
+    pub interruptions: Interruptions,
     /// Signs deliveries. Kept by the stores beside the trigger, never in its JSON: shown once,
     /// when created or rotated.
     #[serde(skip)]
@@ -247,6 +339,7 @@ impl Trigger {
             updated_at: now,
             version: 1,
             problem: None,
+            interruptions: Interruptions::default(),
             secret: Some(Secret::generate()),
             retiring_secret: None,
         }
@@ -273,6 +366,7 @@ impl Trigger {
             updated_at: created_at,
             version,
             problem: Some(problem),
+            interruptions: Interruptions::default(),
             secret: None,
             retiring_secret: None,
         }
@@ -307,6 +401,11 @@ impl Trigger {
         next.version = self.version + 1;
         next.secret = self.secret.clone();
         next.retiring_secret = self.retiring_secret.clone();
+        // Skips name occurrences of the old schedule; pauses go on.
+        next.interruptions = Interruptions {
+            skipped_occurrences: Vec::new(),
+            ..self.interruptions.clone()
+        };
         next.status = match self.status {
             TriggerStatus::Paused => TriggerStatus::Paused,
             _ => TriggerStatus::Active,
@@ -335,9 +434,83 @@ impl Trigger {
         }
     }
 
-    /// When the trigger fires next, if it is active and its schedule has a future occurrence.
+    /// When the trigger fires next, if it is active (or paused until a given instant) and its
+    /// schedule has a later occurrence that was not skipped.
     pub fn next_fire_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        next_fire(self.status, self.schedule.as_ref(), now)
+        next_fire(
+            self.status,
+            self.schedule.as_ref(),
+            &self.interruptions,
+            now,
+        )
+    }
+
+    /// The status at `t`: a pause with an end is over from that end on, whether or not a write
+    /// has recorded it yet.
+    pub fn status_at(&self, t: DateTime<Utc>) -> TriggerStatus {
+        match (self.status, self.interruptions.paused_until) {
+            (TriggerStatus::Paused, Some(until)) if until <= t => TriggerStatus::Active,
+            (status, _) => status,
+        }
+    }
+
+    /// The trigger as a reader at `now` sees it: a pause that has ended shows as active.
+    pub fn as_seen_at(self, now: DateTime<Utc>) -> Self {
+        if self.status_at(now) == self.status {
+            return self;
+        }
+        Self {
+            status: TriggerStatus::Active,
+            interruptions: Interruptions {
+                paused_until: None,
+                ..self.interruptions
+            },
+            ..self
+        }
+    }
+
+    /// This trigger paused at `now`, until `until` if given. Paused already, the pause it is
+    /// in gets the new end.
+    pub fn paused(&self, now: DateTime<Utc>, until: Option<DateTime<Utc>>) -> Self {
+        let ongoing = self.status_at(now) == TriggerStatus::Paused;
+        let mut next = self.with_status(TriggerStatus::Paused, now);
+        let history = &mut next.interruptions.pause_history;
+        match history.last_mut() {
+            Some(last) if ongoing => last.until = until,
+            _ => history.push(PauseSpan { from: now, until }),
+        }
+        let excess = history.len().saturating_sub(MAX_PAUSES);
+        history.drain(..excess);
+        next.interruptions.paused_until = until;
+        next
+    }
+
+    /// This trigger resumed at `now`: the pause it was in ends now.
+    pub fn resumed(&self, now: DateTime<Utc>) -> Self {
+        let mut next = self.with_status(TriggerStatus::Active, now);
+        if let Some(last) = next.interruptions.pause_history.last_mut()
+            && last.until.is_none_or(|u| u > now)
+        {
+            last.until = Some(now);
+        }
+        next.interruptions.paused_until = None;
+        next
+    }
+
+    /// This trigger with occurrence `at` skipped; the oldest skip goes when there are too many.
+    pub fn skipping(&self, at: DateTime<Utc>, now: DateTime<Utc>) -> Self {
+        let mut next = Self {
+            updated_at: now,
+            version: self.version + 1,
+            ..self.clone()
+        };
+        let skipped = &mut next.interruptions.skipped_occurrences;
+        if let Err(i) = skipped.binary_search(&at) {
+            skipped.insert(i, at);
+        }
+        let excess = skipped.len().saturating_sub(MAX_SKIPPED);
+        skipped.drain(..excess);
+        next
     }
 
     /// This trigger with a new signing secret; the old one keeps signing beside it for

@@ -169,6 +169,7 @@ impl LocalTimer {
                 .store
                 .list_triggers(&TriggerQuery {
                     status: Some(TriggerStatus::Active),
+                    now: Some(self.inner.clock.now()),
                     limit: 500,
                     cursor,
                     ..Default::default()

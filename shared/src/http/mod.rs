@@ -6,6 +6,7 @@ pub mod docs;
 pub mod events;
 pub mod extract;
 mod json_page;
+pub mod occurrences;
 pub mod openapi;
 pub mod problem;
 pub mod system;
@@ -55,6 +56,8 @@ fn protected(app: Arc<App>) -> Router {
         .route("/triggers/{id}/pause", post(triggers::pause))
         .route("/triggers/{id}/resume", post(triggers::resume))
         .route("/triggers/{id}/fire", post(triggers::fire))
+        .route("/triggers/{id}/skip", post(occurrences::skip))
+        .route("/triggers/{id}/occurrences", get(occurrences::list))
         .route("/triggers/{id}/test", post(triggers::test_stored))
         .route(
             "/triggers/{id}/rotate-secret",

@@ -63,7 +63,7 @@ struct IdempotencyKey {
     idempotency_key: Option<String>,
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>> {
+pub(super) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>> {
     headers
         .get(name)
         .map(|v| {
@@ -73,7 +73,7 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>>
         .transpose()
 }
 
-fn with_etag(status: StatusCode, view: TriggerView) -> Response {
+pub(super) fn with_etag(status: StatusCode, view: TriggerView) -> Response {
     let etag = HeaderValue::from_str(&view.trigger.etag()).ok();
     let mut response = (status, Json(view)).into_response();
     if let Some(etag) = etag {
@@ -161,6 +161,7 @@ pub async fn list(
         .list_trigger_views_json(&TriggerQuery {
             kind: q.kind,
             status: q.status,
+            now: Some(app.now()),
             limit: page_limit(q.limit)?,
             cursor,
         })
@@ -222,8 +223,20 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Pause a trigger: it does not fire until resumed. Pausing a paused trigger changes nothing.
+/// What `POST /triggers/{id}/pause` may carry.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PauseRequest {
+    /// Resume by itself at this instant (the first occurrence from then fires). Without it the
+    /// pause lasts until `resume`.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Pause a trigger: it does not fire until resumed, or until `until` when given. Pausing a
+/// paused trigger changes nothing, except a new `until`.
 #[utoipa::path(post, path = "/triggers/{id}/pause", tag = "triggers", operation_id = "pauseTrigger",
+    request_body(content = Option<PauseRequest>, description = "Optional: `{\"until\": \"<instant>\"}` to resume by itself then"),
     params(("id" = String, Path, description = "The trigger's id"), IfMatch),
     responses(
         (status = 200, description = "Paused", body = TriggerView,
@@ -231,14 +244,24 @@ pub async fn delete(
         (status = 404, description = "No such trigger", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The trigger has completed", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "Changed since it was read", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`until` is not after now, or too far ahead", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn pause(
     State(app): State<Arc<App>>,
     PathId(id): PathId,
     headers: HeaderMap,
+    OptionalJsonBody(body): OptionalJsonBody<Value>,
 ) -> Result<Response> {
+    // No body, or `null`, pauses until resumed.
+    let until = match body {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let bytes = serde_json::to_vec(&v).unwrap_or_default();
+            super::extract::parse_json::<PauseRequest>(&bytes)?.until
+        }
+    };
     let t = app
-        .set_paused(&id, true, header_str(&headers, "if-match")?)
+        .set_paused(&id, Some(until), header_str(&headers, "if-match")?)
         .await?;
     Ok(with_etag(StatusCode::OK, app.view(t)))
 }
@@ -259,7 +282,7 @@ pub async fn resume(
     headers: HeaderMap,
 ) -> Result<Response> {
     let t = app
-        .set_paused(&id, false, header_str(&headers, "if-match")?)
+        .set_paused(&id, None, header_str(&headers, "if-match")?)
         .await?;
     Ok(with_etag(StatusCode::OK, app.view(t)))
 }
@@ -277,11 +300,21 @@ fn accepted(event: EventView, replayed: bool) -> Response {
     response
 }
 
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FireQuery {
+    /// Check the payload and return the would-be event (200) without storing or delivering it.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
 /// Fire an api trigger; the body is the payload and must match the trigger's schema.
 #[utoipa::path(post, path = "/triggers/{id}/fire", tag = "triggers", operation_id = "fireTrigger",
     request_body(content = Value, description = "The payload: any JSON the trigger's `payload_schema` accepts"),
-    params(("id" = String, Path, description = "The trigger's id"), IdempotencyKey),
+    params(("id" = String, Path, description = "The trigger's id"), IdempotencyKey, FireQuery),
     responses(
+        (status = 200, description = "`dry_run=true`: the event a firing would record; nothing was stored", body = EventView),
         (status = 202, description = "Fired", body = EventView, headers(
             ("Location" = String, description = "`/events/{id}`"),
             ("Idempotent-Replayed" = String, description = "`true` when the key matched an earlier firing: no new event"))),
@@ -292,9 +325,13 @@ fn accepted(event: EventView, replayed: bool) -> Response {
 pub async fn fire(
     State(app): State<Arc<App>>,
     PathId(id): PathId,
+    ApiQuery(q): ApiQuery<FireQuery>,
     headers: HeaderMap,
     JsonBody(payload): JsonBody<Value>,
 ) -> Result<Response> {
+    if q.dry_run {
+        return Ok((StatusCode::OK, Json(app.fire_dry_run(&id, payload).await?)).into_response());
+    }
     let key = header_str(&headers, "idempotency-key")?;
     if let Some(k) = key
         && (k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY)

@@ -225,9 +225,11 @@ pub async fn measure() -> Result<Vec<OperationCost>, String> {
         .await
         .map_err(err)?;
     m.record("update trigger").await?;
-    app.set_paused(&cron.id, true, None).await.map_err(err)?;
+    app.set_paused(&cron.id, Some(None), None)
+        .await
+        .map_err(err)?;
     m.record("pause trigger").await?;
-    app.set_paused(&cron.id, false, None).await.map_err(err)?;
+    app.set_paused(&cron.id, None, None).await.map_err(err)?;
     m.record("resume trigger").await?;
 
     for i in 0..130 {

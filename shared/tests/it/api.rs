@@ -22,6 +22,7 @@ const TOKEN: &str = "test-token-0123456789";
 
 struct Api {
     router: Router,
+    store: Arc<SqliteStore>,
     clock: Arc<ManualClock>,
     scheduler: Arc<RecordingScheduler>,
     _dir: tempfile::TempDir,
@@ -92,11 +93,11 @@ fn next_berlin_weekday_nine(after: DateTime<Utc>) -> DateTime<Utc> {
 
 fn api_with(settings: Settings) -> Api {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("etp.sqlite3")).unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("etp.sqlite3")).unwrap());
     let clock = Arc::new(ManualClock::new(t0()));
     let scheduler = Arc::new(RecordingScheduler::default());
     let app = App::new(
-        Arc::new(store),
+        store.clone(),
         scheduler.clone(),
         Arc::new(etp::testing::RecordingQueue::default()),
         clock.clone() as Arc<dyn Clock>,
@@ -104,6 +105,7 @@ fn api_with(settings: Settings) -> Api {
     );
     Api {
         router: etp::http::router(Arc::new(app), ApiToken::new(TOKEN)),
+        store,
         clock,
         scheduler,
         _dir: dir,
@@ -999,4 +1001,274 @@ async fn hostile_instants_are_refused_naming_the_field_and_the_range() {
     let listed = api.get("/triggers").await;
     assert_eq!(listed.status, StatusCode::OK);
     assert_eq!(listed.body["items"], json!([]));
+}
+
+#[tokio::test]
+async fn a_pause_with_an_end_resumes_by_itself_exactly_then() {
+    let api = api();
+    let id = api.interval_trigger().await;
+    let until = at(Duration::minutes(10) + Duration::seconds(30));
+    let paused = api
+        .post(&format!("/triggers/{id}/pause"), json!({"until": until}))
+        .await;
+    assert_eq!(paused.status, StatusCode::OK, "{}", paused.body);
+    assert_eq!(paused.body["status"], "paused");
+    assert_eq!(paused.body["paused_until"], until);
+    // The first occurrence from `until` on: the grid stays the schedule's own.
+    assert_eq!(paused.body["next_fire_at"], at(Duration::minutes(11)));
+    let listed = |status: &'static str| {
+        let api = &api;
+        async move {
+            let r = api.get(&format!("/triggers?status={status}")).await;
+            r.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| (t["id"].as_str().unwrap().to_string(), t["status"].clone()))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed("paused").await, [(id.clone(), json!("paused"))]);
+    assert!(listed("active").await.is_empty());
+    api.clock
+        .advance(Duration::minutes(10) + Duration::seconds(29));
+    assert_eq!(
+        api.get(&format!("/triggers/{id}")).await.body["status"],
+        "paused"
+    );
+    api.clock.advance(Duration::seconds(1));
+    let resumed = api.get(&format!("/triggers/{id}")).await;
+    assert_eq!(resumed.body["status"], "active", "{}", resumed.body);
+    assert_eq!(resumed.body["paused_until"], Value::Null);
+    assert_eq!(listed("active").await, [(id.clone(), json!("active"))]);
+    assert!(listed("paused").await.is_empty());
+    // The occurrence at `until`'s next minute fires; one inside the pause does not.
+    let store = api.store.as_ref();
+    let clock = api.clock.as_ref();
+    let inside = t0() + Duration::minutes(5);
+    let fired = etp::firing::fire_scheduled(store, clock, &id, inside)
+        .await
+        .unwrap();
+    assert!(matches!(
+        fired.outcome,
+        etp::firing::OccurrenceOutcome::Skipped(etp::firing::Skip::Paused)
+    ));
+    let after = t0() + Duration::minutes(11);
+    let fired = etp::firing::fire_scheduled(store, clock, &id, after)
+        .await
+        .unwrap();
+    assert!(
+        matches!(fired.outcome, etp::firing::OccurrenceOutcome::Fired(_)),
+        "{:?}",
+        fired.outcome
+    );
+    // Bad ends name the field.
+    for bad in [
+        json!({"until": at(Duration::minutes(-1))}),
+        json!({"until": "soon"}),
+        json!({"until": "+262142-01-01T00:00:00Z"}),
+    ] {
+        api.post(&format!("/triggers/{id}/pause"), bad)
+            .await
+            .problem(422, Some("until"));
+    }
+    api.post(&format!("/triggers/{id}/pause"), json!({"for": 3}))
+        .await
+        .problem(422, None);
+}
+
+#[tokio::test]
+async fn one_occurrence_can_be_skipped_without_pausing() {
+    let api = api();
+    let id = api.interval_trigger().await;
+    let skip = at(Duration::minutes(1));
+    let r = api
+        .post(
+            &format!("/triggers/{id}/skip"),
+            json!({"scheduled_for": skip}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["status"], "active");
+    assert_eq!(r.body["skipped_occurrences"], json!([skip]));
+    assert_eq!(r.body["next_fire_at"], at(Duration::minutes(2)));
+    let again = api
+        .post(
+            &format!("/triggers/{id}/skip"),
+            json!({"scheduled_for": skip}),
+        )
+        .await;
+    assert_eq!(
+        again.body["version"], r.body["version"],
+        "skipping twice changes nothing"
+    );
+    let fired = etp::firing::fire_scheduled(
+        api.store.as_ref(),
+        api.clock.as_ref(),
+        &id,
+        t0() + Duration::minutes(1),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        fired.outcome,
+        etp::firing::OccurrenceOutcome::Skipped(etp::firing::Skip::ByUser)
+    ));
+    api.post(
+        &format!("/triggers/{id}/skip"),
+        json!({"scheduled_for": at(Duration::seconds(90))}),
+    )
+    .await
+    .problem(422, Some("scheduled_for"));
+    api.post(
+        &format!("/triggers/{id}/skip"),
+        json!({"scheduled_for": at(Duration::minutes(-1))}),
+    )
+    .await
+    .problem(422, Some("scheduled_for"));
+    api.post(&format!("/triggers/{id}/skip"), json!({}))
+        .await
+        .problem(422, Some("scheduled_for"));
+    let api_id = api.api_trigger().await;
+    api.post(
+        &format!("/triggers/{api_id}/skip"),
+        json!({"scheduled_for": skip}),
+    )
+    .await
+    .problem(409, None);
+    api.post(
+        "/triggers/01jexample0000000000000000/skip",
+        json!({"scheduled_for": skip}),
+    )
+    .await
+    .problem(404, None);
+}
+
+#[tokio::test]
+async fn a_dry_run_checks_the_payload_and_stores_nothing() {
+    let api = api();
+    let id = api.api_trigger().await;
+    let r = api
+        .post(
+            &format!("/triggers/{id}/fire?dry_run=true"),
+            json!({"order_id": 7}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["payload"], json!({"order_id": 7}));
+    assert_eq!(r.body["trigger_id"], id.as_str());
+    assert_eq!(r.body["source"], "api");
+    api.post(
+        &format!("/triggers/{id}/fire?dry_run=true"),
+        json!({"order_id": "x"}),
+    )
+    .await
+    .problem(422, Some("/order_id"));
+    api.post(
+        &format!("/triggers/{id}/fire?dry_run=maybe"),
+        json!({"order_id": 7}),
+    )
+    .await
+    .problem(400, None);
+    let events = api.get(&format!("/events?trigger_id={id}")).await;
+    assert_eq!(events.body["items"], json!([]), "a dry run stores no event");
+    let got = api
+        .get(&format!("/events/{}", r.body["id"].as_str().unwrap()))
+        .await;
+    got.problem(404, None);
+}
+
+#[tokio::test]
+async fn the_occurrences_audit_says_what_became_of_each() {
+    let api = api();
+    let id = api.interval_trigger().await;
+    let store = api.store.as_ref();
+    let clock = api.clock.as_ref();
+    let occ = |m: i64| t0() + Duration::minutes(m);
+    // 1 fires; paused over 2 and 3; 4 fires; 5 is skipped; 6 is missed (down) beyond the grace.
+    api.clock.set(occ(1));
+    etp::firing::fire_scheduled(store, clock, &id, occ(1))
+        .await
+        .unwrap();
+    api.clock.set(occ(1) + Duration::seconds(30));
+    api.post(
+        &format!("/triggers/{id}/pause"),
+        json!({"until": occ(3) + Duration::seconds(30)}),
+    )
+    .await;
+    api.clock.set(occ(4) + Duration::seconds(2));
+    etp::firing::fire_scheduled(store, clock, &id, occ(4))
+        .await
+        .unwrap();
+    let r = api
+        .post(
+            &format!("/triggers/{id}/skip"),
+            json!({"scheduled_for": occ(5)}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    api.clock.set(occ(30));
+    let audit = api
+        .get(&format!(
+            "/triggers/{id}/occurrences?from={}&to={}",
+            rfc3339(t0()),
+            rfc3339(occ(32))
+        ))
+        .await;
+    assert_eq!(audit.status, StatusCode::OK, "{}", audit.body);
+    let rows: Vec<(String, String)> = audit.body["occurrences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(7)
+        .map(|o| {
+            (
+                o["status"].as_str().unwrap().to_string(),
+                o["reason"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let row = |s: &str, r: &str| (s.to_string(), r.to_string());
+    assert_eq!(
+        rows,
+        [
+            row("fired", ""),
+            row("skipped", "paused"),
+            row("skipped", "paused"),
+            row("fired", ""),
+            row("skipped", "skipped_by_user"),
+            row("skipped", "missed_beyond_grace"),
+            row("skipped", "missed_beyond_grace"),
+        ]
+    );
+    let list = audit.body["occurrences"].as_array().unwrap();
+    assert_eq!(list[3]["lateness_seconds"], 2.0);
+    assert!(list[0]["event_id"].is_string());
+    assert_eq!(list.last().unwrap()["status"], "upcoming");
+    assert_eq!(audit.body["truncated"], false);
+    let bounded = api
+        .get(&format!(
+            "/triggers/{id}/occurrences?from={}&to={}&limit=3",
+            rfc3339(t0()),
+            rfc3339(occ(32))
+        ))
+        .await;
+    assert_eq!(bounded.body["occurrences"].as_array().unwrap().len(), 3);
+    assert_eq!(bounded.body["truncated"], true);
+    api.get(&format!(
+        "/triggers/{id}/occurrences?from={}&to={}",
+        rfc3339(occ(2)),
+        rfc3339(occ(1))
+    ))
+    .await
+    .problem(422, Some("to"));
+    api.get(&format!("/triggers/{id}/occurrences?from=yesterday"))
+        .await
+        .problem(422, Some("from"));
+    api.get(&format!("/triggers/{id}/occurrences?limit=0"))
+        .await
+        .problem(422, Some("limit"));
+    api.get("/triggers/01jexample0000000000000000/occurrences")
+        .await
+        .problem(404, None);
 }

@@ -177,13 +177,34 @@ async fn paused_and_deleted_triggers_do_not_fire() {
     let r = rig().await;
     let a = r.app.create_trigger(every(60)).await.unwrap();
     let b = r.app.create_trigger(every(60)).await.unwrap();
-    r.app.set_paused(&a.id, true, None).await.unwrap();
+    r.app.set_paused(&a.id, Some(None), None).await.unwrap();
     r.app.delete_trigger(&b.id, None).await.unwrap();
     r.clock.set(t0() + Duration::minutes(3));
     r.timer.run_due().await;
     assert!(r.scheduled_for().await.is_empty());
-    r.app.set_paused(&a.id, false, None).await.unwrap();
+    r.app.set_paused(&a.id, None, None).await.unwrap();
     assert_eq!(r.timer.due(&a.id), Some(t0() + Duration::minutes(4)));
+}
+
+#[tokio::test]
+async fn a_pause_with_an_end_and_a_skip_move_the_timer() {
+    let r = rig().await;
+    let a = r.app.create_trigger(every(60)).await.unwrap();
+    let until = t0() + Duration::seconds(150);
+    r.app
+        .set_paused(&a.id, Some(Some(until)), None)
+        .await
+        .unwrap();
+    // Nothing runs to resume it: the job waits for the first occurrence from `until`.
+    assert_eq!(r.timer.due(&a.id), Some(t0() + Duration::minutes(3)));
+    r.app
+        .skip_occurrence(&a.id, t0() + Duration::minutes(3), None)
+        .await
+        .unwrap();
+    assert_eq!(r.timer.due(&a.id), Some(t0() + Duration::minutes(4)));
+    r.clock.set(t0() + Duration::minutes(4));
+    r.timer.run_due().await;
+    assert_eq!(r.scheduled_for().await, vec![t0() + Duration::minutes(4)]);
 }
 
 #[tokio::test]

@@ -40,6 +40,10 @@ fn item(t: &Trigger) -> Result<Item, StoreError> {
     if let Some(target) = t.target.as_ref().filter(|t| !t.headers.is_empty()) {
         item.insert("target_headers".into(), s(encode(&target.headers)?));
     }
+    // Beside the body, so a listing by status can tell a pause that has ended.
+    if let Some(until) = t.interruptions.paused_until {
+        item.insert("paused_until_ms".into(), n(until.timestamp_millis()));
+    }
     Ok(item)
 }
 
@@ -276,10 +280,26 @@ impl DynamoStore {
                 .expression_attribute_values(":kind", s(kind.as_str()));
         }
         if let Some(status) = query.status {
-            filters.push("#status = :status");
+            // A pause whose end has passed is over, though the stored status says `paused`.
+            filters.push(match (status, query.now) {
+                (TriggerStatus::Active, Some(_)) => {
+                    "(#status = :status OR (#status = :paused AND paused_until_ms <= :now))"
+                }
+                (TriggerStatus::Paused, Some(_)) => {
+                    "(#status = :status AND (attribute_not_exists(paused_until_ms) OR paused_until_ms > :now))"
+                }
+                _ => "#status = :status",
+            });
             q = q
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_values(":status", s(status.as_str()));
+            if let (TriggerStatus::Active | TriggerStatus::Paused, Some(now)) = (status, query.now)
+            {
+                q = q.expression_attribute_values(":now", n(now.timestamp_millis()));
+                if status == TriggerStatus::Active {
+                    q = q.expression_attribute_values(":paused", s(TriggerStatus::Paused.as_str()));
+                }
+            }
         }
         q = q.key_condition_expression(key);
         if !filters.is_empty() {

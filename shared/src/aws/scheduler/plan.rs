@@ -53,18 +53,29 @@ pub fn plan(trigger: &Trigger, now: DateTime<Utc>) -> Result<Plan, SchedulerErro
         return Ok(Plan::Delete);
     }
     // The status is ignored here on purpose: a paused trigger keeps a (disabled) schedule as long
-    // as its schedule still has occurrences, so resuming only flips the state.
-    let Some(next) = schedule.next_after(now) else {
+    // as its schedule still has occurrences, so resuming only flips the state. A pause with an
+    // end is an enabled schedule that starts then: nothing has to run to resume it.
+    let resumes = trigger
+        .interruptions
+        .paused_until
+        .filter(|_| trigger.status == TriggerStatus::Paused);
+    let from = resumes.map_or(now, |u| {
+        now.max(crate::domain::time_range::sub_saturating(
+            u,
+            chrono::Duration::milliseconds(1),
+        ))
+    });
+    let Some(next) = schedule.next_after(from) else {
         return Ok(Plan::Delete);
     };
-    let timing = timing(schedule, next, now)?;
+    let timing = timing(schedule, next, resumes, now)?;
     Ok(Plan::Put(ScheduleSpec {
         expression: timing.expression,
         at: timing.at,
         timezone: timing.timezone,
         start_date: timing.start_date,
         end_date: timing.end_date,
-        enabled: trigger.status == TriggerStatus::Active,
+        enabled: trigger.status == TriggerStatus::Active || resumes.is_some(),
         delete_after_completion: timing.delete_after_completion,
         input: occurrence_input(&trigger.id),
     }))
@@ -122,6 +133,7 @@ struct Timing {
 fn timing(
     schedule: &Schedule,
     next: DateTime<Utc>,
+    resumes: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Result<Timing, SchedulerError> {
     let one_time = |at: DateTime<Utc>| Timing {
@@ -164,7 +176,7 @@ fn timing(
             timezone: timezone.clone(),
             // AWS rejects a StartDate more than a few minutes in the past, and a past start
             // changes nothing, so only a future start is sent.
-            start_date: start_at.filter(|s| *s > now),
+            start_date: (*start_at).max(resumes).filter(|s| *s > now),
             end_date: end_at.map(exclusive_end),
             delete_after_completion: end_at.is_some(),
         },

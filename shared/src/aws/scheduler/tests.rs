@@ -299,6 +299,39 @@ fn paused_is_disabled_and_active_is_enabled() {
 }
 
 #[test]
+fn a_pause_with_an_end_is_an_enabled_schedule_starting_then() {
+    let now = t("2026-11-24T10:00:00Z");
+    let until = t("2026-11-26T08:30:00Z");
+    let paused = |schedule| {
+        let t = trigger(schedule, TriggerStatus::Active).paused(now, Some(until));
+        match plan(&t, now).unwrap() {
+            Plan::Put(spec) => spec,
+            other => panic!("expected a schedule, got {other:?}"),
+        }
+    };
+    let c = paused(cron_schedule("0 9 * * *", "Europe/Berlin"));
+    assert!(c.enabled);
+    assert_eq!(c.start_date, Some(until));
+    let r = paused(Schedule::Interval {
+        every_seconds: 3600,
+        recurring: true,
+        start_at: Some(t("2026-11-24T10:00:00Z")),
+        end_at: None,
+    });
+    assert!(r.enabled);
+    assert_eq!(r.start_date, Some(t("2026-11-26T09:00:00Z")));
+    // A one-time occurrence inside the pause never fires: nothing is left to schedule.
+    let during = trigger(
+        Schedule::At {
+            at: t("2026-11-25T12:00:00Z"),
+        },
+        TriggerStatus::Active,
+    )
+    .paused(now, Some(until));
+    assert_eq!(plan(&during, now).unwrap(), Plan::Delete);
+}
+
+#[test]
 fn non_recurring_interval_is_one_at_after_its_start() {
     let s = spec(
         Schedule::Interval {

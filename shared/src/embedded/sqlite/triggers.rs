@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::{Filter, SqliteStore, decode, encode, from_ms, ms, text, unavailable};
 use crate::domain::target::{RetiringSecret, Secret};
-use crate::domain::trigger::{Trigger, TriggerKind};
+use crate::domain::trigger::{Trigger, TriggerKind, TriggerStatus};
 use crate::ports::{Page, StoreError, TriggerJson, TriggerQuery, TriggerStore, cursor};
 
 /// A stored trigger row as a trigger; an unreadable body becomes [`Trigger::unreadable`].
@@ -130,8 +130,24 @@ impl SqliteStore {
         if let Some(kind) = query.kind {
             f.add("kind = ?", [text(kind.as_str())]);
         }
-        if let Some(status) = query.status {
-            f.add("status = ?", [text(status.as_str())]);
+        // A pause whose end has passed is over: the stored status says `paused` until a write.
+        const RESUMED: &str = "julianday(json_extract(body, '$.paused_until')) <= julianday(?)";
+        match (
+            query.status,
+            query
+                .now
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        ) {
+            (Some(TriggerStatus::Active), Some(now)) => f.add(
+                &format!("(status = 'active' OR (status = 'paused' AND {RESUMED}))"),
+                [text(&now)],
+            ),
+            (Some(TriggerStatus::Paused), Some(now)) => f.add(
+                &format!("(status = 'paused' AND NOT coalesce({RESUMED}, 0))"),
+                [text(&now)],
+            ),
+            (Some(status), _) => f.add("status = ?", [text(status.as_str())]),
+            (None, _) => {}
         }
         let limit = query.limit.max(1);
         let sql = format!(

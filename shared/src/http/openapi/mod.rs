@@ -12,7 +12,7 @@ use utoipa::OpenApi;
 
 mod bounds;
 
-use super::{docs, events, problem, system, test_runs, triggers, ui};
+use super::{docs, events, occurrences, problem, system, test_runs, triggers, ui};
 use crate::app::{TestRunOutcome, TriggerView};
 use crate::domain::delivery::{Attempt, AttemptError};
 use crate::domain::event::{Event, EventSource, EventStatus, EventView};
@@ -33,7 +33,7 @@ use crate::ports::TriggerStats;
     paths(
         triggers::create, triggers::list, triggers::get, triggers::replace, triggers::delete,
         triggers::pause, triggers::resume, triggers::fire, triggers::test_stored,
-        triggers::rotate_secret,
+        triggers::rotate_secret, occurrences::list, occurrences::skip,
         triggers::test_definition, test_runs::list, test_runs::cancel, events::list, events::get,
         events::stats,
         system::health, openapi, ui::index, docs::page,
@@ -43,6 +43,9 @@ use crate::ports::TriggerStats;
         EventView, EventSource, EventStatus, EventState, TriggerStats, TestRunOutcome, FieldError,
         problem::Problem, events::StatsResponse, system::HealthReport, Target, Attempt,
         AttemptError, TestRunView, DefinitionView,
+        crate::app::OccurrenceAuditView, crate::domain::occurrence::Occurrence,
+        crate::domain::occurrence::OccurrenceStatus, crate::domain::occurrence::SkipReason,
+        crate::domain::trigger::PauseSpan, triggers::PauseRequest, occurrences::SkipRequest,
     )),
     security(("bearer" = [])),
     tags(

@@ -203,6 +203,7 @@
           ? actionButton("Resume", t, (x) => setPaused(x, false))
           : t.status === "active" ? actionButton("Pause", t, (x) => setPaused(x, true)) : null,
         t.kind === "api" && t.status === "active" ? actionButton("Fire", t, (x) => openFire(x, false)) : null,
+        t.kind === "scheduled" ? actionButton("Occurrences", t, openOccurrences) : null,
         actionButton("Test", t, testFire),
         actionButton("Delete", t, confirmDelete, "danger"));
       const next = t.next_fire_at
@@ -213,7 +214,8 @@
         el("th", { scope: "row", "data-label": "Name", text: t.name }),
         el("td", { "data-label": "Kind" }, el("span", { class: `badge kind-${t.kind}`, text: t.kind })),
         el("td", { "data-label": "Schedule", text: scheduleWords(t) }),
-        el("td", { "data-label": "Status" }, el("span", { class: `badge status-${t.status}`, text: t.status })),
+        el("td", { "data-label": "Status" }, el("span", { class: `badge status-${t.status}`, text: t.status }),
+          t.paused_until ? el("span", { class: "muted small block", text: `until ${fmtTime(t.paused_until)}` }) : null),
         el("td", { "data-label": "Next fire" }, next),
         el("td", { "data-label": "Actions" }, actions));
     }));
@@ -509,6 +511,8 @@
     $("fire-payload").value = "{}";
     $("fire-key").value = "";
     $("fire-key-field").hidden = test;
+    $("fire-dry-run").hidden = test;
+    $("fire-preview").hidden = true;
     $("fire-dialog").showModal();
     $("fire-payload").focus();
   }
@@ -540,6 +544,97 @@
     } finally {
       button.disabled = false;
     }
+  }
+
+  async function dryRunFire() {
+    const f = $("fire-form");
+    clearErrors(f);
+    const { trigger } = state.firing;
+    const text = $("fire-payload").value.trim() || "{}";
+    try { JSON.parse(text); } catch (e) {
+      showProblem(f, new ApiError(0, { detail: "The payload is not valid JSON.",
+        errors: [{ field: "payload", message: e.message }] }));
+      return;
+    }
+    try {
+      const { data } = await api("POST", `/triggers/${encodeURIComponent(trigger.id)}/fire?dry_run=true`, { body: text });
+      $("fire-preview-event").textContent = JSON.stringify(data, null, 2);
+      $("fire-preview").hidden = false;
+    } catch (e) {
+      $("fire-preview").hidden = true;
+      showProblem(f, e, (field) => (field.startsWith("/") || field === "body" ? "payload" : field));
+    }
+  }
+
+  // ---- occurrences -------------------------------------------------------------------------
+
+  const REASONS = {
+    paused: "paused", outside_window: "outside the schedule's window",
+    missed_beyond_grace: "missed beyond the catch-up grace", coalesced: "folded into a catch-up",
+    completed: "the trigger had completed", skipped_by_user: "skipped by hand",
+  };
+
+  function occurrenceDetail(o) {
+    if (o.status === "fired") return `event ${o.event_id}, ${o.lateness_seconds} s late`;
+    if (o.status === "skipped") return REASONS[o.reason] || o.reason;
+    if (o.status === "expired") return "past the event log's retention";
+    return "";
+  }
+
+  async function loadOccurrences() {
+    const t = state.occurrences;
+    const now = Date.now();
+    const q = new URLSearchParams({
+      from: new Date(now - 86400000).toISOString().replace(/\.\d+Z$/, "Z"),
+      to: new Date(now + 86400000).toISOString().replace(/\.\d+Z$/, "Z"),
+      limit: "200",
+    });
+    const { data } = await api("GET", `/triggers/${encodeURIComponent(t.id)}/occurrences?${q}`);
+    $("occurrence-rows").replaceChildren(...data.occurrences.map((o) => el("tr", { "data-at": o.scheduled_for },
+      el("th", { scope: "row", "data-label": "Scheduled for" },
+        el("time", { datetime: o.scheduled_for, text: fmtTime(o.scheduled_for) })),
+      el("td", { "data-label": "Status" }, el("span", { class: `badge occurrence-${o.status}`, text: o.status })),
+      el("td", { "data-label": "Detail", text: occurrenceDetail(o) }),
+      el("td", { "data-label": "Actions" }, o.status === "upcoming" && Date.parse(o.scheduled_for) > Date.now()
+        ? el("button", { type: "button", text: "Skip", "aria-label": `Skip ${fmtTime(o.scheduled_for)}`,
+          onclick: () => skipOccurrence(o.scheduled_for) })
+        : null))));
+    $("occurrences-more").hidden = !data.truncated;
+  }
+
+  async function openOccurrences(t) {
+    state.occurrences = t;
+    clearErrors($("occurrences-form"));
+    $("occurrences-title").textContent = `Occurrences of ${t.name}`;
+    $("pause-until").value = "";
+    try { await loadOccurrences(); } catch (e) { toast(e.message); return; }
+    $("occurrences-dialog").showModal();
+  }
+
+  async function skipOccurrence(at) {
+    const t = state.occurrences;
+    try {
+      await api("POST", `/triggers/${encodeURIComponent(t.id)}/skip`, { body: JSON.stringify({ scheduled_for: at }) });
+      toast(`The occurrence at ${fmtTime(at)} will be skipped.`);
+      await Promise.all([loadOccurrences(), refreshTriggers()]);
+    } catch (e) { showProblem($("occurrences-form"), e); }
+  }
+
+  async function pauseUntil() {
+    const f = $("occurrences-form");
+    clearErrors(f);
+    const t = state.occurrences;
+    const local = $("pause-until").value;
+    if (!local) {
+      showProblem(f, new ApiError(0, { detail: "Choose when it resumes.", errors: [{ field: "until", message: "is required" }] }));
+      return;
+    }
+    try {
+      const until = new Date(local).toISOString();
+      await api("POST", `/triggers/${encodeURIComponent(t.id)}/pause`, { body: JSON.stringify({ until }) });
+      toast(`${t.name} paused until ${fmtTime(until)}.`);
+      await Promise.all([loadOccurrences(), refreshTriggers()]);
+    } catch (e) { showProblem(f, e); }
   }
 
   // ---- events ------------------------------------------------------------------------------
@@ -733,6 +828,8 @@
       });
     }
     $("fire-form").addEventListener("submit", submitFire);
+    $("fire-dry-run").addEventListener("click", dryRunFire);
+    $("pause-until-submit").addEventListener("click", pauseUntil);
     for (const b of document.querySelectorAll("[data-close]")) {
       b.addEventListener("click", () => b.closest("dialog").close());
     }

@@ -165,3 +165,48 @@ async fn list_all_triggers(store: &dyn Store) -> u64 {
         }
     }
 }
+
+/// A pause whose `paused_until` has passed is listed as active from that instant on, by every
+/// store, though its stored status says `paused` until a write.
+pub async fn a_pause_with_an_end_is_listed_by_its_status_at_now(store: &dyn Store) {
+    let t0 = t0();
+    let until = t0 + chrono::Duration::minutes(10);
+    let held = trigger("held", TriggerKind::Scheduled).paused(t0, Some(until));
+    let stopped = trigger("stopped", TriggerKind::Scheduled).paused(t0, None);
+    let running = trigger("running", TriggerKind::Scheduled);
+    for t in [&held, &stopped, &running] {
+        store.insert_trigger(t, 100).await.expect("insert");
+    }
+    let names = |status, now| async move {
+        let page = store
+            .list_triggers(&TriggerQuery {
+                status: Some(status),
+                now: Some(now),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        let mut names: Vec<_> = page.items.into_iter().map(|t| t.name).collect();
+        names.sort();
+        names
+    };
+    let before = until - chrono::Duration::milliseconds(1);
+    assert_eq!(names(TriggerStatus::Active, before).await, ["running"]);
+    assert_eq!(
+        names(TriggerStatus::Paused, before).await,
+        ["held", "stopped"]
+    );
+    assert_eq!(
+        names(TriggerStatus::Active, until).await,
+        ["held", "running"]
+    );
+    assert_eq!(names(TriggerStatus::Paused, until).await, ["stopped"]);
+    let stored = store
+        .get_trigger(&held.id)
+        .await
+        .expect("get")
+        .expect("held");
+    assert_eq!(stored.interruptions.paused_until, Some(until));
+    assert_eq!(stored.status_at(until), TriggerStatus::Active);
+}
