@@ -202,7 +202,7 @@ pub async fn fire_scheduled(
     // scheduler delivers it late.
     let skip = match (trigger.status_at(scheduled_for), &trigger.schedule) {
         (_, None) => Some(Skip::NotScheduled),
-        _ if trigger.interruptions.is_skipped(scheduled_for) => Some(Skip::ByUser),
+        _ if trigger.interruptions().is_skipped(scheduled_for) => Some(Skip::ByUser),
         (TriggerStatus::Paused, _) => Some(Skip::Paused),
         // Completed by its last occurrence, while an earlier one was still on its way (a
         // scheduler may deliver late and out of order): that earlier one still fires.

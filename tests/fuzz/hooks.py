@@ -60,6 +60,18 @@ def before_call(context, case, kwargs):
     # valid or not; it only swaps document-valid values for other document-valid ones.
     if isinstance(case.body, dict):
         _fit(case.body, test_run=case.operation.path == "/triggers/test")
+        now = datetime.now(timezone.utc).replace(microsecond=0)
+        # A pause's end lies after now.
+        until = _instant(case.body.get("until"), now, timedelta(hours=1))
+        if until is not None:
+            case.body["until"] = _fmt(until)
+    if case.operation.path.endswith("/occurrences") and isinstance(case.query, dict):
+        # The window's ends in order, at most 31 days apart.
+        now = datetime.now(timezone.utc).replace(microsecond=0)
+        for name, offset in (("from", timedelta(hours=-1)), ("to", timedelta(hours=1))):
+            moved = _instant(case.query.get(name), now, offset)
+            if moved is not None:
+                case.query[name] = _fmt(moved)
 
 
 def _fit(body, test_run):

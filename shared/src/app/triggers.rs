@@ -170,7 +170,7 @@ impl App {
                         .into(),
                 ));
             }
-            (TriggerStatus::Paused, Some(until)) if until == current.interruptions.paused_until => {
+            (TriggerStatus::Paused, Some(until)) if until == current.paused_until => {
                 return Ok(current);
             }
             (TriggerStatus::Active, None) if current.status == TriggerStatus::Active => {
@@ -227,7 +227,7 @@ impl App {
             )
             .into());
         }
-        if current.interruptions.is_skipped(at) {
+        if current.interruptions().is_skipped(at) {
             return Ok(current);
         }
         let next = current.skipping(at, now);

@@ -196,12 +196,12 @@ fn fate(
     if schedule.is_some_and(|s| !in_window(s, t)) {
         return skipped(SkipReason::OutsideWindow);
     }
-    if trigger.interruptions.is_skipped(t) {
+    if trigger.interruptions().is_skipped(t) {
         return skipped(SkipReason::SkippedByUser);
     }
     let paused_now = trigger.status_at(ctx.now) == TriggerStatus::Paused
-        && trigger.interruptions.paused_until.is_none_or(|u| t < u);
-    if trigger.interruptions.paused_at(t) || (t > ctx.now && paused_now) {
+        && trigger.paused_until.is_none_or(|u| t < u);
+    if trigger.interruptions().paused_at(t) || (t > ctx.now && paused_now) {
         return skipped(SkipReason::Paused);
     }
     if trigger.status == TriggerStatus::Completed && t >= trigger.updated_at {

@@ -164,7 +164,7 @@ impl TriggerDefinition {
 fn next_fire(
     status: TriggerStatus,
     schedule: Option<&Schedule>,
-    plan: &Interruptions,
+    plan: Interruptions<'_>,
     now: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
     let schedule = schedule?;
@@ -180,26 +180,13 @@ fn next_fire(
     plan.next_unskipped(schedule, after)
 }
 
-/// What interrupts a schedule: a pause with an end, and occurrences skipped one by one.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Interruptions {
-    /// While `paused`: when the trigger resumes by itself (`pause` with `until`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "super::timestamp::option"
-    )]
-    #[schema(value_type = Option<String>, format = DateTime)]
+/// What interrupts a schedule, as a trigger (or its stored JSON) holds it: a pause with an
+/// end, occurrences skipped one by one, and the recent pauses.
+#[derive(Debug, Clone, Copy)]
+pub struct Interruptions<'a> {
     pub paused_until: Option<DateTime<Utc>>,
-    /// Occurrences skipped without pausing (`POST /triggers/{id}/skip`), oldest first; at most
-    /// [`MAX_SKIPPED`], older ones dropped first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schema(value_type = Vec<String>)]
-    pub skipped_occurrences: Vec<DateTime<Utc>>,
-    /// The recent pauses, newest last (at most [`MAX_PAUSES`]): what the occurrences audit
-    /// reads to tell a paused occurrence from a missed one.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub pause_history: Vec<PauseSpan>,
+    pub skipped: &'a [DateTime<Utc>],
+    pub pauses: &'a [PauseSpan],
 }
 
 /// One pause: from when, and until when (`None` while it lasts with no end).
@@ -218,7 +205,7 @@ pub const MAX_SKIPPED: usize = 100;
 /// Pauses remembered per trigger.
 pub const MAX_PAUSES: usize = 32;
 
-impl Interruptions {
+impl Interruptions<'_> {
     /// The first occurrence of `schedule` after `after` that was not skipped. Bounded: at most
     /// one step per skipped occurrence.
     pub fn next_unskipped(
@@ -227,8 +214,8 @@ impl Interruptions {
         after: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
         let mut next = schedule.next_after(after)?;
-        for _ in 0..=self.skipped_occurrences.len() {
-            if !self.skipped_occurrences.contains(&next) {
+        for _ in 0..=self.skipped.len() {
+            if !self.skipped.contains(&next) {
                 return Some(next);
             }
             next = schedule.next_after(next)?;
@@ -238,13 +225,13 @@ impl Interruptions {
 
     /// Whether a pause covered instant `t`.
     pub fn paused_at(&self, t: DateTime<Utc>) -> bool {
-        self.pause_history
+        self.pauses
             .iter()
             .any(|p| p.from <= t && p.until.is_none_or(|u| t < u))
     }
 
     pub fn is_skipped(&self, t: DateTime<Utc>) -> bool {
-        self.skipped_occurrences.contains(&t)
+        self.skipped.contains(&t)
     }
 }
 
@@ -255,25 +242,26 @@ pub struct FiringFields {
     pub status: TriggerStatus,
     #[serde(default)]
     pub schedule: Option<Schedule>,
-    #[serde(flatten)]
-    pub interruptions: Interruptions,
+    #[serde(default, with = "super::timestamp::option")]
+    pub paused_until: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub skipped_occurrences: Vec<DateTime<Utc>>,
 }
 
 impl FiringFields {
     /// The same as [`Trigger::next_fire_after`].
     pub fn next_fire_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        next_fire(
-            self.status,
-            self.schedule.as_ref(),
-            &self.interruptions,
-            now,
-        )
+        let plan = Interruptions {
+            paused_until: self.paused_until,
+            skipped: &self.skipped_occurrences,
+            pauses: &[],
+        };
+        next_fire(self.status, self.schedule.as_ref(), plan, now)
     }
 
     /// Whether the stored status is out of date at `now`: a pause whose end has passed.
     pub fn resumed_by(&self, now: DateTime<Utc>) -> bool {
-        self.status == TriggerStatus::Paused
-            && self.interruptions.paused_until.is_some_and(|u| u <= now)
+        self.status == TriggerStatus::Paused && self.paused_until.is_some_and(|u| u <= now)
     }
 }
 
@@ -309,9 +297,23 @@ pub struct Trigger {
     /// Why a `broken` trigger cannot fire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
-    /// Pause with an end, skipped occurrences, recent pauses.
-    #[serde(flatten)]
-    pub interruptions: Interruptions,
+    /// While `paused`: when the trigger resumes by itself (`pause` with `until`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::timestamp::option"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub paused_until: Option<DateTime<Utc>>,
+    /// Occurrences skipped without pausing (`POST /triggers/{id}/skip`), oldest first; at most
+    /// 100, older ones dropped first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<String>)]
+    pub skipped_occurrences: Vec<DateTime<Utc>>,
+    /// The recent pauses, newest last (at most 32): what the occurrences audit reads to tell a
+    /// paused occurrence from a missed one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pause_history: Vec<PauseSpan>,
     /// Signs deliveries. Kept by the stores beside the trigger, never in its JSON: shown once,
     /// when created or rotated.
     #[serde(skip)]
@@ -339,7 +341,9 @@ impl Trigger {
             updated_at: now,
             version: 1,
             problem: None,
-            interruptions: Interruptions::default(),
+            paused_until: None,
+            skipped_occurrences: Vec::new(),
+            pause_history: Vec::new(),
             secret: Some(Secret::generate()),
             retiring_secret: None,
         }
@@ -366,7 +370,9 @@ impl Trigger {
             updated_at: created_at,
             version,
             problem: Some(problem),
-            interruptions: Interruptions::default(),
+            paused_until: None,
+            skipped_occurrences: Vec::new(),
+            pause_history: Vec::new(),
             secret: None,
             retiring_secret: None,
         }
@@ -402,10 +408,8 @@ impl Trigger {
         next.secret = self.secret.clone();
         next.retiring_secret = self.retiring_secret.clone();
         // Skips name occurrences of the old schedule; pauses go on.
-        next.interruptions = Interruptions {
-            skipped_occurrences: Vec::new(),
-            ..self.interruptions.clone()
-        };
+        next.paused_until = self.paused_until;
+        next.pause_history = self.pause_history.clone();
         next.status = match self.status {
             TriggerStatus::Paused => TriggerStatus::Paused,
             _ => TriggerStatus::Active,
@@ -440,15 +444,24 @@ impl Trigger {
         next_fire(
             self.status,
             self.schedule.as_ref(),
-            &self.interruptions,
+            self.interruptions(),
             now,
         )
+    }
+
+    /// The pause with an end, the skipped occurrences and the recent pauses.
+    pub fn interruptions(&self) -> Interruptions<'_> {
+        Interruptions {
+            paused_until: self.paused_until,
+            skipped: &self.skipped_occurrences,
+            pauses: &self.pause_history,
+        }
     }
 
     /// The status at `t`: a pause with an end is over from that end on, whether or not a write
     /// has recorded it yet.
     pub fn status_at(&self, t: DateTime<Utc>) -> TriggerStatus {
-        match (self.status, self.interruptions.paused_until) {
+        match (self.status, self.paused_until) {
             (TriggerStatus::Paused, Some(until)) if until <= t => TriggerStatus::Active,
             (status, _) => status,
         }
@@ -461,10 +474,7 @@ impl Trigger {
         }
         Self {
             status: TriggerStatus::Active,
-            interruptions: Interruptions {
-                paused_until: None,
-                ..self.interruptions
-            },
+            paused_until: None,
             ..self
         }
     }
@@ -474,26 +484,26 @@ impl Trigger {
     pub fn paused(&self, now: DateTime<Utc>, until: Option<DateTime<Utc>>) -> Self {
         let ongoing = self.status_at(now) == TriggerStatus::Paused;
         let mut next = self.with_status(TriggerStatus::Paused, now);
-        let history = &mut next.interruptions.pause_history;
+        let history = &mut next.pause_history;
         match history.last_mut() {
             Some(last) if ongoing => last.until = until,
             _ => history.push(PauseSpan { from: now, until }),
         }
         let excess = history.len().saturating_sub(MAX_PAUSES);
         history.drain(..excess);
-        next.interruptions.paused_until = until;
+        next.paused_until = until;
         next
     }
 
     /// This trigger resumed at `now`: the pause it was in ends now.
     pub fn resumed(&self, now: DateTime<Utc>) -> Self {
         let mut next = self.with_status(TriggerStatus::Active, now);
-        if let Some(last) = next.interruptions.pause_history.last_mut()
+        if let Some(last) = next.pause_history.last_mut()
             && last.until.is_none_or(|u| u > now)
         {
             last.until = Some(now);
         }
-        next.interruptions.paused_until = None;
+        next.paused_until = None;
         next
     }
 
@@ -504,7 +514,7 @@ impl Trigger {
             version: self.version + 1,
             ..self.clone()
         };
-        let skipped = &mut next.interruptions.skipped_occurrences;
+        let skipped = &mut next.skipped_occurrences;
         if let Err(i) = skipped.binary_search(&at) {
             skipped.insert(i, at);
         }

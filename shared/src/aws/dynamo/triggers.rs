@@ -41,7 +41,7 @@ fn item(t: &Trigger) -> Result<Item, StoreError> {
         item.insert("target_headers".into(), s(encode(&target.headers)?));
     }
     // Beside the body, so a listing by status can tell a pause that has ended.
-    if let Some(until) = t.interruptions.paused_until {
+    if let Some(until) = t.paused_until {
         item.insert("paused_until_ms".into(), n(until.timestamp_millis()));
     }
     Ok(item)

@@ -56,7 +56,6 @@ pub fn plan(trigger: &Trigger, now: DateTime<Utc>) -> Result<Plan, SchedulerErro
     // as its schedule still has occurrences, so resuming only flips the state. A pause with an
     // end is an enabled schedule that starts then: nothing has to run to resume it.
     let resumes = trigger
-        .interruptions
         .paused_until
         .filter(|_| trigger.status == TriggerStatus::Paused);
     let from = resumes.map_or(now, |u| {

@@ -55,6 +55,7 @@ pub fn refine(doc: &mut Value) {
         &format!("{SCHEMAS}/Trigger/properties"),
         json!({"payload_schema": json_schema()}),
     );
+    schedule_control(doc);
     merge(
         doc,
         &format!("{SCHEMAS}/HealthReport/properties/status"),
@@ -65,6 +66,35 @@ pub fn refine(doc: &mut Value) {
         &format!("{SCHEMAS}/Problem/properties/status"),
         json!({"minimum": 400, "maximum": 599}),
     );
+}
+
+/// The bodies of `pause` and `skip`: closed objects with one instant each.
+fn schedule_control(doc: &mut Value) {
+    for (schema, field, rule) in [
+        (
+            "PauseRequest",
+            "until",
+            "after now and at most `ETP_MAX_SCHEDULE_AHEAD` ahead (422 otherwise)",
+        ),
+        (
+            "SkipRequest",
+            "scheduled_for",
+            "a future occurrence of the trigger's schedule, at most `ETP_MAX_SCHEDULE_AHEAD` \
+                ahead (422 otherwise)",
+        ),
+    ] {
+        merge(
+            doc,
+            &format!("{SCHEMAS}/{schema}"),
+            json!({"additionalProperties": false}),
+        );
+        merge(
+            doc,
+            &format!("{SCHEMAS}/{schema}/properties/{field}"),
+            json!({"format": "date-time", "pattern": INSTANT_PATTERN,
+                "description": format!("RFC 3339 in whole seconds; {rule}")}),
+        );
+    }
 }
 
 fn json_schema() -> Value {
@@ -256,6 +286,10 @@ fn refine_parameter(p: &mut Map<String, Value>) {
         ("path", "id") | ("query", "trigger_id") => {
             json!({"type": "string", "pattern": ID_PATTERN})
         }
+        ("query", "from" | "to") => json!({"type": "string", "format": "date-time",
+            "pattern": INSTANT_PATTERN,
+            "description": "RFC 3339; between 1970 and 9999; `to` not before `from` and at most \
+                31 days after it (422 otherwise)"}),
         ("query", "cursor") => json!({"type": "string", "pattern": CURSOR_PATTERN,
             "maxLength": MAX_CURSOR_CHARS,
             "description": "Only a `next_cursor` this listing returned is accepted (422 \

@@ -207,6 +207,6 @@ pub async fn a_pause_with_an_end_is_listed_by_its_status_at_now(store: &dyn Stor
         .await
         .expect("get")
         .expect("held");
-    assert_eq!(stored.interruptions.paused_until, Some(until));
+    assert_eq!(stored.paused_until, Some(until));
     assert_eq!(stored.status_at(until), TriggerStatus::Active);
 }
