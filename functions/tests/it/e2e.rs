@@ -215,6 +215,59 @@ async fn trigger_to_schedule_to_fire_to_event() {
     assert_eq!(items[0]["source"], "schedule");
     assert_eq!(items[0]["payload"], json!({"from": "e2e"}));
 
+    // The occurrences audit (events-api joins the trigger to its events in DynamoDB), then a
+    // pause with an end: the schedule stays enabled and starts at the first occurrence from it.
+    let next_at = chrono::DateTime::parse_from_rfc3339(&next).expect("next is an instant");
+    let stamp = |t: chrono::DateTime<chrono::FixedOffset>| {
+        t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let audit: Value = http
+        .get(format!(
+            "{base}/lambda-url/events-api/triggers/{id}/occurrences?from={}&to={}",
+            stamp(next_at - chrono::Duration::seconds(1)),
+            stamp(next_at + chrono::Duration::seconds(1)),
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("occurrences")
+        .json()
+        .await
+        .expect("audit json");
+    let occurrences = audit["occurrences"].as_array().expect("occurrences");
+    assert_eq!(occurrences.len(), 1, "{audit}");
+    assert_eq!(occurrences[0]["status"], "fired", "{audit}");
+    assert_eq!(occurrences[0]["event_id"], first["event_id"], "{audit}");
+    let until = next_at + chrono::Duration::minutes(5);
+    let paused = http
+        .post(format!(
+            "{base}/lambda-url/triggers-api/triggers/{id}/pause"
+        ))
+        .bearer_auth(TOKEN)
+        .json(&json!({"until": stamp(until)}))
+        .send()
+        .await
+        .expect("pause until");
+    assert_eq!(paused.status().as_u16(), 200);
+    let schedule = scheduler
+        .get_schedule()
+        .group_name(&group)
+        .name(&id)
+        .send()
+        .await
+        .expect("the schedule is still there");
+    assert_eq!(
+        schedule.state(),
+        Some(&aws_sdk_scheduler::types::ScheduleState::Enabled)
+    );
+    let start = schedule.start_date().map(|d| d.secs());
+    let resumes = next_at + chrono::Duration::minutes(6);
+    assert_eq!(
+        start,
+        Some(resumes.timestamp()),
+        "rate(2 minutes) resumes on its grid"
+    );
+
     // Delivery: a receiver that answers 503 once, then 200.
     let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = hits.clone();

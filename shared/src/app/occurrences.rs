@@ -18,6 +18,9 @@ pub const MAX_AUDIT_WINDOW_DAYS: i64 = 31;
 const MAX_AUDIT_EVENTS: usize = 2 * MAX_OCCURRENCES;
 /// How long after its occurrence a firing is still looked for (schedulers retry late).
 const LATE_FIRING_HORIZON: Duration = Duration::hours(24);
+/// How long before its occurrence a firing is still looked for: clocks differ between the
+/// scheduler and the function that records the event, and a schedule can be invoked by hand.
+const EARLY_FIRING_MARGIN: Duration = Duration::minutes(5);
 
 /// A trigger's occurrences in `[from, to]`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -86,7 +89,8 @@ impl App {
         })
     }
 
-    /// The trigger's scheduled events fired from `from` until a day after `to`, bounded.
+    /// The trigger's scheduled events fired from shortly before `from` until a day after `to`,
+    /// bounded.
     async fn scheduled_events(
         &self,
         id: &str,
@@ -95,7 +99,7 @@ impl App {
         now: DateTime<Utc>,
     ) -> AppResult<(Vec<Event>, bool)> {
         let window = FiredWindow {
-            after: time_range::sub_saturating(from, Duration::milliseconds(1)),
+            after: time_range::sub_saturating(from, EARLY_FIRING_MARGIN),
             until: Some(time_range::add_saturating(to, LATE_FIRING_HORIZON).min(now)),
         };
         let mut events = Vec::new();
