@@ -12,7 +12,7 @@ use utoipa::OpenApi;
 
 mod bounds;
 
-use super::{docs, events, problem, system, test_runs, triggers, ui};
+use super::{api_keys, docs, events, problem, system, test_runs, triggers, ui};
 use crate::app::{TestRunOutcome, TriggerView};
 use crate::domain::delivery::{Attempt, AttemptError};
 use crate::domain::event::{Event, EventSource, EventStatus, EventView};
@@ -37,18 +37,22 @@ use crate::ports::TriggerStats;
         triggers::test_definition, test_runs::list, test_runs::cancel, events::list, events::get,
         events::stats,
         system::health, openapi, ui::index, docs::page,
+        api_keys::create, api_keys::list, api_keys::revoke, api_keys::me,
     ),
     components(schemas(
         Trigger, TriggerView, TriggerDefinition, TriggerKind, TriggerStatus, Schedule, Event,
         EventView, EventSource, EventStatus, EventState, TriggerStats, TestRunOutcome, FieldError,
         problem::Problem, events::StatsResponse, system::HealthReport, Target, Attempt,
         AttemptError, TestRunView, DefinitionView,
+        crate::domain::api_key::ApiKey, crate::domain::api_key::Scope, api_keys::NewApiKey,
+        api_keys::CreatedApiKey, api_keys::ApiKeyList, api_keys::CallerView,
     )),
     security(("bearer" = [])),
     tags(
         (name = "triggers", description = "Define, change and fire triggers"),
         (name = "test runs", description = "Scheduled test runs waiting for their time"),
         (name = "events", description = "The event log"),
+        (name = "api keys", description = "Scoped API keys (managing them needs `admin`)"),
         (name = "system", description = "Health, this document and the pages; no token needed"),
     )
 )]
