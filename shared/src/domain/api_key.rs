@@ -142,6 +142,9 @@ pub fn check_new_key(
     checks.check(name.chars().count() <= MAX_NAME_CHARS, "name", || {
         format!("must be at most {MAX_NAME_CHARS} characters")
     });
+    checks.check(!name.chars().any(char::is_control), "name", || {
+        "must not contain control characters".into()
+    });
     checks.check(!scopes.is_empty(), "scopes", || {
         "must name at least one scope".into()
     });
@@ -177,6 +180,9 @@ pub fn check_new_key(
     );
     if let Some(t) = expires_at {
         checks.check(t > now, "expires_at", || "must be in the future".into());
+        checks.check(t.timestamp_subsec_nanos() == 0, "expires_at", || {
+            "must be in whole seconds".into()
+        });
     }
     checks.finish()?;
     Ok((parsed, ids))

@@ -169,6 +169,10 @@ fn problem_responses(doc: &mut Value) {
                     "example": problem_example(401, "unauthorized", "Unauthorized",
                         "send a valid API token as Authorization: Bearer <token>")}}
             },
+            "Forbidden": response("The API key lacks the scope this route needs; `scope` names it",
+                json!({"type": "https://etp.invalid/problems/forbidden", "title": "Forbidden",
+                       "status": 403, "detail": "this key lacks the scope `events:read`",
+                       "scope": "events:read"})),
             "PayloadTooLarge": response("Body larger than `ETP_MAX_BODY_BYTES`",
                 problem_example(413, "payload-too-large", "Payload Too Large",
                     "the request body is larger than the limit of 262144 bytes")),
@@ -210,6 +214,7 @@ fn common_responses(doc: &mut Value) {
                 add.extend([
                     ("400", "BadRequest"),
                     ("401", "Unauthorized"),
+                    ("403", "Forbidden"),
                     ("503", "Unavailable"),
                 ]);
             }
