@@ -72,7 +72,9 @@ impl App {
             match self.store.touch_api_key(&hash, now, since).await {
                 Ok(true) => key.last_used_at = Some(now),
                 Ok(false) => {}
-                Err(e) => tracing::warn!(key_id = %key.id, error = %e, "could not mark API key used"),
+                Err(e) => {
+                    tracing::warn!(key_id = %key.id, error = %e, "could not mark API key used")
+                }
             }
         }
         Ok(Some(key))

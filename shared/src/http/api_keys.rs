@@ -98,7 +98,12 @@ pub async fn create(
         parse_id,
     )?;
     let (key, text) = app
-        .create_api_key(new.name.trim().to_string(), scopes, trigger_ids, new.expires_at)
+        .create_api_key(
+            new.name.trim().to_string(),
+            scopes,
+            trigger_ids,
+            new.expires_at,
+        )
         .await?;
     let location = HeaderValue::from_str(&format!("/api-keys/{}", key.id)).ok();
     let body = CreatedApiKey {

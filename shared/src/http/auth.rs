@@ -30,7 +30,11 @@ pub const SCOPES: &[(&str, &str, Need)] = &[
     ("POST", "/triggers/{id}/resume", Some(Scope::TriggersWrite)),
     ("POST", "/triggers/{id}/fire", Some(Scope::Fire)),
     ("POST", "/triggers/{id}/test", Some(Scope::TriggersWrite)),
-    ("POST", "/triggers/{id}/rotate-secret", Some(Scope::TriggersWrite)),
+    (
+        "POST",
+        "/triggers/{id}/rotate-secret",
+        Some(Scope::TriggersWrite),
+    ),
     ("GET", "/test-runs", Some(Scope::TriggersRead)),
     ("DELETE", "/test-runs/{id}", Some(Scope::TriggersWrite)),
     ("GET", "/events", Some(Scope::EventsRead)),
@@ -147,11 +151,11 @@ mod tests {
         let paths = doc["paths"].as_object().expect("paths");
         for (path, item) in paths {
             for (method, op) in item.as_object().expect("path item") {
-                let public = op["security"]
-                    .as_array()
-                    .is_some_and(|r| r.iter().all(|s| s.as_object().is_some_and(|o| o.is_empty())));
-                if public || !["get", "put", "post", "delete", "patch"].contains(&method.as_str())
-                {
+                let public = op["security"].as_array().is_some_and(|r| {
+                    r.iter()
+                        .all(|s| s.as_object().is_some_and(|o| o.is_empty()))
+                });
+                if public || !["get", "put", "post", "delete", "patch"].contains(&method.as_str()) {
                     continue;
                 }
                 let upper = method.to_ascii_uppercase();

@@ -6,8 +6,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::app::AppError;
-use crate::domain::validation::{FieldError, ValidationError};
 use crate::domain::api_key::Scope;
+use crate::domain::validation::{FieldError, ValidationError};
 use crate::ports::StoreError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";

@@ -145,8 +145,10 @@ async fn a_key_is_shown_once_listed_without_secrets_and_revoked_at_once() {
         .admin(
             Method::POST,
             "/api-keys",
-            Some(json!({"name": "deploy bot", "scopes": ["triggers:read", "fire"],
-                        "expires_at": rfc3339(t0() + Duration::days(30))})),
+            Some(
+                json!({"name": "deploy bot", "scopes": ["triggers:read", "fire"],
+                        "expires_at": rfc3339(t0() + Duration::days(30))}),
+            ),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
@@ -286,8 +288,10 @@ async fn each_scope_is_needed_for_its_routes() {
             "triggers:write",
             Method::POST,
             "/triggers/test".into(),
-            Some(json!({"name": "t", "kind": "api", "payload_schema": {"type": "object"},
-                        "payload": {}})),
+            Some(
+                json!({"name": "t", "kind": "api", "payload_schema": {"type": "object"},
+                        "payload": {}}),
+            ),
         ),
         ("events:read", Method::GET, "/events".into(), None),
         ("events:read", Method::GET, "/events/stats".into(), None),
@@ -372,7 +376,10 @@ async fn an_admin_key_may_do_everything() {
 #[tokio::test]
 async fn fire_may_be_limited_to_some_triggers() {
     let api = api();
-    let (mine, other) = (api.api_trigger("mine").await, api.api_trigger("other").await);
+    let (mine, other) = (
+        api.api_trigger("mine").await,
+        api.api_trigger("other").await,
+    );
     let (_, key) = api
         .key(
             &["fire"],
@@ -406,8 +413,14 @@ async fn fire_may_be_limited_to_some_triggers() {
 async fn bad_keys_are_refused_naming_the_field() {
     let api = api();
     for (body, field) in [
-        (json!({"name": "x", "scopes": ["events:write"]}), "scopes[0]"),
-        (json!({"name": "x", "scopes": ["fire", "root"]}), "scopes[1]"),
+        (
+            json!({"name": "x", "scopes": ["events:write"]}),
+            "scopes[0]",
+        ),
+        (
+            json!({"name": "x", "scopes": ["fire", "root"]}),
+            "scopes[1]",
+        ),
         (json!({"name": "x", "scopes": []}), "scopes"),
         (json!({"name": "", "scopes": ["fire"]}), "name"),
         (json!({"scopes": ["fire"]}), "name"),
@@ -431,7 +444,10 @@ async fn bad_keys_are_refused_naming_the_field() {
             json!({"name": "x", "scopes": ["events:read"], "trigger_ids": [etp::domain::new_id()]}),
             "trigger_ids",
         ),
-        (json!({"name": "x", "scopes": ["fire"], "role": "x"}), "role"),
+        (
+            json!({"name": "x", "scopes": ["fire"], "role": "x"}),
+            "role",
+        ),
     ] {
         let r = api
             .admin(Method::POST, "/api-keys", Some(body.clone()))

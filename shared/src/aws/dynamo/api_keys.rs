@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use chrono::{DateTime, Utc};
 
-use super::{BY_ID, DynamoStore, Item, decode, encode, from_ms, get_s, n, query_until, s, sdk_error};
+use super::{
+    BY_ID, DynamoStore, Item, decode, encode, from_ms, get_s, n, query_until, s, sdk_error,
+};
 use crate::domain::api_key::ApiKey;
 use crate::ports::{ApiKeyStore, StoreError};
 

@@ -75,7 +75,12 @@ pub async fn api_key_use_is_written_once_a_minute<S: Store>(store: &S) {
     let listed = store.list_api_keys().await.unwrap();
     assert_eq!(listed[0].last_used_at, Some(now));
     let next = now + Duration::seconds(61);
-    assert!(store.touch_api_key(&hash, next, next - minute).await.unwrap());
+    assert!(
+        store
+            .touch_api_key(&hash, next, next - minute)
+            .await
+            .unwrap()
+    );
     let (found, _) = store.api_key_by_hash(&hash).await.unwrap().unwrap();
     assert_eq!(found.last_used_at, Some(next));
     assert!(
