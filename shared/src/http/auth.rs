@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
+use axum::http::request::Parts;
 use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -92,19 +93,14 @@ fn bearer(req: &Request) -> Option<&str> {
         })
 }
 
-/// The trigger id in the path of `/triggers/{id}/...`, as stored (lowercase).
-fn path_trigger_id(req: &Request) -> Option<String> {
-    let raw = req.uri().path().split('/').nth(2)?;
-    super::extract::parse_id(raw)
-}
-
-/// Whether `caller` may do what the request asks; the problem to answer otherwise.
-fn authorize(caller: &Caller, req: &Request) -> Result<(), ApiError> {
-    let route = req
-        .extensions()
+/// Whether `caller` may do what the request asks (`path_id`: the route's `{id}`, as stored);
+/// the problem to answer otherwise.
+fn authorize(caller: &Caller, parts: &Parts, path_id: Option<&str>) -> Result<(), ApiError> {
+    let route = parts
+        .extensions
         .get::<MatchedPath>()
         .map_or("", MatchedPath::as_str);
-    let Some(scope) = scope_for(req.method(), route) else {
+    let Some(scope) = scope_for(&parts.method, route) else {
         return Ok(());
     };
     if !caller.grants(scope) {
@@ -114,7 +110,7 @@ fn authorize(caller: &Caller, req: &Request) -> Result<(), ApiError> {
         && route == FIRE_ROUTE
         && !key.grants(Scope::Admin)
         && !key.trigger_ids.is_empty()
-        && !path_trigger_id(req).is_some_and(|id| key.trigger_ids.contains(&id))
+        && !path_id.is_some_and(|id| key.trigger_ids.iter().any(|t| t == id))
     {
         return Err(ApiError::Forbidden {
             scope: Scope::Fire,
@@ -124,7 +120,7 @@ fn authorize(caller: &Caller, req: &Request) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub async fn require_token(State(guard): State<Guard>, mut req: Request, next: Next) -> Response {
+pub async fn require_token(State(guard): State<Guard>, req: Request, next: Next) -> Response {
     let caller = match bearer(&req) {
         None => return ApiError::Unauthorized.into_response(),
         Some(t) if guard.token.matches(t) => Caller::Bootstrap,
@@ -134,11 +130,20 @@ pub async fn require_token(State(guard): State<Guard>, mut req: Request, next: N
             Err(e) => return ApiError::App(e).into_response(),
         },
     };
-    if let Err(e) = authorize(&caller, &req) {
+    let (mut parts, body) = req.into_parts();
+    // The router's own reading of the path, so a prefix in front of the API changes nothing.
+    let id = RawPathParams::from_request_parts(&mut parts, &())
+        .await
+        .ok()
+        .and_then(|params| {
+            let (_, raw) = params.iter().find(|(name, _)| *name == "id")?;
+            super::extract::parse_id(raw)
+        });
+    if let Err(e) = authorize(&caller, &parts, id.as_deref()) {
         return e.into_response();
     }
-    req.extensions_mut().insert(caller);
-    next.run(req).await
+    parts.extensions.insert(caller);
+    next.run(Request::from_parts(parts, body)).await
 }
 
 #[cfg(test)]

@@ -395,6 +395,15 @@ async fn fire_may_be_limited_to_some_triggers() {
         )
         .await;
     assert_eq!(fired.status, StatusCode::ACCEPTED, "{}", fired.body);
+    let upper = api
+        .call(
+            &key,
+            Method::POST,
+            &format!("/triggers/{}/fire", mine.to_ascii_uppercase()),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(upper.status, StatusCode::ACCEPTED, "ids match in any case");
     let refused = api
         .call(
             &key,

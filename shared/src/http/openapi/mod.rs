@@ -122,7 +122,8 @@ fn security_scheme(doc: &mut Value) {
         "/components/securitySchemes",
         json!({"bearer": {
             "type": "http", "scheme": "bearer",
-            "description": "The API token: `ETP_API_TOKEN`, or the one `make run` printed."
+            "description": "The API token: `ETP_API_TOKEN`, or the one `make run` printed; or \
+                an API key (`etp_...`, see `POST /api-keys`), limited to its scopes."
         }}),
     );
 }
