@@ -492,3 +492,31 @@ async fn last_use_is_written_at_most_once_a_minute() {
     api.call(&key, Method::GET, "/triggers", None).await;
     assert_eq!(last_used().await, rfc3339(t0() + Duration::seconds(61)));
 }
+
+#[tokio::test]
+async fn the_document_describes_the_key_routes() {
+    let api = api();
+    let doc = api.call("", Method::GET, "/openapi.json", None).await;
+    let paths = doc.body["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/api-keys", "post"),
+        ("/api-keys", "get"),
+        ("/api-keys/{id}", "delete"),
+        ("/api-keys/me", "get"),
+    ] {
+        assert!(paths[path][method].is_object(), "{method} {path}");
+        assert!(paths[path][method]["responses"]["403"].is_object() || path == "/api-keys/me");
+    }
+    let scopes = &doc.body["components"]["schemas"]["Scope"]["enum"];
+    assert_eq!(
+        scopes,
+        &json!([
+            "admin",
+            "triggers:read",
+            "triggers:write",
+            "events:read",
+            "fire",
+            "metrics:read"
+        ])
+    );
+}

@@ -215,3 +215,40 @@ impl ApiKeyStore for DynamoStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: &str) -> ApiKey {
+        ApiKey {
+            id: id.into(),
+            name: "k".into(),
+            scopes: vec![crate::domain::api_key::Scope::Fire],
+            trigger_ids: vec![],
+            prefix: "etp_abcd".into(),
+            created_at: DateTime::UNIX_EPOCH,
+            expires_at: None,
+            last_used_at: None,
+        }
+    }
+
+    #[test]
+    fn the_cache_forgets_after_its_ttl_and_on_revocation() {
+        let cache = KeyCache::default();
+        cache.put("h1", key("a"));
+        assert_eq!(cache.get("h1").map(|k| k.id), Some("a".into()));
+        let at = DateTime::UNIX_EPOCH + chrono::Duration::days(1);
+        cache.set_last_used("h1", at);
+        assert_eq!(cache.get("h1").and_then(|k| k.last_used_at), Some(at));
+        cache.remove_id("a");
+        assert!(cache.get("h1").is_none(), "revoked here: forgotten at once");
+
+        // An entry read a TTL ago is not trusted any more.
+        let old = Instant::now().checked_sub(API_KEY_CACHE_TTL);
+        if let Some(old) = old {
+            cache.lock().insert("h2".into(), (old, key("b")));
+            assert!(cache.get("h2").is_none());
+        }
+    }
+}
