@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::domain::api_key::ApiKey;
 use crate::domain::delivery::DeliveryPlan;
 use crate::domain::event::{Event, EventSource};
 use crate::domain::lifecycle::FiredWindow;
@@ -306,9 +307,30 @@ pub trait TestRunStore: Send + Sync {
     async fn delete_test_run(&self, id: &str) -> Result<bool, StoreError>;
 }
 
+/// Scoped API keys, kept as the SHA-256 of the key (never the key).
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    /// Keeps `key` under `hash`; `AlreadyExists` if the id or hash is taken.
+    async fn insert_api_key(&self, key: &ApiKey, hash: &str) -> Result<(), StoreError>;
+    /// The key stored under `hash` (one keyed read), with the hash it was found under.
+    async fn api_key_by_hash(&self, hash: &str) -> Result<Option<(ApiKey, String)>, StoreError>;
+    /// Every key, in id (creation) order.
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
+    /// Revokes the key; false when there was none.
+    async fn delete_api_key(&self, id: &str) -> Result<bool, StoreError>;
+    /// Sets the key's `last_used_at` to `at`, only if it is unset or before `unless_since`
+    /// (so concurrent requests write it at most once a minute); true if it was written.
+    async fn touch_api_key(
+        &self,
+        hash: &str,
+        at: DateTime<Utc>,
+        unless_since: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+}
+
 /// Everything the platform keeps.
-pub trait Store: TriggerStore + EventStore + TestRunStore {}
-impl<T: TriggerStore + EventStore + TestRunStore> Store for T {}
+pub trait Store: TriggerStore + EventStore + TestRunStore + ApiKeyStore {}
+impl<T: TriggerStore + EventStore + TestRunStore + ApiKeyStore> Store for T {}
 
 /// The local timer's own table: a job per trigger and per test run, written before it counts,
 /// so restarts lose nothing. Only the embedded timer uses it.

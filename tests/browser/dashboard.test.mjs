@@ -313,7 +313,112 @@ describe("dashboard", () => {
     await row("trigger-table", "heartbeat").waitFor({ state: "detached" });
   });
 
+  const keys = {};
+
+  async function signInWith(token, heading) {
+    await page.getByRole("button", { name: "Forget token" }).click();
+    await page.getByLabel("API token").fill(token);
+    await page.getByRole("button", { name: "Use token" }).click();
+    await page.getByRole("heading", { name: heading }).waitFor();
+  }
+
+  async function fits375(name) {
+    await page.setViewportSize({ width: 375, height: 800 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(overflow <= 375, `page is ${overflow}px wide`);
+    await screenshot(name);
+    await page.setViewportSize({ width: 1280, height: 900 });
+  }
+
+  async function createKey(name, scopes, triggerIds = "") {
+    await page.getByRole("button", { name: "New API key" }).click();
+    const dialog = page.locator("#key-dialog");
+    await dialog.getByLabel("Key name").fill(name);
+    for (const box of await dialog.locator("input[name=scope]").all()) {
+      await box.setChecked(scopes.includes(await box.getAttribute("value")));
+    }
+    if (triggerIds) await dialog.getByLabel(/Fire only these trigger ids/).fill(triggerIds);
+    await dialog.getByRole("button", { name: "Create key" }).click();
+    await dialog.waitFor({ state: "hidden" });
+    const notice = page.locator("#key-notice");
+    await notice.getByText(name).waitFor();
+    const key = await page.locator("#key-value").textContent();
+    assert.match(key, /^etp_[A-Za-z0-9_-]{43}$/);
+    return key;
+  }
+
+  it("creates API keys in the admin view, each shown once", async () => {
+    await page.getByRole("link", { name: "API keys" }).click();
+    await page.getByRole("heading", { name: "API keys" }).waitFor();
+    // A bad expiry is answered at its field.
+    await page.getByRole("button", { name: "New API key" }).click();
+    const dialog = page.locator("#key-dialog");
+    await dialog.getByLabel("Key name").fill("too late");
+    await dialog.getByLabel("Expires (UTC, optional)").fill("2001-01-01T00:00:00");
+    await dialog.getByRole("button", { name: "Create key" }).click();
+    await dialog.locator('[data-field="expires_at"] .field-error').getByText(/future/).waitFor();
+    await screenshot("key-error");
+    await dialog.getByRole("button", { name: "Cancel" }).click();
+
+    keys.reader = await createKey("event reader", ["events:read"]);
+    await screenshot("key-shown-once");
+    await page.getByRole("button", { name: "Done" }).click();
+    assert.equal(await page.locator("#key-value").textContent(), "");
+    const listed = row("key-table", "event reader");
+    await listed.getByText(`${keys.reader.slice(0, 8)}…`).waitFor();
+    assert.equal(await listed.getByText(keys.reader).count(), 0, "the key is listed in full");
+    const orders = await row("trigger-table", "order placed").getAttribute("data-id");
+    keys.firer = await createKey("order firer", ["triggers:read", "fire"], orders);
+    await page.getByRole("button", { name: "Done" }).click();
+    await row("key-table", "order firer").getByText(/fires 1 trigger/).waitFor();
+    await screenshot("keys");
+    await fits375("keys-mobile");
+  });
+
+  it("shows an events:read key the events only", async () => {
+    await signInWith(keys.reader, "Events");
+    await page.getByText("Signed in with “event reader”: events:read").waitFor();
+    assert.ok(await page.locator("#triggers").isHidden(), "triggers shown without triggers:read");
+    assert.ok(await page.getByRole("link", { name: "API keys" }).isHidden());
+    assert.ok(await page.getByRole("link", { name: "Triggers" }).isHidden());
+    await row("event-table", "order placed").first().waitFor();
+    await screenshot("reader");
+    await fits375("reader-mobile");
+  });
+
+  it("shows a triggers:read + fire key no edit buttons and no events", async () => {
+    await signInWith(keys.firer, "Triggers");
+    await row("trigger-table", "order placed").waitFor();
+    await page.getByRole("button", { name: "Fire order placed" }).waitFor();
+    for (const hidden of ["New trigger", "Edit order placed", "Delete order placed", "Test order placed"]) {
+      assert.equal(await page.getByRole("button", { name: hidden }).count(), 0, `${hidden} shown`);
+    }
+    assert.ok(await page.locator("#events").isHidden(), "events shown without events:read");
+    await page.getByRole("button", { name: "Fire order placed" }).click();
+    const dialog = page.locator("#fire-dialog");
+    await dialog.getByLabel("Payload (JSON)").fill('{"order_id": 7}');
+    await dialog.getByRole("button", { name: "Fire", exact: true }).click();
+    await dialog.waitFor({ state: "hidden" });
+    await page.getByText(/Event .* recorded for order placed/).waitFor();
+    await screenshot("firer");
+    await fits375("firer-mobile");
+  });
+
+  it("revokes a key: it is refused at once", async () => {
+    await signInWith(TOKEN, "API keys");
+    await page.getByRole("button", { name: "Revoke event reader" }).click();
+    const confirm = page.locator("#confirm-dialog");
+    await confirm.getByText(/refused from now on/).waitFor();
+    await confirm.getByRole("button", { name: "Revoke" }).click();
+    await row("key-table", "event reader").waitFor({ state: "detached" });
+    const res = await fetch(`${base}/events`, { headers: { Authorization: `Bearer ${keys.reader}` } });
+    assert.equal(res.status, 401);
+    // The confirmation dialog is the trigger one again.
+    assert.equal(await page.locator("#confirm-title").textContent(), "Delete trigger?");
+  });
+
   it("never puts the token in a URL and loads nothing from elsewhere", () => {
+    for (const key of Object.values(keys)) assert.deepEqual(urls.filter((u) => u.includes(key)), []);
     assert.deepEqual(urls.filter((u) => u.includes(TOKEN)), []);
     assert.deepEqual(problems, []);
   });

@@ -1,6 +1,7 @@
 //! The application service: every use case the HTTP API offers, over the ports. One `impl
 //! App` block per group of use cases, each in its own file.
 
+mod api_keys;
 mod caches;
 mod events;
 mod firing;

@@ -3,6 +3,7 @@
 // Every `AttributeValue` mapping lives here and in the submodules: the rest of the platform
 // only sees the port types.
 
+mod api_keys;
 mod events;
 mod maintenance;
 mod stats;
@@ -21,6 +22,8 @@ use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, TryStreamExt, stream};
 
 use crate::ports::StoreError;
+
+pub use api_keys::API_KEY_CACHE_TTL;
 
 /// The counters (base-table items, one update per firing) are spread over this many partitions.
 /// Events written before the hour-partitioned layout were also split this many ways in the
@@ -71,6 +74,8 @@ pub struct DynamoStore {
     legacy_until: std::sync::Arc<tokio::sync::OnceCell<Option<i64>>>,
     /// The stats counts this process last moved (see `stats.rs`).
     stats_memo: std::sync::Arc<std::sync::Mutex<Option<std::sync::Arc<stats::StatsMemo>>>>,
+    /// API keys this process looked up lately (see `api_keys.rs`).
+    key_cache: api_keys::KeyCache,
 }
 
 impl DynamoStore {
@@ -81,6 +86,7 @@ impl DynamoStore {
             retention: chrono::Duration::hours(48),
             legacy_until: Default::default(),
             stats_memo: Default::default(),
+            key_cache: Default::default(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! Domain rules: triggers, schedules, events and their lifecycle. No I/O lives here.
 
+pub mod api_key;
 pub mod delivery;
 pub mod egress;
 pub mod event;

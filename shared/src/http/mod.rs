@@ -1,5 +1,6 @@
 //! The HTTP API: one axum router served by the local server and by the Lambda functions alike.
 
+pub mod api_keys;
 pub mod auth;
 pub mod cursor_seal;
 pub mod docs;
@@ -68,6 +69,9 @@ fn protected(app: Arc<App>) -> Router {
         .route("/events", get(events::list))
         .route("/events/stats", get(events::stats))
         .route("/events/{id}", get(events::get))
+        .route("/api-keys", post(api_keys::create).get(api_keys::list))
+        .route("/api-keys/me", get(api_keys::me))
+        .route("/api-keys/{id}", axum::routing::delete(api_keys::revoke))
         .with_state(app)
 }
 
@@ -82,8 +86,12 @@ pub fn router(app: Arc<App>, token: ApiToken) -> Router {
         // The pages hold no data: they ask for the token and send it with each API call.
         .merge(ui::routes())
         .merge(docs::routes());
+    let guard = auth::Guard {
+        token,
+        app: app.clone(),
+    };
     let guarded =
-        protected(app).route_layer(middleware::from_fn_with_state(token, auth::require_token));
+        protected(app).route_layer(middleware::from_fn_with_state(guard, auth::require_token));
     let router = public
         .merge(guarded)
         .fallback(|| async { ApiError::NoRoute })

@@ -6,6 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::app::AppError;
+use crate::domain::api_key::Scope;
 use crate::domain::validation::{FieldError, ValidationError};
 use crate::ports::StoreError;
 
@@ -23,6 +24,9 @@ pub struct Problem {
     /// What is wrong with which field, where fields are at fault.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// On a 403: the scope the API key would need.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// Everything a request can fail with.
@@ -42,6 +46,10 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("unauthorized")]
     Unauthorized,
+    /// The API key is valid but may not do this: it lacks `scope` (or, for `fire`, the key is
+    /// limited to other triggers).
+    #[error("{detail}")]
+    Forbidden { scope: Scope, detail: String },
     #[error("no such route")]
     NoRoute,
     /// A path id that is not an id this API issues.
@@ -61,6 +69,14 @@ impl From<ValidationError> for ApiError {
 }
 
 impl ApiError {
+    /// A 403 for a key that lacks `scope`.
+    pub fn lacks_scope(scope: Scope) -> Self {
+        ApiError::Forbidden {
+            scope,
+            detail: format!("this key lacks the scope `{scope}`"),
+        }
+    }
+
     pub fn bad_request(field: &str, message: impl Into<String>) -> Self {
         let message = message.into();
         ApiError::BadRequest {
@@ -172,6 +188,9 @@ impl ApiError {
                 "send a valid API token as Authorization: Bearer <token>".into(),
                 vec![],
             ),
+            ApiError::Forbidden { detail, .. } => {
+                (S::FORBIDDEN, "forbidden", detail.clone(), vec![])
+            }
             ApiError::UnknownId { id } => (
                 S::NOT_FOUND,
                 "not-found",
@@ -209,6 +228,10 @@ impl IntoResponse for ApiError {
             status: status.as_u16(),
             detail,
             errors,
+            scope: match &self {
+                ApiError::Forbidden { scope, .. } => Some(scope.to_string()),
+                _ => None,
+            },
         };
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();

@@ -2,6 +2,7 @@
 //! area. Shared helpers live in `etp::testing` (`fixtures`, `instants`, `contract`, `moto`).
 
 mod api;
+mod api_keys;
 mod contract_dynamo;
 mod contract_sqlite;
 mod delivery;

@@ -1,6 +1,7 @@
 //! The store port on SQLite (WAL): triggers, events with per-trigger ranks, the timer's jobs
 //! and the delivery queue, one file per concern.
 
+mod api_keys;
 mod events;
 mod jobs;
 mod schema;

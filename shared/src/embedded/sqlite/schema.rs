@@ -56,6 +56,11 @@ CREATE TABLE IF NOT EXISTS test_runs (
 ) WITHOUT ROWID;
 -- Running counts that quotas check without counting rows (name -> n).
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+-- Scoped API keys by the SHA-256 of the key (the key itself is never kept); last_used_ms
+-- apart from the body, so marking a key used rewrites one column.
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, body TEXT NOT NULL, last_used_ms INTEGER
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS timer_jobs (
     key TEXT PRIMARY KEY, due_ms INTEGER NOT NULL, generation INTEGER NOT NULL, test_run TEXT
 ) WITHOUT ROWID;

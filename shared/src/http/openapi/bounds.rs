@@ -45,6 +45,7 @@ pub fn refine(doc: &mut Value) {
     schedule(doc);
     definitions(doc);
     parameters(doc);
+    api_keys(doc);
     merge(
         doc,
         &format!("{SCHEMAS}/Event/properties"),
@@ -301,4 +302,32 @@ fn refine_parameter(p: &mut Map<String, Value>) {
         _ => return,
     };
     p.insert("schema".into(), schema);
+}
+
+/// The rules `check_new_key` applies to a new API key that a schema can state.
+fn api_keys(doc: &mut Value) {
+    use crate::domain::api_key::{MAX_NAME_CHARS, MAX_TRIGGER_IDS};
+    merge(
+        doc,
+        &format!("{SCHEMAS}/NewApiKey"),
+        json!({"additionalProperties": false}),
+    );
+    merge(
+        doc,
+        &format!("{SCHEMAS}/NewApiKey/properties"),
+        json!({
+            "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS,
+                "pattern": NAME_PATTERN, "description": "What the key is for: not blank, no \
+                control characters"},
+            "scopes": {"type": "array", "minItems": 1,
+                "items": {"$ref": "#/components/schemas/Scope"}},
+            "trigger_ids": {"type": "array", "maxItems": MAX_TRIGGER_IDS,
+                "items": {"type": "string", "pattern": ID_PATTERN},
+                "description": "Only with the `fire` scope: the only triggers the key may fire \
+                    (default: any)"},
+            "expires_at": {"type": ["string", "null"], "format": "date-time",
+                "pattern": INSTANT_PATTERN, "description": "When the key stops working: RFC \
+                    3339 in whole seconds, in the future; default never"},
+        }),
+    );
 }

@@ -12,7 +12,7 @@ use utoipa::OpenApi;
 
 mod bounds;
 
-use super::{docs, events, occurrences, problem, system, test_runs, triggers, ui};
+use super::{api_keys, docs, events, occurrences, problem, system, test_runs, triggers, ui};
 use crate::app::{TestRunOutcome, TriggerView};
 use crate::domain::delivery::{Attempt, AttemptError};
 use crate::domain::event::{Event, EventSource, EventStatus, EventView};
@@ -37,6 +37,7 @@ use crate::ports::TriggerStats;
         triggers::test_definition, test_runs::list, test_runs::cancel, events::list, events::get,
         events::stats,
         system::health, openapi, ui::index, docs::page,
+        api_keys::create, api_keys::list, api_keys::revoke, api_keys::me,
     ),
     components(schemas(
         Trigger, TriggerView, TriggerDefinition, TriggerKind, TriggerStatus, Schedule, Event,
@@ -46,12 +47,15 @@ use crate::ports::TriggerStats;
         crate::app::OccurrenceAuditView, crate::domain::occurrence::Occurrence,
         crate::domain::occurrence::OccurrenceStatus, crate::domain::occurrence::SkipReason,
         crate::domain::trigger::PauseSpan, triggers::PauseRequest, occurrences::SkipRequest,
+        crate::domain::api_key::ApiKey, crate::domain::api_key::Scope, api_keys::NewApiKey,
+        api_keys::CreatedApiKey, api_keys::ApiKeyList, api_keys::CallerView,
     )),
     security(("bearer" = [])),
     tags(
         (name = "triggers", description = "Define, change and fire triggers"),
         (name = "test runs", description = "Scheduled test runs waiting for their time"),
         (name = "events", description = "The event log"),
+        (name = "api keys", description = "Scoped API keys (managing them needs `admin`)"),
         (name = "system", description = "Health, this document and the pages; no token needed"),
     )
 )]
@@ -121,7 +125,8 @@ fn security_scheme(doc: &mut Value) {
         "/components/securitySchemes",
         json!({"bearer": {
             "type": "http", "scheme": "bearer",
-            "description": "The API token: `ETP_API_TOKEN`, or the one `make run` printed."
+            "description": "The API token: `ETP_API_TOKEN`, or the one `make run` printed; or \
+                an API key (`etp_...`, see `POST /api-keys`), limited to its scopes."
         }}),
     );
 }
@@ -168,6 +173,10 @@ fn problem_responses(doc: &mut Value) {
                     "example": problem_example(401, "unauthorized", "Unauthorized",
                         "send a valid API token as Authorization: Bearer <token>")}}
             },
+            "Forbidden": response("The API key lacks the scope this route needs; `scope` names it",
+                json!({"type": "https://etp.invalid/problems/forbidden", "title": "Forbidden",
+                       "status": 403, "detail": "this key lacks the scope `events:read`",
+                       "scope": "events:read"})),
             "PayloadTooLarge": response("Body larger than `ETP_MAX_BODY_BYTES`",
                 problem_example(413, "payload-too-large", "Payload Too Large",
                     "the request body is larger than the limit of 262144 bytes")),
@@ -209,6 +218,7 @@ fn common_responses(doc: &mut Value) {
                 add.extend([
                     ("400", "BadRequest"),
                     ("401", "Unauthorized"),
+                    ("403", "Forbidden"),
                     ("503", "Unavailable"),
                 ]);
             }

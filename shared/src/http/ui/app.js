@@ -18,6 +18,8 @@
     editing: null,
     firing: null,
     timer: null,
+    me: null, // GET /api-keys/me: what the signed-in key may do
+    lastKeys: "",
   };
 
   // ---- API ---------------------------------------------------------------------------------
@@ -152,12 +154,17 @@
     $("token-error").textContent = message || "";
     $("token").value = "";
     $("token").focus();
+    state.me = null;
+    state.lastKeys = "";
+    $("key-value").textContent = "";
+    $("key-notice").hidden = true;
   }
 
   async function signIn(token) {
     sessionStorage.setItem(TOKEN_KEY, token);
     try {
-      await api("GET", "/triggers?limit=1");
+      // Any key may read itself: its scopes decide what the page offers.
+      ({ data: state.me } = await api("GET", "/api-keys/me"));
     } catch (e) {
       if (e.status !== 401) $("token-error").textContent = e.message;
       return;
@@ -165,7 +172,8 @@
     $("login").hidden = true;
     $("app").hidden = false;
     $("sign-out").hidden = false;
-    state.lastEvents = state.lastTriggers = state.lastStats = "";
+    applyScopes();
+    state.lastEvents = state.lastTriggers = state.lastStats = state.lastKeys = "";
     await refreshAll();
     state.timer = setInterval(() => { if (!document.hidden) refreshAll(); }, POLL_MS);
   }
@@ -197,15 +205,16 @@
   function renderTriggers() {
     const rows = $("trigger-rows");
     rows.replaceChildren(...state.triggers.map((t) => {
+      const write = can("triggers:write");
       const actions = el("div", { class: "actions-cell" },
-        actionButton("Edit", t, openEdit),
-        t.status === "paused"
+        write ? actionButton("Edit", t, openEdit) : null,
+        !write ? null : t.status === "paused"
           ? actionButton("Resume", t, (x) => setPaused(x, false))
           : t.status === "active" ? actionButton("Pause", t, (x) => setPaused(x, true)) : null,
-        t.kind === "api" && t.status === "active" ? actionButton("Fire", t, (x) => openFire(x, false)) : null,
+        t.kind === "api" && t.status === "active" && mayFire(t) ? actionButton("Fire", t, (x) => openFire(x, false)) : null,
         t.kind === "scheduled" ? actionButton("Occurrences", t, openOccurrences) : null,
-        actionButton("Test", t, testFire),
-        actionButton("Delete", t, confirmDelete, "danger"));
+        write ? actionButton("Test", t, testFire) : null,
+        write ? actionButton("Delete", t, confirmDelete, "danger") : null);
       const next = t.next_fire_at
         ? el("span", {}, el("time", { datetime: t.next_fire_at, text: fmtTime(t.next_fire_at) }),
           el("span", { class: "muted small block", text: relative(t.next_fire_at) }))
@@ -537,7 +546,7 @@
       const { data } = await api("POST", path, { body: text, headers });
       $("fire-dialog").close();
       toast(`${test ? "Test event" : "Event"} ${data.id} recorded for ${trigger.name}.`);
-      await refreshEvents();
+      if (can("events:read")) await refreshEvents();
     } catch (e) {
       // Payload errors name a JSON pointer into the payload; they belong to the payload field.
       showProblem(f, e, (field) => (field.startsWith("/") || field === "body" ? "payload" : field));
@@ -595,7 +604,7 @@
         el("time", { datetime: o.scheduled_for, text: fmtTime(o.scheduled_for) })),
       el("td", { "data-label": "Status" }, el("span", { class: `badge occurrence-${o.status}`, text: o.status })),
       el("td", { "data-label": "Detail", text: occurrenceDetail(o) }),
-      el("td", { "data-label": "Actions" }, o.status === "upcoming" && Date.parse(o.scheduled_for) > Date.now()
+      el("td", { "data-label": "Actions" }, o.status === "upcoming" && can("triggers:write") && Date.parse(o.scheduled_for) > Date.now()
         ? el("button", { type: "button", text: "Skip", "aria-label": `Skip ${fmtTime(o.scheduled_for)}`,
           onclick: () => skipOccurrence(o.scheduled_for) })
         : null))));
@@ -607,6 +616,7 @@
     clearErrors($("occurrences-form"));
     $("occurrences-title").textContent = `Occurrences of ${t.name}`;
     $("pause-until").value = "";
+    document.querySelector("#occurrences-form .pause-until").hidden = !can("triggers:write");
     try { await loadOccurrences(); } catch (e) { toast(e.message); return; }
     $("occurrences-dialog").showModal();
   }
@@ -794,9 +804,128 @@
 
   async function refreshAll() {
     if (!sessionStorage.getItem(TOKEN_KEY)) return;
-    const results = await Promise.allSettled([refreshTriggers(), refreshEvents(), refreshStats()]);
+    const jobs = [];
+    if (can("triggers:read")) jobs.push(refreshTriggers());
+    if (can("events:read")) jobs.push(refreshEvents(), refreshStats());
+    if (can("admin")) jobs.push(refreshKeys());
+    const results = await Promise.allSettled(jobs);
     const failed = results.find((r) => r.status === "rejected" && r.reason.status !== 401);
     if (failed) toast(failed.reason.message);
+  }
+
+  // ---- scopes and API keys -----------------------------------------------------------------
+
+  /** Whether the signed-in key has `scope` (`admin` has every scope). */
+  function can(scope) {
+    const scopes = (state.me && state.me.scopes) || [];
+    return scopes.includes("admin") || scopes.includes(scope);
+  }
+
+  /** `fire` may be limited to the key's `trigger_ids`. */
+  function mayFire(t) {
+    const ids = (state.me && state.me.trigger_ids) || [];
+    return can("fire") && (can("admin") || !ids.length || ids.includes(t.id));
+  }
+
+  /** Shows only what the signed-in key may use; the API refuses the rest anyway (403). */
+  function applyScopes() {
+    const show = (node, on) => { if (node) node.hidden = !on; };
+    const nav = (href) => document.querySelector(`nav a[href="${href}"]`);
+    show($("triggers"), can("triggers:read"));
+    show(nav("#triggers"), can("triggers:read"));
+    show($("new-trigger"), can("triggers:write"));
+    for (const id of ["events", "stats"]) {
+      show($(id), can("events:read"));
+      show(nav(`#${id}`), can("events:read"));
+    }
+    show($("keys"), can("admin"));
+    show($("nav-keys"), can("admin"));
+    const me = state.me || { name: "?", scopes: [] };
+    $("signed-in-as").textContent = `Signed in with “${me.name}”: ${me.scopes.join(", ")}` +
+      (me.trigger_ids && me.trigger_ids.length ? ` (fires ${me.trigger_ids.length} trigger(s) only)` : "");
+  }
+
+  function renderKeys(items) {
+    $("key-rows").replaceChildren(...items.map((k) => el("tr", { "data-id": k.id },
+      el("th", { scope: "row", "data-label": "Name", text: k.name }),
+      el("td", { "data-label": "Scopes" },
+        ...k.scopes.map((s) => el("span", { class: "badge scope", text: s })),
+        k.trigger_ids.length ? el("span", { class: "muted small block", text: `fires ${k.trigger_ids.length} trigger(s) only` }) : null),
+      el("td", { "data-label": "Key" }, el("code", { text: `${k.prefix}…` })),
+      el("td", { "data-label": "Created", text: fmtTime(k.created_at) }),
+      el("td", { "data-label": "Expires", text: k.expires_at ? fmtTime(k.expires_at) : "never" }),
+      el("td", { "data-label": "Last used", text: k.last_used_at ? fmtTime(k.last_used_at) : "never" }),
+      el("td", { "data-label": "Actions" }, el("button", {
+        type: "button", class: "danger", text: "Revoke", "aria-label": `Revoke ${k.name}`,
+        "data-focus-key": `revoke:${k.id}`, onclick: () => confirmRevoke(k),
+      })))));
+    $("key-empty").hidden = items.length > 0;
+    $("key-table").hidden = items.length === 0;
+  }
+
+  async function refreshKeys() {
+    const { data } = await api("GET", "/api-keys");
+    const key = JSON.stringify(data.items);
+    if (key !== state.lastKeys) {
+      state.lastKeys = key;
+      keepFocus(() => renderKeys(data.items));
+    }
+  }
+
+  function confirmRevoke(k) {
+    const dialog = $("confirm-dialog");
+    const [title, ok] = [$("confirm-title").textContent, $("confirm-ok").textContent];
+    $("confirm-title").textContent = "Revoke API key?";
+    $("confirm-ok").textContent = "Revoke";
+    $("confirm-text").textContent = `Revoke “${k.name}” (${k.prefix}…)? Requests with it are refused from now on.`;
+    dialog.returnValue = "";
+    dialog.showModal();
+    dialog.addEventListener("close", async () => {
+      $("confirm-title").textContent = title;
+      $("confirm-ok").textContent = ok;
+      if (dialog.returnValue !== "ok") return;
+      try {
+        await api("DELETE", `/api-keys/${encodeURIComponent(k.id)}`);
+        toast(`${k.name} revoked.`);
+        await refreshKeys();
+      } catch (e) { toast(e.message); }
+    }, { once: true });
+  }
+
+  function openKeyCreate() {
+    const f = $("key-form");
+    f.reset();
+    clearErrors(f);
+    $("key-dialog").showModal();
+    $("k-name").focus();
+  }
+
+  async function submitKey(event) {
+    event.preventDefault();
+    const f = $("key-form");
+    const body = {
+      name: $("k-name").value.trim(),
+      scopes: [...f.querySelectorAll("input[name=scope]:checked")].map((c) => c.value),
+    };
+    const ids = $("k-triggers").value.split(/[\s,]+/).filter(Boolean);
+    if (ids.length) body.trigger_ids = ids;
+    const expires = fromInput($("k-expires").value);
+    if (expires) body.expires_at = expires;
+    const button = $("key-submit");
+    button.disabled = true;
+    try {
+      const { data } = await api("POST", "/api-keys", { body });
+      $("key-dialog").close();
+      $("key-for").textContent = data.name;
+      $("key-value").textContent = data.key;
+      $("key-notice").hidden = false;
+      await refreshKeys();
+    } catch (e) {
+      // `scopes[1]` and `trigger_ids[0]` belong to their whole field.
+      showProblem(f, e, (field) => field.replace(/\[\d+\]$/, ""));
+    } finally {
+      button.disabled = false;
+    }
   }
 
   // ---- wiring ------------------------------------------------------------------------------
@@ -816,6 +945,12 @@
       $("secret-notice").hidden = true;
     });
     form.addEventListener("submit", submitTrigger);
+    $("new-key").addEventListener("click", openKeyCreate);
+    $("key-form").addEventListener("submit", submitKey);
+    $("key-dismiss").addEventListener("click", () => {
+      $("key-value").textContent = "";
+      $("key-notice").hidden = true;
+    });
     form.addEventListener("change", (e) => { if (e.target.name === "kind" || e.target.id === "f-type") syncForm(); });
     $("f-schema").addEventListener("input", checkSchema);
     // An error goes away once its field is changed; the next submit judges again.

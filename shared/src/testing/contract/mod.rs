@@ -11,10 +11,12 @@ use crate::domain::schedule::Schedule;
 use crate::domain::trigger::{Trigger, TriggerDefinition, TriggerKind, TriggerStatus};
 use crate::ports::{EventQuery, NewEvent, Recorded, Store, StoreError, TriggerQuery};
 
+mod api_keys;
 mod deliveries;
 mod events;
 mod triggers;
 
+pub use api_keys::*;
 pub use deliveries::*;
 pub use events::*;
 pub use triggers::*;
@@ -32,7 +34,9 @@ macro_rules! store_contract_tests {
             stats_count_per_trigger_exactly, purge_deletes_only_expired, ping_answers,
             secrets_are_kept_with_the_trigger, deliveries_record_attempts_once,
             trigger_quota_writes_nothing_beyond_it, test_runs_are_kept_listed_and_bounded,
-            a_pause_with_an_end_is_listed_by_its_status_at_now);
+            a_pause_with_an_end_is_listed_by_its_status_at_now,
+            api_keys_are_found_listed_and_revoked, duplicate_api_key_is_rejected,
+            api_key_use_is_written_once_a_minute);
     };
     (@cases $make:expr; $($name:ident),*) => {
         $(
