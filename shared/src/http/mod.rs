@@ -8,6 +8,7 @@ pub mod extract;
 mod json_page;
 pub mod openapi;
 pub mod problem;
+pub mod scrape;
 pub mod system;
 pub mod test_runs;
 pub mod triggers;
@@ -65,6 +66,7 @@ fn protected(app: Arc<App>) -> Router {
         .route("/events", get(events::list))
         .route("/events/stats", get(events::stats))
         .route("/events/{id}", get(events::get))
+        .route("/metrics", get(scrape::metrics))
         .with_state(app)
 }
 
@@ -89,7 +91,7 @@ pub fn router(app: Arc<App>, token: ApiToken) -> Router {
         .layer(Extension(BodyLimit(limit)))
         .layer(Extension(seal))
         .route_layer(middleware::from_fn(problem::log_failures));
-    contain_panics(router)
+    contain_panics(router).layer(middleware::from_fn(crate::telemetry::http::track))
 }
 
 /// A panic in any handler fails that request alone, as a problem+json 500 (the panic hook

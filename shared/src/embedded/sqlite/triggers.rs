@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::{Filter, SqliteStore, decode, encode, from_ms, ms, text, unavailable};
 use crate::domain::target::{RetiringSecret, Secret};
-use crate::domain::trigger::{Trigger, TriggerKind};
+use crate::domain::trigger::{Trigger, TriggerKind, TriggerStatus};
 use crate::ports::{Page, StoreError, TriggerJson, TriggerQuery, TriggerStore, cursor};
 
 /// A stored trigger row as a trigger; an unreadable body becomes [`Trigger::unreadable`].
@@ -263,5 +263,41 @@ impl TriggerStore for SqliteStore {
             Ok(n == 1)
         })
         .await
+    }
+
+    /// Counted on the kind and status columns (both indexed), bounded by `ETP_MAX_TRIGGERS`.
+    async fn trigger_counts(
+        &self,
+    ) -> Result<Option<Vec<(TriggerKind, TriggerStatus, u64)>>, StoreError> {
+        self.read_now(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT kind, status, COUNT(*) FROM triggers GROUP BY kind, status")
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })
+                .map_err(unavailable)?;
+            let mut counts = Vec::new();
+            for row in rows {
+                let (kind, status, n) = row.map_err(unavailable)?;
+                let kind = match kind.as_str() {
+                    "api" => TriggerKind::Api,
+                    _ => TriggerKind::Scheduled,
+                };
+                let status = match status.as_str() {
+                    "active" => TriggerStatus::Active,
+                    "paused" => TriggerStatus::Paused,
+                    "completed" => TriggerStatus::Completed,
+                    _ => TriggerStatus::Broken,
+                };
+                counts.push((kind, status, u64::try_from(n).unwrap_or(0)));
+            }
+            Ok(Some(counts))
+        })
     }
 }

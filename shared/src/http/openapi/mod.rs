@@ -37,6 +37,7 @@ use crate::ports::TriggerStats;
         triggers::test_definition, test_runs::list, test_runs::cancel, events::list, events::get,
         events::stats,
         system::health, openapi, ui::index, docs::page,
+        super::scrape::metrics,
     ),
     components(schemas(
         Trigger, TriggerView, TriggerDefinition, TriggerKind, TriggerStatus, Schedule, Event,
