@@ -1,8 +1,9 @@
-//! Metrics from the real `etp-local`: `GET /metrics` behind the token on the API address, and
-//! without it on `ETP_METRICS_LISTEN`, after real api firings (a fresh process, so absolute
-//! values).
+//! Metrics and request tracing from the real `etp-local`: `GET /metrics` behind the token on the
+//! API address, and without it on `ETP_METRICS_LISTEN`, after real api firings (a fresh process,
+//! so absolute values); one access log line per request, never with the token.
 
 use std::path::Path;
+use std::process::Stdio;
 
 use etp::testing::fixtures::{LocalServer, free_port};
 use serde_json::json;
@@ -124,4 +125,90 @@ async fn metrics_are_served_with_the_token_and_on_their_own_address_without() {
         .await
         .unwrap();
     assert_eq!(other.status().as_u16(), 404);
+}
+
+/// `text` without its ANSI colour sequences (the text log colours its fields).
+fn without_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn each_request_gets_one_access_line_with_its_route_template_and_never_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let data = dir.path().join("data");
+    let s = LocalServer::start_logging(
+        Path::new(env!("CARGO_BIN_EXE_etp-local")),
+        &data,
+        TOKEN,
+        &[("RUST_LOG", "info")],
+        Stdio::from(log),
+    )
+    .await
+    .expect("etp-local starts");
+    let t = s
+        .call(
+            reqwest::Method::POST,
+            "/triggers",
+            Some(&json!({"name": "orders", "kind": "api", "payload_schema": {"type": "object"}})),
+        )
+        .await
+        .expect("create");
+    let id = t.body["id"].as_str().unwrap().to_string();
+    let got = s
+        .call(reqwest::Method::GET, &format!("/triggers/{id}"), None)
+        .await
+        .expect("get");
+    assert_eq!(got.status, 200);
+    let wrong = s
+        .http
+        .get(format!("{}/triggers", s.base))
+        .bearer_auth("not-the-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    drop(s);
+    let text = without_colours(&std::fs::read_to_string(&log_path).unwrap());
+    let access: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("etp::telemetry::http") && l.contains(" request "))
+        .collect();
+    // The /health polls while starting, then the three calls above.
+    let calls: Vec<&str> = access
+        .iter()
+        .copied()
+        .filter(|l| !l.contains("route=/health"))
+        .collect();
+    assert_eq!(calls.len(), 3, "one access line per request:\n{text}");
+    for (line, expected) in calls.iter().zip([
+        "method=POST route=/triggers status=201 latency_ms=",
+        "method=GET route=/triggers/{id} status=200 latency_ms=",
+        "method=GET route=/triggers status=401 latency_ms=",
+    ]) {
+        assert!(line.contains(" INFO ") && line.contains(expected), "{line}");
+    }
+    assert!(!text.contains(TOKEN), "the token was logged:\n{text}");
+    assert!(
+        !text.contains("not-the-token"),
+        "a wrong token was logged:\n{text}"
+    );
+    assert!(
+        !text.contains(&format!("/triggers/{id}")),
+        "a raw path was logged"
+    );
 }
