@@ -197,7 +197,7 @@ async fn firings_skips_deliveries_and_requests_are_counted() {
     r.clock.set(t0() + Duration::minutes(30));
     r.timer.run_due().await;
 
-    // Deliveries: one lands, one is refused by a 503 with no retry left.
+    // Deliveries: one lands, one gets a 503 with no retry left, one a 503 with a retry to come.
     let ok = r
         .create(
             json!({"name": "ok", "kind": "api", "payload_schema": {"type": "object"},
@@ -211,11 +211,19 @@ async fn firings_skips_deliveries_and_requests_are_counted() {
                                   "max_attempts": 0}}),
         )
         .await;
+    let again = r
+        .create(
+            json!({"name": "again", "kind": "api", "payload_schema": {"type": "object"},
+                       "target": {"url": r.rx.url("hook/down"), "timeout_ms": 2000,
+                                  "max_attempts": 1}}),
+        )
+        .await;
     r.fire(&ok).await;
     r.fire(&down).await;
+    r.fire(&again).await;
     let m = r.metrics().await;
-    assert_eq!(m.value("etp_deliveries_pending", &[]), 2.0);
-    assert_eq!(r.worker.run_due().await, 2);
+    assert_eq!(m.value("etp_deliveries_pending", &[]), 3.0);
+    assert_eq!(r.worker.run_due().await, 3);
 
     let (status, _) = r.call("GET", "/no/such/route", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -228,7 +236,7 @@ async fn firings_skips_deliveries_and_requests_are_counted() {
         )
         .unwrap_or(0.0)
     };
-    assert_eq!(firings("api", "success"), 4.0, "{}", m.0);
+    assert_eq!(firings("api", "success"), 5.0, "{}", m.0);
     assert_eq!(firings("schedule", "success"), 1.0);
     assert_eq!(firings("api", "failure"), 0.0);
     // Lateness: one firing, 2 s late, in the 2.5 s bucket and not the 1 s one.
@@ -258,16 +266,24 @@ async fn firings_skips_deliveries_and_requests_are_counted() {
         m.value("etp_deliveries_total", &[("outcome", "failure")]),
         1.0
     );
-    assert_eq!(m.get("etp_deliveries_total", &[("outcome", "retry")]), None);
-    assert_eq!(m.value("etp_delivery_duration_seconds_count", &[]), 2.0);
-    assert_eq!(m.value("etp_deliveries_pending", &[]), 0.0);
+    assert_eq!(
+        m.value("etp_deliveries_total", &[("outcome", "retry")]),
+        1.0
+    );
+    assert_eq!(
+        m.get("etp_deliveries_total", &[("outcome", "refused")]),
+        None
+    );
+    assert_eq!(m.value("etp_delivery_duration_seconds_count", &[]), 3.0);
+    // The retry waits for its time.
+    assert_eq!(m.value("etp_deliveries_pending", &[]), 1.0);
     // Routes by template, never by raw path (no id in a label).
     assert_eq!(
         m.value(
             "etp_http_requests_total",
             &[("route", "/triggers/{id}/fire"), ("status", "202")]
         ),
-        4.0
+        5.0
     );
     assert_eq!(
         m.value(
@@ -281,7 +297,7 @@ async fn firings_skips_deliveries_and_requests_are_counted() {
             "etp_http_request_duration_seconds_count",
             &[("route", "/triggers")]
         ),
-        5.0
+        6.0
     );
     assert!(!m.0.contains(&api), "an id leaked into a label");
     // Every recorded firing was one timed store write.
@@ -290,12 +306,12 @@ async fn firings_skips_deliveries_and_requests_are_counted() {
             "etp_store_op_duration_seconds_count",
             &[("op", "record_event")]
         ),
-        5.0
+        6.0
     );
-    // Stored triggers now: three api ones and the one-time one (tick was deleted).
+    // Stored triggers now: four api ones and the one-time one (tick was deleted).
     assert_eq!(
         m.value("etp_triggers", &[("kind", "api"), ("status", "active")]),
-        3.0
+        4.0
     );
     assert_eq!(
         m.value(
