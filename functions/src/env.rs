@@ -9,7 +9,8 @@ use etp::aws::scheduler::{EventBridgeScheduler, ScheduleTarget};
 use etp::clock::{Clock, SystemClock};
 use etp::config::{ApiToken, ConfigError, Settings, env_var};
 use etp::delivery::{Deliverer, Sender};
-use etp::ports::{DeliveryQueue, Scheduler};
+use etp::ports::{DeliveryQueue, Scheduler, Store};
+use etp::telemetry::timed_store::Timed;
 
 /// A required variable the template injects.
 fn required(name: &'static str) -> Result<String, ConfigError> {
@@ -20,9 +21,12 @@ fn required(name: &'static str) -> Result<String, ConfigError> {
 }
 
 /// JSON logs, as Lambda's JSON log format expects; `RUST_LOG` filters (default info). Panics
-/// are logged as JSON too, with their location, before the runtime ends the invocation.
+/// are logged as JSON too, with their location, before the runtime ends the invocation. Also
+/// installs the EMF metrics recorder.
 pub fn init_tracing() {
     etp::supervise::install_panic_hook();
+    // Metrics go out as CloudWatch EMF lines on stdout, one per invocation (see `emf::flush`).
+    etp::telemetry::emf::install();
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -51,6 +55,8 @@ pub struct Runtime {
     pub clock: Arc<dyn Clock>,
     pub aws: aws_config::SdkConfig,
     pub store: Arc<DynamoStore>,
+    /// The same store with every call timed (`etp_store_op_duration_seconds`).
+    pub timed: Arc<dyn Store>,
 }
 
 impl Runtime {
@@ -64,11 +70,13 @@ impl Runtime {
         let aws = aws_config_from_env().await;
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), tables)
             .with_retention(settings.lifecycle.retain_for);
+        let store = Arc::new(store);
         Ok(Self {
             settings,
             clock: Arc::new(SystemClock),
             aws,
-            store: Arc::new(store),
+            timed: Arc::new(Timed(store.clone())),
+            store,
         })
     }
 
@@ -130,7 +138,7 @@ impl Runtime {
         deliveries: Arc<dyn DeliveryQueue>,
     ) -> Arc<App> {
         Arc::new(App::new(
-            self.store.clone(),
+            self.timed.clone(),
             scheduler,
             deliveries,
             self.clock.clone(),
@@ -152,7 +160,7 @@ impl Runtime {
     /// Delivers fired events to their targets; retries wait in `queue`.
     pub fn deliverer(&self, queue: Arc<dyn DeliveryQueue>, sender: Arc<Sender>) -> Deliverer {
         Deliverer::new(
-            self.store.clone(),
+            self.timed.clone(),
             self.clock.clone(),
             queue,
             sender,

@@ -1,5 +1,5 @@
-//! Local-server configuration from the environment (`ETP_LISTEN`, `ETP_DATA_DIR`,
-//! `ETP_API_TOKEN` and the server's limits), read once at start-up.
+//! Local-server configuration from the environment (`ETP_LISTEN`, `ETP_METRICS_LISTEN`,
+//! `ETP_DATA_DIR`, `ETP_API_TOKEN` and the server's limits), read once at start-up.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +16,8 @@ const MAX_CONNECTIONS: usize = 2048;
 
 pub struct LocalConfig {
     pub listen: SocketAddr,
+    /// `ETP_METRICS_LISTEN`: also serve `GET /metrics` there, without the token.
+    pub metrics_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub token: ApiToken,
     /// Whether the token was generated because none was given.
@@ -58,6 +60,7 @@ impl LocalConfig {
         Ok(Self {
             listen: env_parse("ETP_LISTEN")?
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
+            metrics_listen: env_parse("ETP_METRICS_LISTEN")?,
             data_dir: env_var("ETP_DATA_DIR").map_or_else(|| PathBuf::from(".etp"), PathBuf::from),
             generated_token: given.is_none(),
             token: given.unwrap_or_else(ApiToken::generate),

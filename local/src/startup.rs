@@ -8,6 +8,8 @@ use etp::app::App;
 use etp::clock::{Clock, SystemClock};
 use etp::delivery::{Deliverer, Sender};
 use etp::embedded::{DeliveryWorker, LocalDeliveryQueue, LocalTimer, SqliteStore};
+use etp::ports::Store;
+use etp::telemetry::timed_store::Timed;
 use tokio::net::TcpListener;
 
 use crate::config::LocalConfig;
@@ -17,12 +19,18 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let cfg = LocalConfig::from_env()?;
     std::fs::create_dir_all(&cfg.data_dir)?;
     cfg.settings.warn_about_relaxed_egress();
+    // Installed before anything records, so no early measurement is lost.
+    if let Some(handle) = etp::telemetry::prometheus::installed() {
+        tokio::spawn(etp::telemetry::prometheus::upkeep(handle));
+    }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let db = SqliteStore::open(&cfg.data_dir.join("etp.sqlite3"))?;
+    // Every store call is timed, whoever makes it (API, timer, delivery worker).
+    let timed: Arc<dyn Store> = Arc::new(Timed(Arc::new(db.clone())));
     let store = Arc::new(db.clone());
     let queue = LocalDeliveryQueue::default();
     let deliverer = Arc::new(Deliverer::new(
-        store.clone(),
+        timed.clone(),
         clock.clone(),
         Arc::new(queue.clone()),
         Arc::new(Sender::new(cfg.settings.egress.clone())?),
@@ -30,7 +38,7 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     ));
     let worker = DeliveryWorker::new(store.clone(), clock.clone(), &queue, deliverer);
     let timer = LocalTimer::open(
-        store.clone(),
+        timed.clone(),
         store.clone(),
         Arc::new(queue.clone()),
         clock.clone(),
@@ -38,7 +46,7 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     let app = Arc::new(App::new(
-        store,
+        timed,
         Arc::new(timer.clone()),
         Arc::new(queue),
         clock,
@@ -48,6 +56,17 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     tokio::spawn(worker.run());
     tokio::spawn(tasks::purge_periodically(app.clone()));
     let listener = TcpListener::bind(cfg.listen).await?;
+    if let Some(addr) = cfg.metrics_listen {
+        let metrics = TcpListener::bind(addr).await?;
+        tracing::info!(addr = %metrics.local_addr()?, "metrics served without the token at /metrics");
+        let router = etp::http::scrape::metrics_only(app.clone());
+        tokio::spawn(serve::serve(
+            metrics,
+            router,
+            cfg.server,
+            tasks::shutdown_signal(),
+        ));
+    }
     announce(&listener.local_addr()?, &cfg);
     let router = etp::http::router(app, cfg.token.clone());
     serve::serve(listener, router, cfg.server, tasks::shutdown_signal()).await;

@@ -11,6 +11,7 @@ use crate::domain::new_id;
 use crate::domain::target::{Secret, Target};
 use crate::domain::trigger::{Trigger, TriggerDefinition, TriggerKind, TriggerStatus};
 use crate::ports::{NewEvent, Recorded, Store, StoreError};
+use crate::telemetry::{self, FireOutcome};
 
 /// What a timer hands the fire routine: the input EventBridge Scheduler's target carries (and
 /// the AWS adapter serializes from this same type, with `T` its time placeholder, so the two
@@ -133,14 +134,22 @@ pub async fn record(
         _ => None,
     };
     let event = firing.event(clock.now(), delivery.is_some());
-    store
+    let (source, fired_at) = (firing.source, event.fired_at);
+    let recorded = store
         .record_event(NewEvent {
             event,
             dedupe_key: firing.dedupe_key,
             complete: firing.complete,
             delivery,
         })
-        .await
+        .await;
+    let outcome = match &recorded {
+        Ok(Recorded::Written(_)) => FireOutcome::Success,
+        Ok(Recorded::Duplicate(_)) => FireOutcome::Duplicate,
+        Err(_) => FireOutcome::Failure,
+    };
+    telemetry::fired(source, outcome, firing.scheduled_for.map(|s| (s, fired_at)));
+    recorded
 }
 
 /// Why an occurrence did not fire.
@@ -192,6 +201,7 @@ pub async fn fire_scheduled(
     scheduled_for: DateTime<Utc>,
 ) -> Result<FiredOccurrence, StoreError> {
     let Some(trigger) = store.get_trigger(trigger_id).await? else {
+        telemetry::skipped(telemetry::skip_reason(Skip::Deleted));
         return Ok(FiredOccurrence {
             outcome: OccurrenceOutcome::Skipped(Skip::Deleted),
             trigger: None,
@@ -212,6 +222,7 @@ pub async fn fire_scheduled(
         (TriggerStatus::Active, Some(_)) => None,
     };
     if let Some(skip) = skip {
+        telemetry::skipped(telemetry::skip_reason(skip));
         return Ok(FiredOccurrence {
             outcome: OccurrenceOutcome::Skipped(skip),
             trigger: Some(trigger),

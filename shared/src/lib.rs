@@ -13,5 +13,6 @@ pub mod firing;
 pub mod http;
 pub mod ports;
 pub mod supervise;
+pub mod telemetry;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;

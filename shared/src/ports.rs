@@ -231,6 +231,13 @@ pub trait TriggerStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Removes the trigger (its events stay); false when there was none.
     async fn delete_trigger(&self, id: &str) -> Result<bool, StoreError>;
+    /// Stored triggers per kind and status, for the `etp_triggers` gauge; `None` where that
+    /// cannot be counted cheaply (DynamoDB would need a table scan per scrape).
+    async fn trigger_counts(
+        &self,
+    ) -> Result<Option<Vec<(TriggerKind, TriggerStatus, u64)>>, StoreError> {
+        Ok(None)
+    }
 }
 
 #[async_trait]
@@ -284,6 +291,11 @@ pub trait EventStore: Send + Sync {
     /// Physically deletes events fired at or before `cutoff`; returns how many.
     async fn purge_events(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Deliveries still under way, for the `etp_deliveries_pending` gauge; `None` where that
+    /// cannot be counted cheaply.
+    async fn pending_deliveries(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// Scheduled test runs waiting for their time.

@@ -295,6 +295,28 @@ describe("dashboard", () => {
     assert.ok(await page.locator("#stats-chart rect.bar-active").count() >= 2);
   });
 
+  it("shows the metrics, at desktop width and at 375 px", async () => {
+    const figures = () => page.evaluate(() => Object.fromEntries(
+      [...document.querySelectorAll("#metrics-view div")]
+        .map((d) => [d.querySelector("dt").textContent, d.querySelector("dd").textContent])));
+    // The heartbeat's firings, its test-fire and the api firing; none failed, none is late.
+    await page.waitForFunction(() => Number([...document.querySelectorAll("#metrics-view div")]
+      .find((d) => d.querySelector("dt").textContent === "Firings")?.querySelector("dd").textContent) >= 3);
+    const f = await figures();
+    assert.equal(f["Firings failed"], "0");
+    assert.equal(f["Deliveries failed"], "0");
+    assert.match(f["Lateness p50"], /^\d+(\.\d)? m?s$/, JSON.stringify(f));
+    assert.match(f["Lateness p99"], /^\d+(\.\d)? m?s$/);
+    await page.getByRole("link", { name: "Metrics" }).click();
+    await screenshot("metrics");
+    await page.setViewportSize({ width: 375, height: 800 });
+    const box = await page.locator("#metrics-view").boundingBox();
+    assert.ok(box && box.x >= 0 && box.x + box.width <= 375, `metrics at ${JSON.stringify(box)}`);
+    assert.ok(await page.evaluate(() => document.documentElement.scrollWidth) <= 375);
+    await screenshot("metrics-mobile");
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
   it("fits a 375 px wide screen", async () => {
     await page.setViewportSize({ width: 375, height: 800 });
     await page.getByRole("heading", { name: "Triggers" }).waitFor();

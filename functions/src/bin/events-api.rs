@@ -9,5 +9,6 @@ async fn main() -> Result<(), lambda_http::Error> {
     init_tracing();
     let rt = Runtime::from_env().await?;
     let app = rt.app(Arc::new(ReadOnlyScheduler), Arc::new(ReadOnlyScheduler));
-    lambda_http::run(etp::http::router(app, rt.token().await?)).await
+    let router = etp::http::router(app, rt.token().await?);
+    lambda_http::run(etp::telemetry::emf::flushing(router)).await
 }

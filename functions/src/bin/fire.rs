@@ -18,8 +18,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             // Retries are schedules that invoke this very function, named by the invocation.
             let queue = rt.scheduler_for(event.context.invoked_function_arn.clone())?;
             let deliverer = rt.deliverer(Arc::new(queue), sender);
-            let (store, clock) = (rt.store.as_ref(), rt.clock.as_ref());
-            handle_fire(store, clock, &deliverer, event.payload).await
+            let (store, clock) = (rt.timed.as_ref(), rt.clock.as_ref());
+            let report = handle_fire(store, clock, &deliverer, event.payload).await;
+            // This invocation's metrics, as one EMF line, whatever its outcome.
+            etp::telemetry::emf::flush();
+            report
         }
     }))
     .await

@@ -10,5 +10,6 @@ async fn main() -> Result<(), lambda_http::Error> {
     let rt = Runtime::from_env().await?;
     let scheduler = Arc::new(rt.scheduler()?);
     let app = rt.app(scheduler.clone(), scheduler);
-    lambda_http::run(etp::http::router(app, rt.token().await?)).await
+    let router = etp::http::router(app, rt.token().await?);
+    lambda_http::run(etp::telemetry::emf::flushing(router)).await
 }

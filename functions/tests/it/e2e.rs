@@ -49,6 +49,26 @@ fn cargo_lambda() -> PathBuf {
     PathBuf::from("cargo-lambda")
 }
 
+/// The first EMF document in the functions' output that `wanted` accepts (waits up to 10 s).
+async fn emf_line(path: &std::path::Path, wanted: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = std::fs::read_to_string(path).unwrap_or_default();
+        let found = out
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+            .find(|doc| doc.get("_aws").is_some() && wanted(doc));
+        if let Some(doc) = found {
+            return doc;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no such EMF line in the functions' stdout:\n{out}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trigger_to_schedule_to_fire_to_event() {
     let suffix = ulid::Ulid::new().to_string().to_ascii_lowercase();
@@ -98,6 +118,7 @@ async fn trigger_to_schedule_to_fire_to_event() {
         ("ETP_RETRY_DELAYS", "1s".into()),
         ("RUST_LOG", "warn".into()),
     ];
+    let stdout_file = tempfile::NamedTempFile::new().expect("stdout file");
     let mut cmd = Command::new(cargo_lambda());
     cmd.args([
         "lambda",
@@ -109,7 +130,8 @@ async fn trigger_to_schedule_to_fire_to_event() {
     ])
     .arg(port.to_string())
     .current_dir(workspace())
-    .stdout(Stdio::null())
+    // The functions' stdout: their EMF metric lines are read back from it.
+    .stdout(Stdio::from(stdout_file.reopen().expect("stdout file")))
     .stderr(Stdio::inherit())
     .process_group(0);
     for (k, v) in &env {
@@ -194,6 +216,30 @@ async fn trigger_to_schedule_to_fire_to_event() {
     };
     let first = invoke(input.clone()).await;
     assert_eq!(first["outcome"], "fired", "{first}");
+    // The invocation wrote its metrics as one CloudWatch EMF line, the firing counted in it.
+    let emf = emf_line(stdout_file.path(), |doc| {
+        doc["etp_firings_total_schedule_success"] == 1
+    })
+    .await;
+    let directive = &emf["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], "EventTriggerPlatform", "{emf}");
+    assert_eq!(directive["Dimensions"], json!([["Function"]]), "{emf}");
+    assert!(emf["_aws"]["Timestamp"].is_i64(), "{emf}");
+    assert!(emf["Function"].is_string(), "{emf}");
+    let names: Vec<&str> = directive["Metrics"]
+        .as_array()
+        .expect("metric definitions")
+        .iter()
+        .filter_map(|m| m["Name"].as_str())
+        .collect();
+    for name in [
+        "etp_firings_total_schedule_success",
+        "etp_fire_lateness_seconds",
+        "etp_store_op_duration_seconds",
+    ] {
+        assert!(names.contains(&name), "{name} undeclared: {emf}");
+        assert!(!emf[name].is_null(), "{name} has no value: {emf}");
+    }
     let again = invoke(input).await;
     assert_eq!(again["outcome"], "already_fired", "{again}");
     assert_eq!(again["event_id"], first["event_id"]);

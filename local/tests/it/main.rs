@@ -3,3 +3,4 @@
 //! server and prints a summary.
 
 mod blackbox;
+mod metrics;

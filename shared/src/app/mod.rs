@@ -7,6 +7,7 @@ mod events;
 mod firing;
 mod occurrences;
 mod schemas;
+mod scrape;
 mod triggers;
 mod views;
 
@@ -95,6 +96,8 @@ pub struct App {
     stats_refresh: Arc<tokio::sync::Mutex<()>>,
     schemas: Mutex<HashMap<String, (u64, Arc<Validator>)>>,
     schema_work: SchemaWork,
+    /// What `GET /metrics` renders: the process-wide Prometheus recorder, or a test's own.
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 pub(super) fn not_found(id: &str) -> AppError {
@@ -132,7 +135,15 @@ impl App {
             stats_cache: Mutex::new(None),
             stats_refresh: Arc::new(tokio::sync::Mutex::new(())),
             schemas: Mutex::new(HashMap::new()),
+            metrics: crate::telemetry::prometheus::installed(),
         }
+    }
+
+    /// Renders `GET /metrics` from `handle` (a recorder of the caller's, e.g. one per test)
+    /// instead of the process-wide one.
+    pub fn with_metrics(mut self, handle: metrics_exporter_prometheus::PrometheusHandle) -> Self {
+        self.metrics = Some(handle);
+        self
     }
 
     pub fn now(&self) -> DateTime<Utc> {

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::clock::Clock;
-use crate::domain::delivery::{RetrySchedule, Verdict};
+use crate::domain::delivery::{AttemptError, RetrySchedule, Verdict};
 use crate::domain::event::EventStatus;
 use crate::ports::{DeliveryQueue, SchedulerError, Store, StoreError};
+use crate::telemetry;
 pub use sender::{Sender, SenderError, install_crypto_provider};
 
 /// An attempt may run this early and still count as due: the local timer is exact to the
@@ -129,7 +130,9 @@ impl Deliverer {
             return Ok(Delivery::Raced);
         }
         let number = seen as u32 + 1;
+        let started = std::time::Instant::now();
         let sent = self.sender.send(&plan, &secrets, &event, number, now).await;
+        let took = started.elapsed();
         let verdict = sent.attempt.verdict(sent.retry_after);
         tracing::info!(
             event_id,
@@ -139,6 +142,7 @@ impl Deliverer {
             duration_ms = sent.attempt.duration_ms,
             "delivery attempt"
         );
+        let refused = sent.attempt.error == Some(AttemptError::RefusedByPolicy);
         let retries_left = u32::from(plan.target.max_retries()) >= number;
         let after = self.clock.now();
         let (status, next) = match verdict {
@@ -150,6 +154,15 @@ impl Deliverer {
             }
             Verdict::Retry { .. } | Verdict::Failed => (EventStatus::Failure, None),
         };
+        telemetry::delivery_attempt(
+            match (status, next) {
+                (EventStatus::Success, _) => "success",
+                (_, Some(_)) => "retry",
+                _ if refused => "refused",
+                _ => "failure",
+            },
+            took,
+        );
         event.attempts.push(sent.attempt);
         event.status = status;
         event.next_attempt_at = next;

@@ -400,6 +400,7 @@ impl LocalTimer {
                     tracing::warn!(trigger_id = %id, first_missed = %scheduled_for,
                         grace_s = self.inner.grace.num_seconds(),
                         "missed occurrences older than the grace window skipped");
+                    crate::telemetry::skipped("missed_beyond_grace");
                     let next = trigger.next_fire_after(now);
                     return self.advance(key, live.generation, next).await;
                 }

@@ -32,7 +32,11 @@ pub const SCOPES: &[(&str, &str, Need)] = &[
     ("POST", "/triggers/{id}/fire", Some(Scope::Fire)),
     ("POST", "/triggers/{id}/test", Some(Scope::TriggersWrite)),
     ("POST", "/triggers/{id}/skip", Some(Scope::TriggersWrite)),
-    ("GET", "/triggers/{id}/occurrences", Some(Scope::TriggersRead)),
+    (
+        "GET",
+        "/triggers/{id}/occurrences",
+        Some(Scope::TriggersRead),
+    ),
     (
         "POST",
         "/triggers/{id}/rotate-secret",

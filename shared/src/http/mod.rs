@@ -10,6 +10,7 @@ mod json_page;
 pub mod occurrences;
 pub mod openapi;
 pub mod problem;
+pub mod scrape;
 pub mod system;
 pub mod test_runs;
 pub mod triggers;
@@ -72,6 +73,7 @@ fn protected(app: Arc<App>) -> Router {
         .route("/api-keys", post(api_keys::create).get(api_keys::list))
         .route("/api-keys/me", get(api_keys::me))
         .route("/api-keys/{id}", axum::routing::delete(api_keys::revoke))
+        .route("/metrics", get(scrape::metrics))
         .with_state(app)
 }
 
@@ -100,7 +102,7 @@ pub fn router(app: Arc<App>, token: ApiToken) -> Router {
         .layer(Extension(BodyLimit(limit)))
         .layer(Extension(seal))
         .route_layer(middleware::from_fn(problem::log_failures));
-    contain_panics(router)
+    contain_panics(router).layer(middleware::from_fn(crate::telemetry::http::track))
 }
 
 /// A panic in any handler fails that request alone, as a problem+json 500 (the panic hook

@@ -94,6 +94,17 @@ impl LocalServer {
         token: &str,
         env: &[(&str, &str)],
     ) -> Result<Self, String> {
+        Self::start_logging(bin, data_dir, token, env, Stdio::inherit()).await
+    }
+
+    /// [`LocalServer::start`], with the server's log (stderr) sent to `log`.
+    pub async fn start_logging(
+        bin: &Path,
+        data_dir: &Path,
+        token: &str,
+        env: &[(&str, &str)],
+        log: Stdio,
+    ) -> Result<Self, String> {
         crate::delivery::install_crypto_provider();
         let port = free_port();
         let child = Command::new(bin)
@@ -103,7 +114,7 @@ impl LocalServer {
             .env("ETP_API_TOKEN", token)
             .env_remove("ETP_LOG_FORMAT")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
         let server = Self {

@@ -799,6 +799,7 @@ async fn openapi_documents_every_route() {
         "/events/stats",
         "/health",
         "/openapi.json",
+        "/metrics",
     ] {
         assert!(paths.contains_key(p), "missing {p}");
     }

@@ -6,5 +6,6 @@ mod api_keys;
 mod contract_dynamo;
 mod contract_sqlite;
 mod delivery;
+mod metrics;
 mod scheduler_eventbridge;
 mod timer;

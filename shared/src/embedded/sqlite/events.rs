@@ -380,6 +380,19 @@ impl EventStore for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.read_now(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(unavailable))
     }
+
+    /// Rows still due (the partial index `deliveries_due` holds exactly those).
+    async fn pending_deliveries(&self) -> Result<Option<u64>, StoreError> {
+        self.read_now(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM deliveries WHERE due_ms IS NOT NULL",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| Some(u64::try_from(n).unwrap_or(0)))
+            .map_err(unavailable)
+        })
+    }
 }
 
 /// How many delivery attempts event `id` has recorded; `None` if it is gone.

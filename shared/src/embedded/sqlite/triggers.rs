@@ -280,4 +280,40 @@ impl TriggerStore for SqliteStore {
         })
         .await
     }
+
+    /// Counted on the kind and status columns (both indexed), bounded by `ETP_MAX_TRIGGERS`.
+    async fn trigger_counts(
+        &self,
+    ) -> Result<Option<Vec<(TriggerKind, TriggerStatus, u64)>>, StoreError> {
+        self.read_now(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT kind, status, COUNT(*) FROM triggers GROUP BY kind, status")
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })
+                .map_err(unavailable)?;
+            let mut counts = Vec::new();
+            for row in rows {
+                let (kind, status, n) = row.map_err(unavailable)?;
+                let kind = match kind.as_str() {
+                    "api" => TriggerKind::Api,
+                    _ => TriggerKind::Scheduled,
+                };
+                let status = match status.as_str() {
+                    "active" => TriggerStatus::Active,
+                    "paused" => TriggerStatus::Paused,
+                    "completed" => TriggerStatus::Completed,
+                    _ => TriggerStatus::Broken,
+                };
+                counts.push((kind, status, u64::try_from(n).unwrap_or(0)));
+            }
+            Ok(Some(counts))
+        })
+    }
 }

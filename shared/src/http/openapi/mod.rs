@@ -38,6 +38,7 @@ use crate::ports::TriggerStats;
         events::stats,
         system::health, openapi, ui::index, docs::page,
         api_keys::create, api_keys::list, api_keys::revoke, api_keys::me,
+        super::scrape::metrics,
     ),
     components(schemas(
         Trigger, TriggerView, TriggerDefinition, TriggerKind, TriggerStatus, Schedule, Event,

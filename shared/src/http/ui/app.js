@@ -15,6 +15,7 @@
     lastEvents: "",
     lastTriggers: "",
     lastStats: "",
+    lastMetrics: "",
     editing: null,
     firing: null,
     timer: null,
@@ -802,12 +803,85 @@
     }
   }
 
+  // ---- metrics -----------------------------------------------------------------------------
+
+  // Prometheus text: "name{a="x",b="y"} value" per line; comments skipped.
+  function parseMetrics(text) {
+    const samples = [];
+    for (const line of text.split("\n")) {
+      const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+      if (!m) continue;
+      const labels = {};
+      for (const [, k, v] of (m[2] || "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[k] = v;
+      samples.push({ name: m[1], labels, value: Number(m[3]) });
+    }
+    return samples;
+  }
+
+  const sum = (samples, name, where = {}) => samples
+    .filter((s) => s.name === name && Object.entries(where).every(([k, v]) => s.labels[k] === v))
+    .reduce((n, s) => n + s.value, 0);
+
+  // The q-quantile of a histogram from its cumulative buckets, as Prometheus estimates it
+  // (linear within the bucket); null with no observation.
+  function quantile(samples, name, q) {
+    const buckets = samples.filter((s) => s.name === `${name}_bucket`)
+      .map((s) => ({ le: s.labels.le === "+Inf" ? Infinity : Number(s.labels.le), n: s.value }))
+      .sort((a, b) => a.le - b.le);
+    const total = buckets.length ? buckets[buckets.length - 1].n : 0;
+    if (!total) return null;
+    const rank = q * total;
+    let prev = { le: 0, n: 0 };
+    for (const b of buckets) {
+      if (b.n >= rank) {
+        if (b.le === Infinity) return prev.le;
+        return prev.le + (b.le - prev.le) * ((rank - prev.n) / Math.max(b.n - prev.n, 1));
+      }
+      prev = b;
+    }
+    return prev.le;
+  }
+
+  const fmtSeconds = (s) => (s === null ? "–" : s < 1 ? `${Math.round(s * 1000)} ms` : `${s.toFixed(1)} s`);
+
+  function renderMetrics(samples) {
+    const figure = (label, value) => el("div", {}, el("dt", { text: label }), el("dd", { text: String(value) }));
+    const fired = (outcome) => sum(samples, "etp_firings_total", { outcome });
+    const delivered = (outcome) => sum(samples, "etp_deliveries_total", { outcome });
+    $("metrics-view").replaceChildren(
+      figure("Firings", fired("success")),
+      figure("Firings replayed", fired("duplicate")),
+      figure("Firings failed", fired("failure")),
+      figure("Occurrences skipped", sum(samples, "etp_occurrences_skipped_total")),
+      figure("Deliveries ok", delivered("success")),
+      figure("Delivery retries", delivered("retry")),
+      figure("Deliveries failed", delivered("failure") + delivered("refused")),
+      figure("Deliveries pending", sum(samples, "etp_deliveries_pending")),
+      figure("Lateness p50", fmtSeconds(quantile(samples, "etp_fire_lateness_seconds", 0.5))),
+      figure("Lateness p99", fmtSeconds(quantile(samples, "etp_fire_lateness_seconds", 0.99))),
+    );
+  }
+
+  async function refreshMetrics() {
+    const res = await fetch("metrics", { headers: { Authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY)}` } });
+    // Not served here (on AWS the metrics go to CloudWatch): no section.
+    $("metrics").hidden = res.status === 404;
+    if (res.status === 404) return;
+    if (!res.ok) throw new ApiError(res.status, { detail: `metrics: HTTP ${res.status}` });
+    const text = await res.text();
+    if (text !== state.lastMetrics) {
+      state.lastMetrics = text;
+      renderMetrics(parseMetrics(text));
+    }
+  }
+
   async function refreshAll() {
     if (!sessionStorage.getItem(TOKEN_KEY)) return;
     const jobs = [];
     if (can("triggers:read")) jobs.push(refreshTriggers());
     if (can("events:read")) jobs.push(refreshEvents(), refreshStats());
     if (can("admin")) jobs.push(refreshKeys());
+    if (can("metrics:read")) jobs.push(refreshMetrics());
     const results = await Promise.allSettled(jobs);
     const failed = results.find((r) => r.status === "rejected" && r.reason.status !== 401);
     if (failed) toast(failed.reason.message);
@@ -840,6 +914,8 @@
     }
     show($("keys"), can("admin"));
     show($("nav-keys"), can("admin"));
+    show($("metrics"), can("metrics:read"));
+    show($("nav-metrics"), can("metrics:read"));
     const me = state.me || { name: "?", scopes: [] };
     $("signed-in-as").textContent = `Signed in with “${me.name}”: ${me.scopes.join(", ")}` +
       (me.trigger_ids && me.trigger_ids.length ? ` (fires ${me.trigger_ids.length} trigger(s) only)` : "");
