@@ -71,6 +71,7 @@ pub async fn seed(
             status: EventStatus::Success,
             attempts: Vec::new(),
             next_attempt_at: None,
+            delivery_series: 1,
         };
         let store = store.clone();
         pending.spawn(async move {

@@ -109,6 +109,7 @@ impl<'a> Firing<'a> {
             },
             attempts: Vec::new(),
             next_attempt_at: delivering.then_some(fired_at),
+            delivery_series: 1,
         }
     }
 }

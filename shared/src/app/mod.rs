@@ -4,6 +4,7 @@
 mod caches;
 mod events;
 mod firing;
+mod repair;
 mod schemas;
 mod triggers;
 mod views;
@@ -21,6 +22,7 @@ use crate::domain::validation::ValidationError;
 use crate::ports::{DeliveryQueue, Scheduler, SchedulerError, Store, StoreError};
 
 pub use caches::StatsSnapshot;
+pub use events::STATUS_SCAN;
 pub use views::{ApiFireResult, EventFilter, Health, TestRunOutcome, TriggerView};
 
 use schemas::SchemaWork;

@@ -139,13 +139,15 @@ impl Deliverer {
             duration_ms = sent.attempt.duration_ms,
             "delivery attempt"
         );
-        let retries_left = u32::from(plan.target.max_retries()) >= number;
+        // Retries are counted within the series: a redelivery gets the whole schedule again.
+        let in_series = event.series_attempts() as u32 + 1;
+        let retries_left = u32::from(plan.target.max_retries()) >= in_series;
         let after = self.clock.now();
         let (status, next) = match verdict {
             Verdict::Delivered => (EventStatus::Success, None),
             Verdict::Retry { not_before } if retries_left => {
                 let jitter: f64 = rand::random();
-                let at = self.retry.next_at(number, after, jitter, not_before);
+                let at = self.retry.next_at(in_series, after, jitter, not_before);
                 (EventStatus::Pending, Some(at))
             }
             Verdict::Retry { .. } | Verdict::Failed => (EventStatus::Failure, None),

@@ -133,6 +133,7 @@ impl Sender {
         let started = Instant::now();
         let mut attempt = Attempt {
             number,
+            series: event.delivery_series,
             at: now,
             status_code: None,
             error: None,

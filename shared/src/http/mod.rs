@@ -8,6 +8,7 @@ pub mod extract;
 mod json_page;
 pub mod openapi;
 pub mod problem;
+pub mod repair;
 pub mod system;
 pub mod test_runs;
 pub mod triggers;
@@ -65,6 +66,7 @@ fn protected(app: Arc<App>) -> Router {
         .route("/events", get(events::list))
         .route("/events/stats", get(events::stats))
         .route("/events/{id}", get(events::get))
+        .route("/events/{id}/redeliver", post(repair::redeliver_event))
         .with_state(app)
 }
 

@@ -155,7 +155,7 @@ fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
 }
 
 /// Verifies a request as a Standard Webhooks receiver would.
-fn verify(secret: &Secret, seen: &Seen) -> bool {
+pub(crate) fn verify(secret: &Secret, seen: &Seen) -> bool {
     let h = |name: &str| seen.headers.get(name).and_then(|v| v.to_str().ok());
     let (Some(id), Some(ts), Some(sigs)) = (
         h("webhook-id"),
@@ -270,6 +270,7 @@ async fn a_5xx_is_retried_after_the_backoff_with_the_same_webhook_id() {
             is_test: None,
             limit: 10,
             cursor: None,
+            ..Default::default()
         })
         .await
         .unwrap();

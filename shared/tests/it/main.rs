@@ -5,5 +5,6 @@ mod api;
 mod contract_dynamo;
 mod contract_sqlite;
 mod delivery;
+mod repair;
 mod scheduler_eventbridge;
 mod timer;

@@ -570,6 +570,59 @@ impl EventStore for DynamoStore {
         self.record(new).await
     }
 
+    async fn redeliver(
+        &self,
+        event: &Event,
+        plan: &DeliveryPlan,
+        seen_attempts: usize,
+    ) -> Result<(), StoreError> {
+        // The caller read the event settled (not pending); it stays settled until an attempt
+        // is recorded (`attempts_n` moves) or another redelivery lands (`series_n` moves), so
+        // those two conditions make the read and this write one step. Events recorded without
+        // a plan have neither attribute yet.
+        let previous = event.delivery_series.saturating_sub(1).max(1);
+        let mut condition = String::from("attribute_exists(pk) AND ");
+        condition.push_str(if seen_attempts == 0 {
+            "(attribute_not_exists(attempts_n) OR attempts_n = :seen)"
+        } else {
+            "attempts_n = :seen"
+        });
+        condition.push_str(if previous == 1 {
+            " AND (attribute_not_exists(series_n) OR series_n = :previous)"
+        } else {
+            " AND series_n = :previous"
+        });
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.events)
+            .set_key(Some(event_key(&event.id)))
+            .update_expression(
+                "SET body = :body, delivery_plan = :plan, attempts_n = :seen, \
+                 series_n = :series REMOVE claim_ms",
+            )
+            .condition_expression(condition)
+            .expression_attribute_values(":body", s(encode(event)?))
+            .expression_attribute_values(":plan", s(encode(plan)?))
+            .expression_attribute_values(":seen", n(seen_attempts))
+            .expression_attribute_values(":series", n(event.delivery_series))
+            .expression_attribute_values(":previous", n(previous))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Err(StoreError::VersionConflict)
+            }
+            Err(e) => Err(sdk_error("UpdateItem", e)),
+        }
+    }
+
     async fn get_event(&self, id: &str) -> Result<Option<Event>, StoreError> {
         self.get(id).await
     }

@@ -12,6 +12,7 @@ use utoipa::OpenApi;
 
 mod bounds;
 
+use super::repair;
 use super::{docs, events, problem, system, test_runs, triggers, ui};
 use crate::app::{TestRunOutcome, TriggerView};
 use crate::domain::delivery::{Attempt, AttemptError};
@@ -36,6 +37,7 @@ use crate::ports::TriggerStats;
         triggers::rotate_secret,
         triggers::test_definition, test_runs::list, test_runs::cancel, events::list, events::get,
         events::stats,
+        repair::redeliver_event,
         system::health, openapi, ui::index, docs::page,
     ),
     components(schemas(

@@ -59,6 +59,7 @@ pub async fn deliveries_record_attempts_once(store: &dyn Store) {
     let mut after = stored.clone();
     after.attempts.push(Attempt {
         number: 1,
+        series: 1,
         at: t0(),
         status_code: Some(503),
         error: None,

@@ -81,6 +81,7 @@ pub fn event(trigger: Option<&Trigger>, source: EventSource, fired_at: DateTime<
         status: EventStatus::Success,
         attempts: Vec::new(),
         next_attempt_at: None,
+        delivery_series: 1,
     }
 }
 

@@ -1,0 +1,416 @@
+//! Finding and repairing failed deliveries through the HTTP API, in-process: the SQLite store
+//! and queue, a receiver on loopback, a manual clock. Filters on outcome and time, redelivery
+//! (same `webhook-id`, the current secret), and each refusal.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::Duration;
+use etp::app::App;
+use etp::clock::{Clock, ManualClock};
+use etp::config::{ApiToken, Settings};
+use etp::delivery::{Deliverer, Sender};
+use etp::domain::egress::EgressPolicy;
+use etp::domain::target::Secret;
+use etp::embedded::{DeliveryWorker, LocalDeliveryQueue, SqliteStore};
+use etp::testing::RecordingScheduler;
+use etp::testing::fixtures::{WebhookReceiver, t0};
+use etp::testing::instants::rfc3339;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::delivery::verify;
+
+const TOKEN: &str = "repair-token-0123456789";
+
+/// Scripted answers by path and hit number.
+async fn answer(path: String, hit: usize) -> Response {
+    match (path.as_str(), hit) {
+        // Refuses the first delivery for good (a 404 is final), accepts every later one.
+        ("hook/fixed", 1) => StatusCode::NOT_FOUND.into_response(),
+        ("hook/missing", _) => StatusCode::NOT_FOUND.into_response(),
+        ("hook/down", _) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        _ => StatusCode::OK.into_response(),
+    }
+}
+
+struct Rig {
+    router: Router,
+    worker: DeliveryWorker,
+    clock: Arc<ManualClock>,
+    rx: WebhookReceiver,
+    _dir: tempfile::TempDir,
+}
+
+struct Reply {
+    status: StatusCode,
+    body: Value,
+}
+
+impl Reply {
+    /// Asserts a problem+json answer with `status`, naming `field` when given.
+    fn problem(&self, status: u16, field: Option<&str>) {
+        assert_eq!(self.status.as_u16(), status, "{}", self.body);
+        assert_eq!(self.body["status"], status, "{}", self.body);
+        if let Some(field) = field {
+            let named = self.body["errors"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|e| e["field"] == field));
+            assert!(named, "expected an error on {field}: {}", self.body);
+        }
+    }
+}
+
+async fn rig_with(settings: Settings) -> Rig {
+    let rx = WebhookReceiver::start(|path, hit| Box::pin(answer(path.to_string(), hit))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = SqliteStore::open(&dir.path().join("etp.sqlite3")).unwrap();
+    let clock = Arc::new(ManualClock::new(t0()));
+    let settings = Settings {
+        egress: EgressPolicy::with_allowed("127.0.0.1/32").unwrap(),
+        ..settings
+    };
+    let queue = LocalDeliveryQueue::default();
+    let deliverer = Arc::new(Deliverer::new(
+        Arc::new(db.clone()),
+        clock.clone(),
+        Arc::new(queue.clone()),
+        Arc::new(Sender::new(settings.egress.clone()).unwrap()),
+        settings.retry.clone(),
+    ));
+    let worker = DeliveryWorker::new(Arc::new(db.clone()), clock.clone(), &queue, deliverer);
+    let app = Arc::new(App::new(
+        Arc::new(db),
+        Arc::new(RecordingScheduler::default()),
+        Arc::new(queue),
+        clock.clone() as Arc<dyn Clock>,
+        settings,
+    ));
+    Rig {
+        router: etp::http::router(app, ApiToken::new(TOKEN)),
+        worker,
+        clock,
+        rx,
+        _dir: dir,
+    }
+}
+
+async fn rig() -> Rig {
+    rig_with(Settings::default()).await
+}
+
+impl Rig {
+    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {TOKEN}"));
+        let body = match body {
+            Some(v) => {
+                req = req.header("content-type", "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        let res = self
+            .router
+            .clone()
+            .oneshot(req.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply { status, body }
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Option<Value>) -> Reply {
+        self.send(Method::POST, path, body).await
+    }
+
+    /// An api trigger delivering to `hook/<path>` (none with `None`): its id and secret.
+    async fn trigger(&self, path: Option<&str>, extra: Value) -> (String, Option<Secret>) {
+        let mut def = json!({"name": "repairable", "kind": "api",
+            "payload_schema": {"type": "object"}});
+        if let Some(path) = path {
+            let mut target = json!({"url": self.rx.url(&format!("hook/{path}")),
+                "timeout_ms": 500});
+            if let (Some(t), Some(e)) = (target.as_object_mut(), extra.as_object()) {
+                t.extend(e.clone());
+            }
+            def["target"] = target;
+        }
+        let r = self.post("/triggers", Some(def)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let secret = r.body["secret"]
+            .as_str()
+            .map(|s| Secret::from_stored(s.to_string()));
+        (r.body["id"].as_str().unwrap().to_string(), secret)
+    }
+
+    async fn fire(&self, trigger_id: &str) -> String {
+        let r = self
+            .post(&format!("/triggers/{trigger_id}/fire"), Some(json!({})))
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        r.body["id"].as_str().unwrap().to_string()
+    }
+
+    async fn event(&self, id: &str) -> Value {
+        let r = self.get(&format!("/events/{id}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body
+    }
+
+    /// Ids of the events a listing returns, over every page.
+    async fn ids(&self, query: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let sep = if query.is_empty() { "" } else { "&" };
+            let path = match &cursor {
+                Some(c) => format!("/events?{query}{sep}cursor={c}"),
+                None => format!("/events?{query}"),
+            };
+            let r = self.get(&path).await;
+            assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
+            let items = r.body["items"].as_array().unwrap();
+            out.extend(items.iter().map(|e| e["id"].as_str().unwrap().to_string()));
+            match r.body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return out,
+            }
+        }
+    }
+}
+
+fn enc(s: &str) -> String {
+    s.replace(':', "%3A").replace('+', "%2B")
+}
+
+#[tokio::test]
+async fn events_filter_on_outcome_and_time() {
+    let r = rig().await;
+    let (failing, _) = r.trigger(Some("missing"), json!({})).await;
+    let (fine, _) = r.trigger(Some("ok"), json!({})).await;
+    let (plain, _) = r.trigger(None, json!({})).await;
+    let f1 = r.fire(&failing).await;
+    r.clock.advance(Duration::minutes(1));
+    let ok = r.fire(&fine).await;
+    r.clock.advance(Duration::minutes(1));
+    let f2 = r.fire(&failing).await;
+    let no_target = r.fire(&plain).await;
+    let waiting = r.fire(&fine).await;
+    r.worker.run_due().await;
+    let waiting_too = r.fire(&fine).await;
+    let _ = waiting;
+
+    assert_eq!(r.ids("status=failure").await, vec![f2.clone(), f1.clone()]);
+    assert_eq!(r.ids("status=pending").await, vec![waiting_too.clone()]);
+    let succeeded = r.ids("status=success").await;
+    assert!(succeeded.contains(&ok) && succeeded.contains(&no_target));
+    assert!(!succeeded.contains(&f1));
+
+    let at = |m: i64| enc(&rfc3339(t0() + Duration::minutes(m)));
+    assert_eq!(
+        r.ids(&format!("status=failure&since={}", at(1))).await,
+        vec![f2.clone()],
+        "since is inclusive"
+    );
+    assert_eq!(
+        r.ids(&format!("until={}", at(1))).await,
+        vec![f1.clone()],
+        "until is exclusive"
+    );
+    assert_eq!(
+        r.ids(&format!("since={}&until={}", at(1), at(2))).await,
+        vec![ok]
+    );
+    assert_eq!(
+        r.ids(&format!(
+            "trigger_id={failing}&status=failure&until={}",
+            at(2)
+        ))
+        .await,
+        vec![f1]
+    );
+    // Archived events are filtered the same way.
+    r.clock.advance(Duration::hours(3));
+    assert_eq!(r.ids("status=failure").await, Vec::<String>::new());
+    assert_eq!(r.ids("state=archived&status=failure").await.len(), 2);
+
+    r.get("/events?status=broken")
+        .await
+        .problem(400, Some("status"));
+    r.get("/events?since=yesterday")
+        .await
+        .problem(400, Some("since"));
+    r.get("/events?until=2026-13-01T00:00:00Z")
+        .await
+        .problem(400, Some("until"));
+    r.get(&format!("/events?since={}&until={}", at(2), at(1)))
+        .await
+        .problem(422, Some("until"));
+}
+
+/// A status filter reads a bounded page of the window: a page with no match still carries a
+/// cursor while the window goes on, and following it finds the match.
+#[tokio::test]
+async fn a_status_filter_reads_a_bounded_page_and_goes_on() {
+    let r = rig().await;
+    let (failing, _) = r.trigger(Some("missing"), json!({})).await;
+    let (plain, _) = r.trigger(None, json!({})).await;
+    let failed = r.fire(&failing).await;
+    r.worker.run_due().await;
+    for _ in 0..etp::app::STATUS_SCAN + 5 {
+        r.clock.advance(Duration::milliseconds(10));
+        r.fire(&plain).await;
+    }
+    let first = r.get("/events?status=failure&limit=10").await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(
+        first.body["items"],
+        json!([]),
+        "the newest 250 hold no failure"
+    );
+    let cursor = first.body["next_cursor"]
+        .as_str()
+        .expect("a cursor to go on");
+    let second = r
+        .get(&format!("/events?status=failure&limit=10&cursor={cursor}"))
+        .await;
+    assert_eq!(second.body["items"][0]["id"], failed.as_str());
+    assert_eq!(second.body["next_cursor"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_failed_event_is_redelivered_with_the_same_id_and_the_current_secret() {
+    let r = rig().await;
+    let (id, first_secret) = r.trigger(Some("fixed"), json!({})).await;
+    let event = r.fire(&id).await;
+    r.worker.run_due().await;
+    let failed = r.event(&event).await;
+    assert_eq!(failed["status"], "failure");
+    assert_eq!(failed["attempts"][0]["series"], 1);
+
+    let rotated = r.post(&format!("/triggers/{id}/rotate-secret"), None).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+    let secret = Secret::from_stored(rotated.body["secret"].as_str().unwrap().to_string());
+
+    r.clock.advance(Duration::minutes(5));
+    let queued = r.post(&format!("/events/{event}/redeliver"), None).await;
+    assert_eq!(queued.status, StatusCode::ACCEPTED, "{}", queued.body);
+    assert_eq!(queued.body["status"], "pending");
+    assert_eq!(queued.body["delivery_series"], 2);
+    // One series at a time.
+    r.post(&format!("/events/{event}/redeliver"), None)
+        .await
+        .problem(409, None);
+    assert_eq!(r.ids("status=pending").await, vec![event.clone()]);
+
+    assert_eq!(r.worker.run_due().await, 1);
+    let seen = r.rx.seen("hook/fixed");
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        seen[0].headers.get("webhook-id"),
+        seen[1].headers.get("webhook-id"),
+        "the same webhook-id, so receivers deduplicate"
+    );
+    assert!(verify(&secret, &seen[1]), "signed with the current secret");
+    assert!(
+        verify(&first_secret.unwrap(), &seen[1]),
+        "and the rotated-out one during its grace"
+    );
+    let done = r.event(&event).await;
+    assert_eq!(done["status"], "success");
+    let series: Vec<_> = done["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["number"].clone(), a["series"].clone()))
+        .collect();
+    assert_eq!(series, vec![(json!(1), json!(1)), (json!(2), json!(2))]);
+}
+
+#[tokio::test]
+async fn a_redelivery_gets_the_whole_retry_schedule_again() {
+    let r = rig().await;
+    let (id, _) = r.trigger(Some("down"), json!({"max_attempts": 1})).await;
+    let event = r.fire(&id).await;
+    r.worker.run_due().await;
+    r.clock.advance(Duration::minutes(1));
+    r.worker.run_due().await;
+    assert_eq!(
+        r.event(&event).await["status"],
+        "failure",
+        "1 retry, then given up"
+    );
+    let queued = r.post(&format!("/events/{event}/redeliver"), None).await;
+    assert_eq!(queued.status, StatusCode::ACCEPTED);
+    r.worker.run_due().await;
+    let retrying = r.event(&event).await;
+    assert_eq!(retrying["status"], "pending", "its own retry is left");
+    r.clock.advance(Duration::minutes(1));
+    r.worker.run_due().await;
+    let given_up = r.event(&event).await;
+    assert_eq!(given_up["status"], "failure");
+    assert_eq!(given_up["attempts"].as_array().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn redelivery_refusals() {
+    let r = rig().await;
+    // No such event, or an id that is not one.
+    let unknown = ulid::Ulid::new().to_string();
+    r.post(&format!("/events/{unknown}/redeliver"), None)
+        .await
+        .problem(404, None);
+    r.post("/events/nope/redeliver", None)
+        .await
+        .problem(404, None);
+    // A trigger without a target: nothing to deliver to.
+    let (plain, _) = r.trigger(None, json!({})).await;
+    let bare = r.fire(&plain).await;
+    r.post(&format!("/events/{bare}/redeliver"), None)
+        .await
+        .problem(409, None);
+    // A test run of an unstored definition has no trigger.
+    let run = r
+        .post(
+            "/triggers/test",
+            Some(json!({"name": "try", "kind": "api", "payload_schema": {}, "payload": {}})),
+        )
+        .await;
+    let run_event = run.body["event"]["id"].as_str().unwrap().to_string();
+    r.post(&format!("/events/{run_event}/redeliver"), None)
+        .await
+        .problem(409, None);
+    // Pending: the first series is still under way.
+    let (hooked, _) = r.trigger(Some("missing"), json!({})).await;
+    let pending = r.fire(&hooked).await;
+    r.post(&format!("/events/{pending}/redeliver"), None)
+        .await
+        .problem(409, None);
+    r.worker.run_due().await;
+    // A deleted trigger.
+    let deleted = r
+        .send(Method::DELETE, &format!("/triggers/{hooked}"), None)
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    r.post(&format!("/events/{pending}/redeliver"), None)
+        .await
+        .problem(409, None);
+    // Gone once expired.
+    r.clock.advance(Duration::hours(49));
+    r.post(&format!("/events/{bare}/redeliver"), None)
+        .await
+        .problem(404, None);
+}
