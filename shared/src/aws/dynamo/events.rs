@@ -17,7 +17,7 @@ use super::{
     pad_ms, query_until, s, sdk_error, shard_of, time_key, unavailable,
 };
 use crate::domain::delivery::DeliveryPlan;
-use crate::domain::event::Event;
+use crate::domain::event::{Event, EventStatus};
 use crate::domain::lifecycle::FiredWindow;
 use crate::ports::{EventQuery, EventStore, NewEvent, Page, Recorded, StoreError, cursor};
 
@@ -41,6 +41,14 @@ fn marker_key(dedupe_key: &str) -> Item {
         ("pk".into(), s(format!("DK#{dedupe_key}"))),
         ("sk".into(), s("DK")),
     ])
+}
+
+fn status_name(status: EventStatus) -> &'static str {
+    match status {
+        EventStatus::Success => "success",
+        EventStatus::Failure => "failure",
+        EventStatus::Pending => "pending",
+    }
 }
 
 fn put_new(table: &str, item: Item) -> Result<TransactWriteItem, StoreError> {
@@ -127,6 +135,8 @@ impl DynamoStore {
             // Never in `body`, so never shown; `attempts_n` makes each attempt's write conditional.
             event.insert("delivery_plan".into(), s(encode(plan)?));
             event.insert("attempts_n".into(), n(0));
+            // Beside the body so a redelivery's write can be conditional on it.
+            event.insert("delivery_status".into(), s(status_name(e.status)));
         }
         let marker = new.dedupe_key.as_ref().map(|dedupe| {
             // Kept on the event too, so the sweep can delete the marker with it.
@@ -496,8 +506,11 @@ impl DynamoStore {
             .set_key(Some(event_key(&event.id)))
             // The attempt is recorded: its claim ends with it, so the next attempt (a retry
             // due in seconds) can be claimed.
-            .update_expression("SET body = :body, attempts_n = :next REMOVE claim_ms")
+            .update_expression(
+                "SET body = :body, attempts_n = :next, delivery_status = :status REMOVE claim_ms",
+            )
             .condition_expression("attempts_n = :seen")
+            .expression_attribute_values(":status", s(status_name(event.status)))
             .expression_attribute_values(":body", s(encode(event)?))
             .expression_attribute_values(":next", n(event.attempts.len()))
             .expression_attribute_values(":seen", n(seen))
@@ -581,7 +594,10 @@ impl EventStore for DynamoStore {
         // those two conditions make the read and this write one step. Events recorded without
         // a plan have neither attribute yet.
         let previous = event.delivery_series.saturating_sub(1).max(1);
-        let mut condition = String::from("attribute_exists(pk) AND ");
+        let mut condition = String::from(
+            "attribute_exists(pk) AND \
+             (attribute_not_exists(delivery_status) OR delivery_status <> :pending) AND ",
+        );
         condition.push_str(if seen_attempts == 0 {
             "(attribute_not_exists(attempts_n) OR attempts_n = :seen)"
         } else {
@@ -599,7 +615,7 @@ impl EventStore for DynamoStore {
             .set_key(Some(event_key(&event.id)))
             .update_expression(
                 "SET body = :body, delivery_plan = :plan, attempts_n = :seen, \
-                 series_n = :series REMOVE claim_ms",
+                 series_n = :series, delivery_status = :pending REMOVE claim_ms",
             )
             .condition_expression(condition)
             .expression_attribute_values(":body", s(encode(event)?))
@@ -607,6 +623,7 @@ impl EventStore for DynamoStore {
             .expression_attribute_values(":seen", n(seen_attempts))
             .expression_attribute_values(":series", n(event.delivery_series))
             .expression_attribute_values(":previous", n(previous))
+            .expression_attribute_values(":pending", s(status_name(EventStatus::Pending)))
             .send()
             .await;
         match result {

@@ -31,7 +31,8 @@ macro_rules! store_contract_tests {
             events_list_by_window_newest_first, events_page_and_filter,
             stats_count_per_trigger_exactly, purge_deletes_only_expired, ping_answers,
             secrets_are_kept_with_the_trigger, deliveries_record_attempts_once,
-            trigger_quota_writes_nothing_beyond_it, test_runs_are_kept_listed_and_bounded);
+            trigger_quota_writes_nothing_beyond_it, test_runs_are_kept_listed_and_bounded,
+            redelivery_starts_one_new_series);
     };
     (@cases $make:expr; $($name:ident),*) => {
         $(
