@@ -72,6 +72,7 @@ pub async fn seed(
             attempts: Vec::new(),
             next_attempt_at: None,
             delivery_series: 1,
+            reason: None,
         };
         let store = store.clone();
         pending.spawn(async move {

@@ -159,5 +159,6 @@ impl Runtime {
             self.settings.retry.clone(),
         )
         .with_early_slack(etp::delivery::SCHEDULER_EARLY_SLACK)
+        .with_alerts(self.settings.alert.clone())
     }
 }

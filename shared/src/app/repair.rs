@@ -1,8 +1,10 @@
-//! Repairing deliveries: a new delivery series for one event.
+//! Repairing deliveries: a new delivery series for one event, and resuming a trigger's
+//! delivery after it was paused for failures in a row.
 
 use super::{App, AppError, AppResult};
 use crate::domain::delivery::DeliveryPlan;
 use crate::domain::event::{EventStatus, EventView};
+use crate::domain::trigger::Trigger;
 use crate::ports::StoreError;
 
 fn gone(id: &str) -> AppError {
@@ -63,5 +65,27 @@ impl App {
             "redelivery queued"
         );
         EventView::at(next, &lifecycle, now).ok_or_else(|| gone(id))
+    }
+
+    /// Delivers the trigger's firings again from now on, its failures in a row forgotten.
+    /// Resuming a trigger whose delivery is not paused changes nothing. Events recorded while
+    /// paused stay `failure`; redeliver them one by one.
+    pub async fn resume_delivery(&self, id: &str, if_match: Option<&str>) -> AppResult<Trigger> {
+        let current = self.load(id).await?;
+        self.check_version(if_match, &current)?;
+        if current.delivery_paused_at.is_none() && current.consecutive_failures == 0 {
+            return Ok(current);
+        }
+        let next = current.with_delivery_resumed(self.now());
+        match self.store.replace_trigger(&next, current.version).await {
+            Err(StoreError::VersionConflict) => Err(AppError::PreconditionFailed {
+                current: self.load(id).await?.etag(),
+            }),
+            Err(e) => Err(e.into()),
+            Ok(()) => {
+                tracing::info!(trigger_id = id, "delivery resumed");
+                Ok(next)
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Delivering fired events to their targets: one attempt at a time, retried per the schedule,
 //! the same routine in the local server and in the fire function.
 
+pub mod alert;
 pub mod sender;
 pub mod signing;
 
@@ -10,7 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::clock::Clock;
 use crate::domain::delivery::{RetrySchedule, Verdict};
-use crate::domain::event::EventStatus;
+use crate::domain::event::{Event, EventStatus};
 use crate::ports::{DeliveryQueue, SchedulerError, Store, StoreError};
 pub use sender::{Sender, SenderError, install_crypto_provider};
 
@@ -56,6 +57,7 @@ pub struct Deliverer {
     sender: Arc<Sender>,
     retry: RetrySchedule,
     early_slack: Duration,
+    alerts: Option<alert::Alerts>,
 }
 
 impl Deliverer {
@@ -73,7 +75,14 @@ impl Deliverer {
             sender,
             retry,
             early_slack: EARLY_SLACK,
+            alerts: None,
         }
+    }
+
+    /// Notify `target` (`ETP_ALERT_URL`) of deliveries given up and of paused triggers.
+    pub fn with_alerts(mut self, target: Option<alert::AlertTarget>) -> Self {
+        self.alerts = target.map(|t| alert::Alerts::new(t, self.sender.clone()));
+        self
     }
 
     /// How early an invocation may come and still make the due attempt.
@@ -160,12 +169,65 @@ impl Deliverer {
             other => other?,
         }
         Ok(match (status, next) {
-            (EventStatus::Success, _) => Delivery::Delivered,
+            (EventStatus::Success, _) => {
+                self.settled(&event, false).await;
+                Delivery::Delivered
+            }
             (_, Some(at)) => {
                 self.queue.enqueue(event_id, at).await?;
                 Delivery::RetryAt(at)
             }
-            _ => Delivery::Failed,
+            _ => {
+                self.settled(&event, true).await;
+                Delivery::Failed
+            }
         })
+    }
+
+    /// After `event`'s series ended: the alert when it failed, and its trigger's failures in a
+    /// row (pausing delivery at `target.pause_after_failures`). Best-effort: the outcome is
+    /// recorded already, so a store error here is logged, not returned.
+    async fn settled(&self, event: &Event, failed: bool) {
+        let now = self.clock.now();
+        if failed && let Some(alerts) = &self.alerts {
+            alerts.delivery_failed(event, now).await;
+        }
+        let Some(trigger_id) = &event.trigger_id else {
+            return;
+        };
+        // A few tries: an edit of the trigger may land in between (its version moves).
+        for _ in 0..3 {
+            let trigger = match self.store.get_trigger(trigger_id).await {
+                Ok(Some(t)) => t,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(trigger_id, error = %e, "failures in a row not counted");
+                    return;
+                }
+            };
+            let Some(next) = trigger.after_delivery(failed, now) else {
+                return;
+            };
+            match self.store.replace_trigger(&next, trigger.version).await {
+                Ok(()) => {
+                    if next.delivery_paused_at.is_some() && trigger.delivery_paused_at.is_none() {
+                        tracing::warn!(
+                            trigger_id,
+                            failures = next.consecutive_failures,
+                            "delivery paused after failures in a row"
+                        );
+                        if let Some(alerts) = &self.alerts {
+                            alerts.delivery_paused(&next, now).await;
+                        }
+                    }
+                    return;
+                }
+                Err(StoreError::VersionConflict) => continue,
+                Err(e) => {
+                    tracing::warn!(trigger_id, error = %e, "failures in a row not counted");
+                    return;
+                }
+            }
+        }
     }
 }

@@ -71,6 +71,17 @@ pub struct Event {
     #[serde(default = "first_series", skip_serializing_if = "is_first_series")]
     #[schema(minimum = 1)]
     pub delivery_series: u32,
+    /// Why a `failure` was recorded without any attempt: `delivery_paused`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<FailureReason>,
+}
+
+/// Why an event failed without a delivery attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureReason {
+    /// Its trigger's delivery was paused after failures in a row (`pause_after_failures`).
+    DeliveryPaused,
 }
 
 fn first_series() -> u32 {
@@ -106,6 +117,7 @@ impl Event {
         self.status = EventStatus::Pending;
         self.next_attempt_at = Some(now);
         self.delivery_series = self.delivery_series.saturating_add(1);
+        self.reason = None;
         self
     }
 }
@@ -181,6 +193,7 @@ mod tests {
             attempts,
             next_attempt_at: next,
             delivery_series: 1,
+            reason: None,
         }
     }
 

@@ -67,6 +67,10 @@ fn protected(app: Arc<App>) -> Router {
         .route("/events/stats", get(events::stats))
         .route("/events/{id}", get(events::get))
         .route("/events/{id}/redeliver", post(repair::redeliver_event))
+        .route(
+            "/triggers/{id}/resume-delivery",
+            post(repair::resume_delivery),
+        )
         .with_state(app)
 }
 

@@ -219,6 +219,7 @@ pub async fn measure() -> Result<Vec<OperationCost>, String> {
                 headers: Default::default(),
                 timeout_ms: Some(5_000),
                 max_attempts: None,
+                pause_after_failures: None,
             })),
             None,
         )

@@ -513,6 +513,7 @@ async fn write_units_of_a_firing_follow_from_its_item_sizes() {
             headers: Default::default(),
             timeout_ms: None,
             max_attempts: None,
+            pause_after_failures: None,
         },
         secret: Secret::generate(),
     };

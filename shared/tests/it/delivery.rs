@@ -103,6 +103,7 @@ impl Rig {
             headers: [("authorization".to_string(), "Bearer receiver".to_string())].into(),
             timeout_ms: Some(500),
             max_attempts: None,
+            pause_after_failures: None,
         }
     }
 
@@ -523,6 +524,7 @@ async fn the_sender_refuses_forbidden_addresses_at_connect_time() {
                 headers: Default::default(),
                 timeout_ms: Some(1000),
                 max_attempts: None,
+                pause_after_failures: None,
             },
             secret: Secret::generate(),
         };

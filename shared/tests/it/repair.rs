@@ -12,6 +12,7 @@ use chrono::Duration;
 use etp::app::App;
 use etp::clock::{Clock, ManualClock};
 use etp::config::{ApiToken, Settings};
+use etp::delivery::alert::AlertTarget;
 use etp::delivery::{Deliverer, Sender};
 use etp::domain::egress::EgressPolicy;
 use etp::domain::target::Secret;
@@ -34,6 +35,7 @@ async fn answer(path: String, hit: usize) -> Response {
         ("hook/fixed", 1) => StatusCode::NOT_FOUND.into_response(),
         ("hook/missing", _) => StatusCode::NOT_FOUND.into_response(),
         ("hook/down", _) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        ("hook/alerts-down", _) => StatusCode::BAD_GATEWAY.into_response(),
         _ => StatusCode::OK.into_response(),
     }
 }
@@ -67,6 +69,10 @@ impl Reply {
 
 async fn rig_with(settings: Settings) -> Rig {
     let rx = WebhookReceiver::start(|path, hit| Box::pin(answer(path.to_string(), hit))).await;
+    rig_with_receiver(rx, settings).await
+}
+
+async fn rig_with_receiver(rx: WebhookReceiver, settings: Settings) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let db = SqliteStore::open(&dir.path().join("etp.sqlite3")).unwrap();
     let clock = Arc::new(ManualClock::new(t0()));
@@ -75,13 +81,16 @@ async fn rig_with(settings: Settings) -> Rig {
         ..settings
     };
     let queue = LocalDeliveryQueue::default();
-    let deliverer = Arc::new(Deliverer::new(
-        Arc::new(db.clone()),
-        clock.clone(),
-        Arc::new(queue.clone()),
-        Arc::new(Sender::new(settings.egress.clone()).unwrap()),
-        settings.retry.clone(),
-    ));
+    let deliverer = Arc::new(
+        Deliverer::new(
+            Arc::new(db.clone()),
+            clock.clone(),
+            Arc::new(queue.clone()),
+            Arc::new(Sender::new(settings.egress.clone()).unwrap()),
+            settings.retry.clone(),
+        )
+        .with_alerts(settings.alert.clone()),
+    );
     let worker = DeliveryWorker::new(Arc::new(db.clone()), clock.clone(), &queue, deliverer);
     let app = Arc::new(App::new(
         Arc::new(db),
@@ -105,10 +114,27 @@ async fn rig() -> Rig {
 
 impl Rig {
     async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        self.request(method, path, body, &[]).await
+    }
+
+    async fn send_with(&self, method: Method, path: &str, extra: &[(&str, &str)]) -> Reply {
+        self.request(method, path, None, extra).await
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        extra: &[(&str, &str)],
+    ) -> Reply {
         let mut req = Request::builder()
             .method(method)
             .uri(path)
             .header("authorization", format!("Bearer {TOKEN}"));
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
         let body = match body {
             Some(v) => {
                 req = req.header("content-type", "application/json");
@@ -413,4 +439,157 @@ async fn redelivery_refusals() {
     r.post(&format!("/events/{bare}/redeliver"), None)
         .await
         .problem(404, None);
+}
+
+fn alert_target(r: &WebhookReceiver, path: &str) -> (AlertTarget, Secret) {
+    let secret = Secret::generate();
+    let target = AlertTarget {
+        url: r.url(&format!("hook/{path}")),
+        secret: secret.clone(),
+    };
+    (target, secret)
+}
+
+/// A rig whose alerts go to `hook/<path>` on its own receiver.
+async fn rig_alerting(path: &str) -> (Rig, Secret) {
+    // The receiver's port is only known once it runs: start it first, then the rest.
+    let probe = rig().await;
+    let (target, secret) = alert_target(&probe.rx, path);
+    let r = rig_with_receiver(
+        probe.rx,
+        Settings {
+            alert: Some(target),
+            ..Settings::default()
+        },
+    )
+    .await;
+    (r, secret)
+}
+
+fn alerts_of(r: &Rig, path: &str) -> Vec<Value> {
+    r.rx.seen(&format!("hook/{path}"))
+        .iter()
+        .map(|s| serde_json::from_slice(&s.body).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn delivery_pauses_after_failures_in_a_row_alerts_and_resumes() {
+    let (r, alert_secret) = rig_alerting("alerts").await;
+    let (id, _) = r
+        .trigger(
+            Some("missing"),
+            json!({"max_attempts": 0, "pause_after_failures": 2}),
+        )
+        .await;
+    let first = r.fire(&id).await;
+    r.worker.run_due().await;
+    let alerts = alerts_of(&r, "alerts");
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["type"], "event.delivery_failed");
+    assert_eq!(alerts[0]["data"]["event_id"], first.as_str());
+    assert_eq!(alerts[0]["data"]["last_attempt"]["status_code"], 404);
+    let seen = r.rx.seen("hook/alerts");
+    assert!(verify(&alert_secret, &seen[0]), "alerts are signed");
+    let counted = r.get(&format!("/triggers/{id}")).await;
+    assert_eq!(counted.body["consecutive_failures"], 1);
+    assert!(counted.body.get("delivery_paused_at").is_none());
+
+    r.fire(&id).await;
+    r.worker.run_due().await;
+    let kinds: Vec<_> = alerts_of(&r, "alerts")
+        .iter()
+        .map(|a| a["type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "event.delivery_failed",
+            "event.delivery_failed",
+            "trigger.delivery_paused"
+        ]
+    );
+    let paused = r.get(&format!("/triggers/{id}")).await;
+    assert_eq!(paused.body["delivery_paused_at"], rfc3339(t0()));
+    assert_eq!(
+        paused.body["status"], "active",
+        "the trigger itself still fires"
+    );
+
+    // Firings are recorded, as failures that were never sent.
+    let held = r.fire(&id).await;
+    let event = r.event(&held).await;
+    assert_eq!(event["status"], "failure");
+    assert_eq!(event["reason"], "delivery_paused");
+    assert_eq!(event["attempts"], json!([]));
+    r.clock.advance(Duration::minutes(1));
+    assert_eq!(r.worker.run_due().await, 0);
+    assert_eq!(r.rx.seen("hook/missing").len(), 2);
+
+    let etag = paused.body["version"].to_string();
+    r.send_with(
+        Method::POST,
+        &format!("/triggers/{id}/resume-delivery"),
+        &[("if-match", "\"999\"")],
+    )
+    .await
+    .problem(412, None);
+    let resumed = r
+        .send_with(
+            Method::POST,
+            &format!("/triggers/{id}/resume-delivery"),
+            &[("if-match", &format!("\"{etag}\""))],
+        )
+        .await;
+    assert_eq!(resumed.status, StatusCode::OK, "{}", resumed.body);
+    assert!(resumed.body.get("delivery_paused_at").is_none());
+    assert!(resumed.body.get("consecutive_failures").is_none());
+    let again = r
+        .post(&format!("/triggers/{id}/resume-delivery"), None)
+        .await;
+    assert_eq!(
+        again.status,
+        StatusCode::OK,
+        "resuming twice changes nothing"
+    );
+    assert_eq!(again.body["version"], resumed.body["version"]);
+    let delivered = r.fire(&id).await;
+    assert_eq!(r.event(&delivered).await["status"], "pending");
+    // An event held while paused can be sent now.
+    let redelivered = r.post(&format!("/events/{held}/redeliver"), None).await;
+    assert_eq!(
+        redelivered.status,
+        StatusCode::ACCEPTED,
+        "{}",
+        redelivered.body
+    );
+    assert!(redelivered.body.get("reason").is_none());
+    r.worker.run_due().await;
+    assert_eq!(r.rx.seen("hook/missing").len(), 4);
+
+    let unknown = ulid::Ulid::new().to_string();
+    r.post(&format!("/triggers/{unknown}/resume-delivery"), None)
+        .await
+        .problem(404, None);
+    let bad = r
+        .post(
+            "/triggers",
+            Some(json!({"name": "x", "kind": "api", "payload_schema": {},
+                "target": {"url": "https://example.com/h", "pause_after_failures": 0}})),
+        )
+        .await;
+    bad.problem(422, Some("target.pause_after_failures"));
+}
+
+#[tokio::test]
+async fn an_alert_that_fails_is_logged_and_changes_nothing() {
+    let (r, _) = rig_alerting("alerts-down").await;
+    let (id, _) = r.trigger(Some("missing"), json!({"max_attempts": 0})).await;
+    let event = r.fire(&id).await;
+    assert_eq!(r.worker.run_due().await, 1);
+    assert_eq!(r.event(&event).await["status"], "failure");
+    assert_eq!(r.rx.seen("hook/alerts-down").len(), 1);
+    // No threshold: failures are not counted on the trigger.
+    let t = r.get(&format!("/triggers/{id}")).await;
+    assert!(t.body.get("consecutive_failures").is_none());
 }

@@ -26,6 +26,7 @@ fn event(trigger: &str, fired_at: DateTime<Utc>) -> Event {
         attempts: Vec::new(),
         next_attempt_at: None,
         delivery_series: 1,
+        reason: None,
     }
 }
 

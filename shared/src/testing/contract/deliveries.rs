@@ -31,6 +31,7 @@ pub async fn deliveries_record_attempts_once(store: &dyn Store) {
             headers: Default::default(),
             timeout_ms: Some(1000),
             max_attempts: Some(2),
+            pause_after_failures: None,
         },
         secret: Secret::generate(),
     };
@@ -184,6 +185,7 @@ pub async fn redelivery_starts_one_new_series(store: &dyn Store) {
             headers: Default::default(),
             timeout_ms: Some(1000),
             max_attempts: Some(0),
+            pause_after_failures: None,
         },
         secret: Secret::generate(),
     };

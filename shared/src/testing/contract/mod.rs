@@ -83,6 +83,7 @@ pub fn event(trigger: Option<&Trigger>, source: EventSource, fired_at: DateTime<
         attempts: Vec::new(),
         next_attempt_at: None,
         delivery_series: 1,
+        reason: None,
     }
 }
 
