@@ -40,6 +40,20 @@ fn narrow(
     w
 }
 
+/// [`narrow`], refusing an `until` that is not later than `since`.
+pub(super) fn narrow_checked(
+    w: FiredWindow,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> AppResult<FiredWindow> {
+    if let (Some(since), Some(until)) = (since, until)
+        && until <= since
+    {
+        return Err(ValidationError::field("until", "must be later than since").into());
+    }
+    Ok(narrow(w, since, until))
+}
+
 impl App {
     pub async fn get_event(&self, id: &str) -> AppResult<EventView> {
         let event = self.store.get_event(id).await?;
@@ -53,14 +67,9 @@ impl App {
 
     /// The store query for `filter` as of `now`.
     fn event_query(&self, filter: EventFilter, now: DateTime<Utc>) -> AppResult<EventQuery> {
-        if let (Some(since), Some(until)) = (filter.since, filter.until)
-            && until <= since
-        {
-            return Err(ValidationError::field("until", "must be later than since").into());
-        }
         let window = self.settings.lifecycle.window(filter.state, now);
         Ok(EventQuery {
-            window: narrow(window, filter.since, filter.until),
+            window: narrow_checked(window, filter.since, filter.until)?,
             now: Some(now),
             trigger_id: filter.trigger_id,
             source: filter.source,

@@ -23,6 +23,7 @@ use crate::ports::{DeliveryQueue, Scheduler, SchedulerError, Store, StoreError};
 
 pub use caches::StatsSnapshot;
 pub use events::STATUS_SCAN;
+pub use repair::{BulkRedelivery, REDELIVER_BATCH, RedeliverFilter};
 pub use views::{ApiFireResult, EventFilter, Health, TestRunOutcome, TriggerView};
 
 use schemas::SchemaWork;

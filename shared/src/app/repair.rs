@@ -2,10 +2,38 @@
 //! delivery after it was paused for failures in a row.
 
 use super::{App, AppError, AppResult};
+use chrono::{DateTime, Utc};
+
 use crate::domain::delivery::DeliveryPlan;
 use crate::domain::event::{EventStatus, EventView};
+use crate::domain::lifecycle::FiredWindow;
 use crate::domain::trigger::Trigger;
-use crate::ports::StoreError;
+use crate::ports::{EventQuery, StoreError, cursor};
+
+/// Events re-queued at most by one bulk redelivery call; the cursor goes on from there.
+pub const REDELIVER_BATCH: usize = 100;
+
+/// Which events of a trigger a bulk redelivery takes.
+#[derive(Debug, Clone)]
+pub struct RedeliverFilter {
+    /// `failure` (or `success`, to send delivered events once more).
+    pub status: EventStatus,
+    /// Fired at or after this instant; fired before `until`.
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub cursor: Option<String>,
+}
+
+/// What one bulk redelivery call did.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct BulkRedelivery {
+    /// Events given a new delivery series by this call.
+    pub queued: usize,
+    /// Matching events left alone: changed meanwhile (a delivery under way).
+    pub skipped: usize,
+    /// Pass back as `cursor` to go on; `null` once every matching event was taken.
+    pub next_cursor: Option<String>,
+}
 
 fn gone(id: &str) -> AppError {
     AppError::NotFound {
@@ -87,5 +115,77 @@ impl App {
                 Ok(next)
             }
         }
+    }
+
+    /// Redelivers the trigger's events with outcome `filter.status` fired in the window,
+    /// newest first: [`super::STATUS_SCAN`] events read and at most [`REDELIVER_BATCH`]
+    /// re-queued per call, with a cursor to go on.
+    pub async fn redeliver_trigger(
+        &self,
+        id: &str,
+        filter: RedeliverFilter,
+    ) -> AppResult<BulkRedelivery> {
+        let trigger = self.load(id).await?;
+        if trigger.target.is_none() {
+            return Err(AppError::Conflict(format!(
+                "the trigger {id} has no target to deliver to"
+            )));
+        }
+        if filter.status == EventStatus::Pending {
+            return Err(crate::domain::validation::ValidationError::field(
+                "status",
+                "must be failure or success: pending events are being delivered",
+            )
+            .into());
+        }
+        let now = self.now();
+        let retained = FiredWindow {
+            after: self.settings.lifecycle.expired_at_or_before(now),
+            until: None,
+        };
+        let window = super::events::narrow_checked(retained, filter.since, filter.until)?;
+        let read = self
+            .store
+            .list_events(&EventQuery {
+                window,
+                now: Some(now),
+                trigger_id: Some(trigger.id.clone()),
+                source: None,
+                is_test: None,
+                limit: super::STATUS_SCAN,
+                cursor: filter.cursor,
+            })
+            .await?;
+        let matching: Vec<_> = read
+            .items
+            .iter()
+            .filter(|e| e.status == filter.status)
+            .collect();
+        let (batch, next_cursor) = if matching.len() > REDELIVER_BATCH {
+            let last = matching[REDELIVER_BATCH - 1];
+            (
+                &matching[..REDELIVER_BATCH],
+                Some(cursor::encode_event(
+                    last.fired_at.timestamp_millis(),
+                    &last.id,
+                )),
+            )
+        } else {
+            (&matching[..], read.next_cursor)
+        };
+        let (mut queued, mut skipped) = (0, 0);
+        for event in batch {
+            match self.redeliver_event(&event.id).await {
+                Ok(_) => queued += 1,
+                Err(AppError::Conflict(_) | AppError::NotFound { .. }) => skipped += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        tracing::info!(trigger_id = id, queued, skipped, "bulk redelivery");
+        Ok(BulkRedelivery {
+            queued,
+            skipped,
+            next_cursor,
+        })
     }
 }

@@ -71,6 +71,7 @@ fn protected(app: Arc<App>) -> Router {
             "/triggers/{id}/resume-delivery",
             post(repair::resume_delivery),
         )
+        .route("/triggers/{id}/redeliver", post(repair::redeliver_trigger))
         .with_state(app)
 }
 

@@ -1,15 +1,19 @@
-//! Repair routes: deliver an event again; resume a trigger's paused delivery.
+//! Repair routes: deliver an event again, or a trigger's failed events in bulk; resume a
+//! trigger's paused delivery.
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use utoipa::ToSchema;
 
-use super::extract::PathId;
+use super::cursor_seal::{CursorSeal, Listing};
+use super::extract::{OptionalJsonBody, PathId};
 use super::problem::{ApiError, Problem};
-use crate::app::{App, TriggerView};
+use crate::app::{App, BulkRedelivery, RedeliverFilter, TriggerView};
 use crate::domain::event::EventView;
 
 /// Deliver an event again: a new series of attempts (same `webhook-id`), to its trigger's
@@ -59,4 +63,83 @@ pub async fn resume_delivery(
         response.headers_mut().insert(header::ETAG, etag);
     }
     Ok(response)
+}
+
+/// Which of a trigger's events to deliver again.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedeliverRequest {
+    /// `failure` (default) or `success`.
+    #[schema(value_type = Option<String>, example = "failure")]
+    pub status: Option<String>,
+    /// Only events fired at or after this instant (RFC 3339).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub since: Option<String>,
+    /// Only events fired before this instant (RFC 3339).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub until: Option<String>,
+    /// `next_cursor` from the previous call.
+    pub cursor: Option<String>,
+}
+
+fn instant(field: &str, raw: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    crate::domain::timestamp::parse(raw).map_err(|_| {
+        crate::domain::validation::ValidationError::field(
+            field,
+            "is not an RFC 3339 instant, e.g. 2026-11-24T10:00:00Z",
+        )
+        .into()
+    })
+}
+
+/// Deliver a trigger's failed (or delivered) events again, newest first, each as a new series
+/// to the current target with the current secret. Bounded per call: at most 250 events are
+/// read and 100 re-queued; call again with `next_cursor` until it is `null`.
+#[utoipa::path(post, path = "/triggers/{id}/redeliver", tag = "triggers", operation_id = "redeliverTrigger",
+    params(("id" = String, Path, description = "The trigger's id")),
+    request_body(content = Option<RedeliverRequest>, content_type = "application/json"),
+    responses(
+        (status = 202, description = "How many were queued, and the cursor to go on", body = BulkRedelivery),
+        (status = 404, description = "No such trigger", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The trigger has no target", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad `status`, `since`, `until` or `cursor`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn redeliver_trigger(
+    State(app): State<Arc<App>>,
+    Extension(seal): Extension<CursorSeal>,
+    PathId(id): PathId,
+    OptionalJsonBody(body): OptionalJsonBody<RedeliverRequest>,
+) -> Result<Response, ApiError> {
+    let body = body.unwrap_or_default();
+    let status = match body.status.as_deref() {
+        None | Some("failure") => crate::domain::event::EventStatus::Failure,
+        Some("success") => crate::domain::event::EventStatus::Success,
+        Some(_) => {
+            return Err(crate::domain::validation::ValidationError::field(
+                "status",
+                "must be failure or success",
+            )
+            .into());
+        }
+    };
+    let filter = RedeliverFilter {
+        status,
+        since: body
+            .since
+            .as_deref()
+            .map(|v| instant("since", v))
+            .transpose()?,
+        until: body
+            .until
+            .as_deref()
+            .map(|v| instant("until", v))
+            .transpose()?,
+        cursor: body
+            .cursor
+            .map(|c| seal.open(Listing::Events, &c))
+            .transpose()?,
+    };
+    let mut done = app.redeliver_trigger(&id, filter).await?;
+    done.next_cursor = done.next_cursor.map(|c| seal.seal(Listing::Events, &c));
+    Ok((StatusCode::ACCEPTED, Json(done)).into_response())
 }

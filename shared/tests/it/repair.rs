@@ -34,6 +34,8 @@ async fn answer(path: String, hit: usize) -> Response {
         // Refuses the first delivery for good (a 404 is final), accepts every later one.
         ("hook/fixed", 1) => StatusCode::NOT_FOUND.into_response(),
         ("hook/missing", _) => StatusCode::NOT_FOUND.into_response(),
+        // Refuses the first 105 deliveries for good, then accepts.
+        ("hook/flip", n) if n <= 105 => StatusCode::GONE.into_response(),
         ("hook/down", _) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
         ("hook/alerts-down", _) => StatusCode::BAD_GATEWAY.into_response(),
         _ => StatusCode::OK.into_response(),
@@ -592,4 +594,107 @@ async fn an_alert_that_fails_is_logged_and_changes_nothing() {
     // No threshold: failures are not counted on the trigger.
     let t = r.get(&format!("/triggers/{id}")).await;
     assert!(t.body.get("consecutive_failures").is_none());
+}
+
+#[tokio::test]
+async fn a_triggers_failed_events_are_redelivered_in_bounded_batches() {
+    let r = rig().await;
+    let (id, _) = r.trigger(Some("flip"), json!({"max_attempts": 0})).await;
+    for _ in 0..105 {
+        r.clock.advance(Duration::milliseconds(5));
+        r.fire(&id).await;
+    }
+    while r.worker.run_due().await > 0 {}
+    let failed = format!("trigger_id={id}&status=failure&limit=200");
+    assert_eq!(r.ids(&failed).await.len(), 105);
+
+    let since = enc(&rfc3339(t0()));
+    let path = format!("/triggers/{id}/redeliver");
+    let first = r
+        .post(
+            &path,
+            Some(json!({"status": "failure", "since": rfc3339(t0())})),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.body);
+    assert_eq!(first.body["queued"], etp::app::REDELIVER_BATCH);
+    let cursor = first.body["next_cursor"]
+        .as_str()
+        .expect("more to go")
+        .to_string();
+    // Queued events are pending: a second pass over them skips nothing, it does not reach them.
+    let second = r
+        .post(&path, Some(json!({"status": "failure", "cursor": cursor})))
+        .await;
+    assert_eq!(second.status, StatusCode::ACCEPTED, "{}", second.body);
+    assert_eq!(second.body["queued"], 5);
+    assert_eq!(second.body["next_cursor"], Value::Null);
+    assert_eq!(
+        r.ids(&format!(
+            "trigger_id={id}&status=pending&limit=200&since={since}"
+        ))
+        .await
+        .len(),
+        105
+    );
+    while r.worker.run_due().await > 0 {}
+    assert_eq!(
+        r.ids(&failed).await,
+        Vec::<String>::new(),
+        "all delivered now"
+    );
+    let none_left = r.post(&path, None).await;
+    assert_eq!(none_left.body["queued"], 0);
+
+    r.post(&path, Some(json!({"status": "pending"})))
+        .await
+        .problem(422, Some("status"));
+    r.post(&path, Some(json!({"since": "soon"})))
+        .await
+        .problem(422, Some("since"));
+    r.post(&path, Some(json!({"cursor": "made-up"})))
+        .await
+        .problem(422, Some("cursor"));
+    r.post(&path, Some(json!({"statuses": "failure"})))
+        .await
+        .problem(422, None);
+    let (plain, _) = r.trigger(None, json!({})).await;
+    r.post(&format!("/triggers/{plain}/redeliver"), None)
+        .await
+        .problem(409, None);
+    let unknown = ulid::Ulid::new().to_string();
+    r.post(&format!("/triggers/{unknown}/redeliver"), None)
+        .await
+        .problem(404, None);
+}
+
+#[tokio::test]
+async fn openapi_documents_the_repair_routes() {
+    let r = rig().await;
+    let doc = r
+        .router
+        .clone()
+        .oneshot(Request::get("/openapi.json").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let bytes = doc.into_body().collect().await.unwrap().to_bytes();
+    let doc: Value = serde_json::from_slice(&bytes).unwrap();
+    for (path, method) in [
+        ("/events/{id}/redeliver", "post"),
+        ("/triggers/{id}/redeliver", "post"),
+        ("/triggers/{id}/resume-delivery", "post"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "missing {method} {path}"
+        );
+    }
+    let params = doc["paths"]["/events"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    for name in ["status", "since", "until"] {
+        assert!(params.iter().any(|p| p["name"] == name), "missing {name}");
+    }
+    let target = &doc["components"]["schemas"]["Target"]["properties"];
+    assert_eq!(target["pause_after_failures"]["minimum"], 1);
 }

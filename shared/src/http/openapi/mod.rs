@@ -37,7 +37,7 @@ use crate::ports::TriggerStats;
         triggers::rotate_secret,
         triggers::test_definition, test_runs::list, test_runs::cancel, events::list, events::get,
         events::stats,
-        repair::redeliver_event, repair::resume_delivery,
+        repair::redeliver_event, repair::resume_delivery, repair::redeliver_trigger,
         system::health, openapi, ui::index, docs::page,
     ),
     components(schemas(
