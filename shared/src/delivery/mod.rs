@@ -12,6 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 use crate::clock::Clock;
 use crate::domain::delivery::{RetrySchedule, Verdict};
 use crate::domain::event::{Event, EventStatus};
+use crate::domain::trigger::Trigger;
 use crate::ports::{DeliveryQueue, SchedulerError, Store, StoreError};
 pub use sender::{Sender, SenderError, install_crypto_provider};
 
@@ -109,11 +110,19 @@ impl Deliverer {
         // Signed with the trigger's secrets as they are now (a rotation reaches pending
         // retries; the replaced secret signs beside the new one during its grace); a test run
         // has no trigger and keeps its own. A deleted trigger's deliveries stop.
+        let mut loaded = None;
         let secrets = match &event.trigger_id {
             None => vec![plan.secret.clone()],
             Some(trigger_id) => match self.store.get_trigger(trigger_id).await? {
-                Some(t) if t.secret.is_some() => t.signing_secrets(now),
-                Some(_) => vec![plan.secret.clone()],
+                Some(t) if t.secret.is_some() => {
+                    let secrets = t.signing_secrets(now);
+                    loaded = Some(t);
+                    secrets
+                }
+                Some(t) => {
+                    loaded = Some(t);
+                    vec![plan.secret.clone()]
+                }
                 None => {
                     tracing::info!(event_id, trigger_id, "trigger deleted; its delivery stops");
                     event.status = EventStatus::Failure;
@@ -170,7 +179,7 @@ impl Deliverer {
         }
         Ok(match (status, next) {
             (EventStatus::Success, _) => {
-                self.settled(&event, false).await;
+                self.settled(&event, false, loaded).await;
                 Delivery::Delivered
             }
             (_, Some(at)) => {
@@ -178,7 +187,7 @@ impl Deliverer {
                 Delivery::RetryAt(at)
             }
             _ => {
-                self.settled(&event, true).await;
+                self.settled(&event, true, loaded).await;
                 Delivery::Failed
             }
         })
@@ -187,7 +196,8 @@ impl Deliverer {
     /// After `event`'s series ended: the alert when it failed, and its trigger's failures in a
     /// row (pausing delivery at `target.pause_after_failures`). Best-effort: the outcome is
     /// recorded already, so a store error here is logged, not returned.
-    async fn settled(&self, event: &Event, failed: bool) {
+    /// `loaded` is the trigger as read for this attempt: read again only if it changed since.
+    async fn settled(&self, event: &Event, failed: bool, mut loaded: Option<Trigger>) {
         let now = self.clock.now();
         if failed && let Some(alerts) = &self.alerts {
             alerts.delivery_failed(event, now).await;
@@ -197,13 +207,16 @@ impl Deliverer {
         };
         // A few tries: an edit of the trigger may land in between (its version moves).
         for _ in 0..3 {
-            let trigger = match self.store.get_trigger(trigger_id).await {
-                Ok(Some(t)) => t,
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::warn!(trigger_id, error = %e, "failures in a row not counted");
-                    return;
-                }
+            let trigger = match loaded.take() {
+                Some(t) => t,
+                None => match self.store.get_trigger(trigger_id).await {
+                    Ok(Some(t)) => t,
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::warn!(trigger_id, error = %e, "failures in a row not counted");
+                        return;
+                    }
+                },
             };
             let Some(next) = trigger.after_delivery(failed, now) else {
                 return;

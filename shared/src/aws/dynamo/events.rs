@@ -43,14 +43,6 @@ fn marker_key(dedupe_key: &str) -> Item {
     ])
 }
 
-fn status_name(status: EventStatus) -> &'static str {
-    match status {
-        EventStatus::Success => "success",
-        EventStatus::Failure => "failure",
-        EventStatus::Pending => "pending",
-    }
-}
-
 fn put_new(table: &str, item: Item) -> Result<TransactWriteItem, StoreError> {
     let put = Put::builder()
         .table_name(table)
@@ -135,8 +127,11 @@ impl DynamoStore {
             // Never in `body`, so never shown; `attempts_n` makes each attempt's write conditional.
             event.insert("delivery_plan".into(), s(encode(plan)?));
             event.insert("attempts_n".into(), n(0));
-            // Beside the body so a redelivery's write can be conditional on it.
-            event.insert("delivery_status".into(), s(status_name(e.status)));
+            // Present while a delivery series is under way, so a redelivery's write can be
+            // conditional on there being none (two bytes: item sizes are write units).
+            if e.status == EventStatus::Pending {
+                event.insert("dp".into(), AttributeValue::Bool(true));
+            }
         }
         let marker = new.dedupe_key.as_ref().map(|dedupe| {
             // Kept on the event too, so the sweep can delete the marker with it.
@@ -506,11 +501,12 @@ impl DynamoStore {
             .set_key(Some(event_key(&event.id)))
             // The attempt is recorded: its claim ends with it, so the next attempt (a retry
             // due in seconds) can be claimed.
-            .update_expression(
-                "SET body = :body, attempts_n = :next, delivery_status = :status REMOVE claim_ms",
-            )
+            .update_expression(if event.status == EventStatus::Pending {
+                "SET body = :body, attempts_n = :next REMOVE claim_ms"
+            } else {
+                "SET body = :body, attempts_n = :next REMOVE claim_ms, dp"
+            })
             .condition_expression("attempts_n = :seen")
-            .expression_attribute_values(":status", s(status_name(event.status)))
             .expression_attribute_values(":body", s(encode(event)?))
             .expression_attribute_values(":next", n(event.attempts.len()))
             .expression_attribute_values(":seen", n(seen))
@@ -589,14 +585,13 @@ impl EventStore for DynamoStore {
         plan: &DeliveryPlan,
         seen_attempts: usize,
     ) -> Result<(), StoreError> {
-        // The caller read the event settled (not pending); it stays settled until an attempt
-        // is recorded (`attempts_n` moves) or another redelivery lands (`series_n` moves), so
-        // those two conditions make the read and this write one step. Events recorded without
-        // a plan have neither attribute yet.
+        // Not while a series is under way (`dp`), and only from the state the caller read:
+        // `attempts_n` moves with each attempt, `series_n` with each redelivery. Events
+        // recorded without a plan have none of them yet.
         let previous = event.delivery_series.saturating_sub(1).max(1);
         let mut condition = String::from(
             "attribute_exists(pk) AND \
-             (attribute_not_exists(delivery_status) OR delivery_status <> :pending) AND ",
+             attribute_not_exists(dp) AND ",
         );
         condition.push_str(if seen_attempts == 0 {
             "(attribute_not_exists(attempts_n) OR attempts_n = :seen)"
@@ -615,7 +610,7 @@ impl EventStore for DynamoStore {
             .set_key(Some(event_key(&event.id)))
             .update_expression(
                 "SET body = :body, delivery_plan = :plan, attempts_n = :seen, \
-                 series_n = :series, delivery_status = :pending REMOVE claim_ms",
+                 series_n = :series, dp = :pending REMOVE claim_ms",
             )
             .condition_expression(condition)
             .expression_attribute_values(":body", s(encode(event)?))
@@ -623,7 +618,7 @@ impl EventStore for DynamoStore {
             .expression_attribute_values(":seen", n(seen_attempts))
             .expression_attribute_values(":series", n(event.delivery_series))
             .expression_attribute_values(":previous", n(previous))
-            .expression_attribute_values(":pending", s(status_name(EventStatus::Pending)))
+            .expression_attribute_values(":pending", AttributeValue::Bool(true))
             .send()
             .await;
         match result {
