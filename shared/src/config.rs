@@ -315,3 +315,31 @@ where
         })
         .transpose()
 }
+
+#[cfg(test)]
+mod alert_tests {
+    use super::*;
+
+    #[test]
+    fn the_alert_webhook_needs_a_url_and_a_usable_secret() {
+        let secret = crate::domain::target::Secret::generate()
+            .expose()
+            .to_string();
+        let url = Some("https://ops.example.com/etp".to_string());
+        assert!(alert_target(None, None).unwrap().is_none());
+        assert!(alert_target(Some(" ".into()), None).unwrap().is_none());
+        let target = alert_target(url.clone(), Some(secret)).unwrap().unwrap();
+        assert_eq!(target.url, "https://ops.example.com/etp");
+        for (url, secret, name) in [
+            (url.clone(), None, "ETP_ALERT_SECRET"),
+            (url, Some("whsec_!!".to_string()), "ETP_ALERT_SECRET"),
+            (Some("ftp://x".to_string()), None, "ETP_ALERT_URL"),
+            (Some("not a url".to_string()), None, "ETP_ALERT_URL"),
+        ] {
+            match alert_target(url, secret) {
+                Err(ConfigError::Invalid { name: n, .. }) => assert_eq!(n, name),
+                other => panic!("expected an error naming {name}, got {other:?}"),
+            }
+        }
+    }
+}

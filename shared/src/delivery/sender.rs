@@ -84,7 +84,14 @@ pub struct Sender {
 pub fn body(event: &Event) -> Vec<u8> {
     let mut data = serde_json::to_value(event).unwrap_or(Value::Null);
     if let Some(map) = data.as_object_mut() {
-        for delivery_state in ["status", "attempts", "next_attempt_at"] {
+        // The same body for every attempt of every series: receivers deduplicate on it.
+        for delivery_state in [
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "delivery_series",
+            "reason",
+        ] {
             map.remove(delivery_state);
         }
     }
