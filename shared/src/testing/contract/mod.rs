@@ -32,7 +32,7 @@ macro_rules! store_contract_tests {
             stats_count_per_trigger_exactly, purge_deletes_only_expired, ping_answers,
             secrets_are_kept_with_the_trigger, deliveries_record_attempts_once,
             trigger_quota_writes_nothing_beyond_it, test_runs_are_kept_listed_and_bounded,
-            redelivery_starts_one_new_series);
+            redelivery_starts_one_new_series, events_list_by_a_narrow_window);
     };
     (@cases $make:expr; $($name:ident),*) => {
         $(
