@@ -71,6 +71,8 @@ pub async fn seed(
             status: EventStatus::Success,
             attempts: Vec::new(),
             next_attempt_at: None,
+            delivery_series: 1,
+            reason: None,
         };
         let store = store.clone();
         pending.spawn(async move {

@@ -167,5 +167,6 @@ impl Runtime {
             self.settings.retry.clone(),
         )
         .with_early_slack(etp::delivery::SCHEDULER_EARLY_SLACK)
+        .with_alerts(self.settings.alert.clone())
     }
 }

@@ -29,13 +29,16 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let timed: Arc<dyn Store> = Arc::new(Timed(Arc::new(db.clone())));
     let store = Arc::new(db.clone());
     let queue = LocalDeliveryQueue::default();
-    let deliverer = Arc::new(Deliverer::new(
-        timed.clone(),
-        clock.clone(),
-        Arc::new(queue.clone()),
-        Arc::new(Sender::new(cfg.settings.egress.clone())?),
-        cfg.settings.retry.clone(),
-    ));
+    let deliverer = Arc::new(
+        Deliverer::new(
+            timed.clone(),
+            clock.clone(),
+            Arc::new(queue.clone()),
+            Arc::new(Sender::new(cfg.settings.egress.clone())?),
+            cfg.settings.retry.clone(),
+        )
+        .with_alerts(cfg.settings.alert.clone()),
+    );
     let worker = DeliveryWorker::new(store.clone(), clock.clone(), &queue, deliverer);
     let timer = LocalTimer::open(
         timed.clone(),

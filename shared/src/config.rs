@@ -70,6 +70,8 @@ pub struct Settings {
     pub limits: Limits,
     /// How long a rotated-out secret keeps signing deliveries beside the new one.
     pub secret_rotation_grace: Duration,
+    /// Where failure notifications go (`ETP_ALERT_URL`, signed with `ETP_ALERT_SECRET`).
+    pub alert: Option<crate::delivery::alert::AlertTarget>,
 }
 
 impl Default for Settings {
@@ -84,8 +86,42 @@ impl Default for Settings {
             retry: RetrySchedule::default(),
             limits: Limits::default(),
             secret_rotation_grace: Duration::hours(24),
+            alert: None,
         }
     }
+}
+
+/// The alert webhook: a URL (`http` or `https`) and a `whsec_` secret to sign with, both or
+/// neither (an empty URL is none).
+fn alert_target(
+    url: Option<String>,
+    secret: Option<String>,
+) -> Result<Option<crate::delivery::alert::AlertTarget>, ConfigError> {
+    use crate::domain::target::Secret;
+    let Some(url) = url.filter(|u| !u.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let parsed = url::Url::parse(url.trim()).map_err(|e| ConfigError::Invalid {
+        name: "ETP_ALERT_URL",
+        problem: format!("is not a URL: {e}"),
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(ConfigError::Invalid {
+            name: "ETP_ALERT_URL",
+            problem: "must be an http or https URL".into(),
+        });
+    }
+    let secret = secret
+        .map(Secret::from_stored)
+        .filter(|s| s.key().is_some())
+        .ok_or(ConfigError::Invalid {
+            name: "ETP_ALERT_SECRET",
+            problem: "must be set with ETP_ALERT_URL: whsec_ and the base64 of the key".into(),
+        })?;
+    Ok(Some(crate::delivery::alert::AlertTarget {
+        url: parsed.to_string(),
+        secret,
+    }))
 }
 
 impl Settings {
@@ -124,6 +160,7 @@ impl Settings {
             limits: limits_from_env(d.limits)?,
             secret_rotation_grace: env_duration("ETP_SECRET_ROTATION_GRACE")?
                 .unwrap_or(d.secret_rotation_grace),
+            alert: alert_target(env_var("ETP_ALERT_URL"), env_var("ETP_ALERT_SECRET"))?,
         })
     }
 
@@ -277,4 +314,32 @@ where
                 })
         })
         .transpose()
+}
+
+#[cfg(test)]
+mod alert_tests {
+    use super::*;
+
+    #[test]
+    fn the_alert_webhook_needs_a_url_and_a_usable_secret() {
+        let secret = crate::domain::target::Secret::generate()
+            .expose()
+            .to_string();
+        let url = Some("https://ops.example.com/etp".to_string());
+        assert!(alert_target(None, None).unwrap().is_none());
+        assert!(alert_target(Some(" ".into()), None).unwrap().is_none());
+        let target = alert_target(url.clone(), Some(secret)).unwrap().unwrap();
+        assert_eq!(target.url, "https://ops.example.com/etp");
+        for (url, secret, name) in [
+            (url.clone(), None, "ETP_ALERT_SECRET"),
+            (url, Some("whsec_!!".to_string()), "ETP_ALERT_SECRET"),
+            (Some("ftp://x".to_string()), None, "ETP_ALERT_URL"),
+            (Some("not a url".to_string()), None, "ETP_ALERT_URL"),
+        ] {
+            match alert_target(url, secret) {
+                Err(ConfigError::Invalid { name: n, .. }) => assert_eq!(n, name),
+                other => panic!("expected an error naming {name}, got {other:?}"),
+            }
+        }
+    }
 }

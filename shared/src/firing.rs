@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::clock::Clock;
 use crate::domain::delivery::DeliveryPlan;
-use crate::domain::event::{Event, EventSource, EventStatus};
+use crate::domain::event::{Event, EventSource, EventStatus, FailureReason};
 use crate::domain::new_id;
 use crate::domain::target::{Secret, Target};
 use crate::domain::trigger::{Trigger, TriggerDefinition, TriggerKind, TriggerStatus};
@@ -49,6 +49,9 @@ pub struct Firing<'a> {
     pub dedupe_key: Option<String>,
     /// Mark this trigger (id, version) completed in the same write: its last occurrence.
     pub complete: Option<(String, u64)>,
+    /// The trigger's delivery is paused: the event is recorded as a `failure` (reason
+    /// `delivery_paused`) and not delivered.
+    pub delivery_paused: bool,
 }
 
 impl<'a> Firing<'a> {
@@ -65,6 +68,7 @@ impl<'a> Firing<'a> {
             secret: t.secret.as_ref(),
             dedupe_key: None,
             complete: None,
+            delivery_paused: t.delivery_paused_at.is_some() && t.target.is_some(),
         }
     }
 
@@ -87,6 +91,7 @@ impl<'a> Firing<'a> {
             secret,
             dedupe_key: Some(format!("test:{run_id}")),
             complete: None,
+            delivery_paused: false,
         }
     }
 
@@ -110,11 +115,15 @@ impl<'a> Firing<'a> {
             // Recording without a target is a success.
             status: if delivering {
                 EventStatus::Pending
+            } else if self.delivery_paused {
+                EventStatus::Failure
             } else {
                 EventStatus::Success
             },
             attempts: Vec::new(),
             next_attempt_at: delivering.then_some(fired_at),
+            delivery_series: 1,
+            reason: (self.delivery_paused && !delivering).then_some(FailureReason::DeliveryPaused),
         }
     }
 }
@@ -127,6 +136,7 @@ pub async fn record(
     firing: Firing<'_>,
 ) -> Result<Recorded, StoreError> {
     let delivery = match (firing.target, firing.secret) {
+        _ if firing.delivery_paused => None,
         (Some(target), Some(secret)) => Some(DeliveryPlan {
             target: target.clone(),
             secret: secret.clone(),

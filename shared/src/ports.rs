@@ -288,6 +288,16 @@ pub trait EventStore: Send + Sync {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+    /// Starts a new delivery series: stores `event` (pending, due at `next_attempt_at`, its
+    /// `delivery_series` one higher) with `plan` as its delivery plan, only if the stored event
+    /// is not pending and still has `seen_attempts` attempts (else `VersionConflict`: a
+    /// delivery is under way, or another redelivery won).
+    async fn redeliver(
+        &self,
+        event: &Event,
+        plan: &DeliveryPlan,
+        seen_attempts: usize,
+    ) -> Result<(), StoreError>;
     /// Physically deletes events fired at or before `cutoff`; returns how many.
     async fn purge_events(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;

@@ -69,6 +69,7 @@ async fn the_fire_function_delivers_and_schedules_its_retry_on_eventbridge() {
                 headers: Default::default(),
                 timeout_ms: Some(2000),
                 max_attempts: None,
+                pause_after_failures: None,
             }),
         },
         etp::domain::new_id(),

@@ -366,6 +366,7 @@ async fn scheduled_firings_and_retries_survive_the_schedulers_real_timing() {
             // a timed-out attempt is retried, but must not run out of retries.
             timeout_ms: Some(10_000),
             max_attempts: None,
+            pause_after_failures: None,
         }),
     );
     // An `at()` with seconds, which Scheduler may run up to 59 s early.

@@ -6,6 +6,7 @@ mod caches;
 mod events;
 mod firing;
 mod occurrences;
+mod repair;
 mod schemas;
 mod scrape;
 mod triggers;
@@ -24,7 +25,9 @@ use crate::domain::validation::ValidationError;
 use crate::ports::{DeliveryQueue, Scheduler, SchedulerError, Store, StoreError};
 
 pub use caches::StatsSnapshot;
+pub use events::STATUS_SCAN;
 pub use occurrences::OccurrenceAuditView;
+pub use repair::{BulkRedelivery, REDELIVER_BATCH, RedeliverFilter};
 pub use views::{ApiFireResult, EventFilter, Health, TestRunOutcome, TriggerView};
 
 use schemas::SchemaWork;

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::event::{EventSource, EventView};
+use crate::domain::event::{EventSource, EventStatus, EventView};
 use crate::domain::lifecycle::EventState;
 use crate::domain::trigger::{FiringFields, Trigger};
 
@@ -82,8 +82,32 @@ pub struct EventFilter {
     pub trigger_id: Option<String>,
     pub source: Option<EventSource>,
     pub is_test: Option<bool>,
+    /// Only events with this outcome: read through a bounded page of the window
+    /// ([`STATUS_SCAN`](super::STATUS_SCAN) events at most per request).
+    pub status: Option<EventStatus>,
+    /// Only events fired at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    /// Only events fired before this instant.
+    pub until: Option<DateTime<Utc>>,
     pub limit: usize,
     pub cursor: Option<String>,
+}
+
+impl Default for EventFilter {
+    /// Active events, any trigger, source and outcome, a page of 50.
+    fn default() -> Self {
+        Self {
+            state: EventState::Active,
+            trigger_id: None,
+            source: None,
+            is_test: None,
+            status: None,
+            since: None,
+            until: None,
+            limit: 50,
+            cursor: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]

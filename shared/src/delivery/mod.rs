@@ -1,6 +1,7 @@
 //! Delivering fired events to their targets: one attempt at a time, retried per the schedule,
 //! the same routine in the local server and in the fire function.
 
+pub mod alert;
 pub mod sender;
 pub mod signing;
 
@@ -10,7 +11,8 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::clock::Clock;
 use crate::domain::delivery::{AttemptError, RetrySchedule, Verdict};
-use crate::domain::event::EventStatus;
+use crate::domain::event::{Event, EventStatus};
+use crate::domain::trigger::Trigger;
 use crate::ports::{DeliveryQueue, SchedulerError, Store, StoreError};
 use crate::telemetry;
 pub use sender::{Sender, SenderError, install_crypto_provider};
@@ -57,6 +59,7 @@ pub struct Deliverer {
     sender: Arc<Sender>,
     retry: RetrySchedule,
     early_slack: Duration,
+    alerts: Option<alert::Alerts>,
 }
 
 impl Deliverer {
@@ -74,7 +77,14 @@ impl Deliverer {
             sender,
             retry,
             early_slack: EARLY_SLACK,
+            alerts: None,
         }
+    }
+
+    /// Notify `target` (`ETP_ALERT_URL`) of deliveries given up and of paused triggers.
+    pub fn with_alerts(mut self, target: Option<alert::AlertTarget>) -> Self {
+        self.alerts = target.map(|t| alert::Alerts::new(t, self.sender.clone()));
+        self
     }
 
     /// How early an invocation may come and still make the due attempt.
@@ -101,11 +111,19 @@ impl Deliverer {
         // Signed with the trigger's secrets as they are now (a rotation reaches pending
         // retries; the replaced secret signs beside the new one during its grace); a test run
         // has no trigger and keeps its own. A deleted trigger's deliveries stop.
+        let mut loaded = None;
         let secrets = match &event.trigger_id {
             None => vec![plan.secret.clone()],
             Some(trigger_id) => match self.store.get_trigger(trigger_id).await? {
-                Some(t) if t.secret.is_some() => t.signing_secrets(now),
-                Some(_) => vec![plan.secret.clone()],
+                Some(t) if t.secret.is_some() => {
+                    let secrets = t.signing_secrets(now);
+                    loaded = Some(t);
+                    secrets
+                }
+                Some(t) => {
+                    loaded = Some(t);
+                    vec![plan.secret.clone()]
+                }
                 None => {
                     tracing::info!(event_id, trigger_id, "trigger deleted; its delivery stops");
                     event.status = EventStatus::Failure;
@@ -143,13 +161,15 @@ impl Deliverer {
             "delivery attempt"
         );
         let refused = sent.attempt.error == Some(AttemptError::RefusedByPolicy);
-        let retries_left = u32::from(plan.target.max_retries()) >= number;
+        // Retries are counted within the series: a redelivery gets the whole schedule again.
+        let in_series = event.series_attempts() as u32 + 1;
+        let retries_left = u32::from(plan.target.max_retries()) >= in_series;
         let after = self.clock.now();
         let (status, next) = match verdict {
             Verdict::Delivered => (EventStatus::Success, None),
             Verdict::Retry { not_before } if retries_left => {
                 let jitter: f64 = rand::random();
-                let at = self.retry.next_at(number, after, jitter, not_before);
+                let at = self.retry.next_at(in_series, after, jitter, not_before);
                 (EventStatus::Pending, Some(at))
             }
             Verdict::Retry { .. } | Verdict::Failed => (EventStatus::Failure, None),
@@ -171,12 +191,69 @@ impl Deliverer {
             other => other?,
         }
         Ok(match (status, next) {
-            (EventStatus::Success, _) => Delivery::Delivered,
+            (EventStatus::Success, _) => {
+                self.settled(&event, false, loaded).await;
+                Delivery::Delivered
+            }
             (_, Some(at)) => {
                 self.queue.enqueue(event_id, at).await?;
                 Delivery::RetryAt(at)
             }
-            _ => Delivery::Failed,
+            _ => {
+                self.settled(&event, true, loaded).await;
+                Delivery::Failed
+            }
         })
+    }
+
+    /// After `event`'s series ended: the alert when it failed, and its trigger's failures in a
+    /// row (pausing delivery at `target.pause_after_failures`). Best-effort: the outcome is
+    /// recorded already, so a store error here is logged, not returned.
+    /// `loaded` is the trigger as read for this attempt: read again only if it changed since.
+    async fn settled(&self, event: &Event, failed: bool, mut loaded: Option<Trigger>) {
+        let now = self.clock.now();
+        if failed && let Some(alerts) = &self.alerts {
+            alerts.delivery_failed(event, now).await;
+        }
+        let Some(trigger_id) = &event.trigger_id else {
+            return;
+        };
+        // A few tries: an edit of the trigger may land in between (its version moves).
+        for _ in 0..3 {
+            let trigger = match loaded.take() {
+                Some(t) => t,
+                None => match self.store.get_trigger(trigger_id).await {
+                    Ok(Some(t)) => t,
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::warn!(trigger_id, error = %e, "failures in a row not counted");
+                        return;
+                    }
+                },
+            };
+            let Some(next) = trigger.after_delivery(failed, now) else {
+                return;
+            };
+            match self.store.replace_trigger(&next, trigger.version).await {
+                Ok(()) => {
+                    if next.delivery_paused_at.is_some() && trigger.delivery_paused_at.is_none() {
+                        tracing::warn!(
+                            trigger_id,
+                            failures = next.consecutive_failures,
+                            "delivery paused after failures in a row"
+                        );
+                        if let Some(alerts) = &self.alerts {
+                            alerts.delivery_paused(&next, now).await;
+                        }
+                    }
+                    return;
+                }
+                Err(StoreError::VersionConflict) => continue,
+                Err(e) => {
+                    tracing::warn!(trigger_id, error = %e, "failures in a row not counted");
+                    return;
+                }
+            }
+        }
     }
 }

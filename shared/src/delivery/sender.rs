@@ -84,7 +84,14 @@ pub struct Sender {
 pub fn body(event: &Event) -> Vec<u8> {
     let mut data = serde_json::to_value(event).unwrap_or(Value::Null);
     if let Some(map) = data.as_object_mut() {
-        for delivery_state in ["status", "attempts", "next_attempt_at"] {
+        // The same body for every attempt of every series: receivers deduplicate on it.
+        for delivery_state in [
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "delivery_series",
+            "reason",
+        ] {
             map.remove(delivery_state);
         }
     }
@@ -133,6 +140,7 @@ impl Sender {
         let started = Instant::now();
         let mut attempt = Attempt {
             number,
+            series: event.delivery_series,
             at: now,
             status_code: None,
             error: None,
@@ -161,6 +169,36 @@ impl Sender {
             attempt,
             retry_after,
         }
+    }
+
+    /// One signed POST of `body` (JSON) as message `id` to `url`, within `timeout`, through
+    /// the same guard as deliveries: the response status, or why there was none.
+    pub async fn post_signed(
+        &self,
+        url: &str,
+        secret: &Secret,
+        id: &str,
+        body: Vec<u8>,
+        now: DateTime<Utc>,
+        timeout: StdDuration,
+    ) -> Result<u16, String> {
+        let url = url::Url::parse(url).map_err(|_| "the URL does not parse".to_string())?;
+        check_url(&url, &self.policy)?;
+        let timestamp = now.timestamp();
+        let signature =
+            sign(secret, id, timestamp, &body).ok_or("the signing secret is unusable")?;
+        self.client
+            .post(url)
+            .timeout(timeout)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .map_err(|e| classify(e).1)
     }
 
     async fn post(

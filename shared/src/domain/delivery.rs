@@ -32,8 +32,13 @@ pub enum AttemptError {
 /// One try at delivering an event to its target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Attempt {
-    /// 1 for the first delivery, 2 for the first retry, ...
+    /// 1 for the first delivery, 2 for the first retry, ... (counted across series).
     pub number: u32,
+    /// The delivery series this attempt belongs to: 1 for the firing's, one more for each
+    /// redelivery (`POST /events/{id}/redeliver`).
+    #[serde(default = "first_series")]
+    #[schema(minimum = 1)]
+    pub series: u32,
     #[serde(with = "super::timestamp")]
     pub at: DateTime<Utc>,
     /// The response status, when there was a response.
@@ -48,6 +53,10 @@ pub struct Attempt {
     /// The first 4 KiB of the response body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_body: Option<String>,
+}
+
+fn first_series() -> u32 {
+    1
 }
 
 /// What an attempt means for the delivery.
@@ -154,6 +163,7 @@ mod tests {
     fn attempt(status: Option<u16>, error: Option<AttemptError>) -> Attempt {
         Attempt {
             number: 1,
+            series: 1,
             at: Utc::now(),
             status_code: status,
             error,

@@ -66,6 +66,30 @@ pub struct Event {
         with = "super::timestamp::option"
     )]
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The delivery series under way (or the last one run): 1 for the deliveries of the
+    /// firing, one more for each redelivery. Shown only from 2 on.
+    #[serde(default = "first_series", skip_serializing_if = "is_first_series")]
+    #[schema(minimum = 1)]
+    pub delivery_series: u32,
+    /// Why a `failure` was recorded without any attempt: `delivery_paused`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<FailureReason>,
+}
+
+/// Why an event failed without a delivery attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureReason {
+    /// Its trigger's delivery was paused after failures in a row (`pause_after_failures`).
+    DeliveryPaused,
+}
+
+fn first_series() -> u32 {
+    1
+}
+
+fn is_first_series(series: &u32) -> bool {
+    *series <= 1
 }
 
 impl Event {
@@ -78,6 +102,23 @@ impl Event {
     /// hands to the delivery queue.
     pub fn first_delivery_due(&self) -> Option<DateTime<Utc>> {
         self.delivery_due().filter(|_| self.attempts.is_empty())
+    }
+
+    /// Attempts made so far in the series under way.
+    pub fn series_attempts(&self) -> usize {
+        self.attempts
+            .iter()
+            .filter(|a| a.series == self.delivery_series)
+            .count()
+    }
+
+    /// The event set up for a new delivery series, due at `now`.
+    pub fn redelivered(mut self, now: DateTime<Utc>) -> Self {
+        self.status = EventStatus::Pending;
+        self.next_attempt_at = Some(now);
+        self.delivery_series = self.delivery_series.saturating_add(1);
+        self.reason = None;
+        self
     }
 }
 
@@ -151,6 +192,8 @@ mod tests {
             status: EventStatus::Pending,
             attempts,
             next_attempt_at: next,
+            delivery_series: 1,
+            reason: None,
         }
     }
 

@@ -64,7 +64,19 @@ pub struct Target {
         deserialize_with = "crate::domain::integral::whole_opt"
     )]
     pub max_attempts: Option<u8>,
+    /// Pause delivery after this many events in a row failed (1 to 1000; none by default):
+    /// later firings are recorded as `failure` with reason `delivery_paused` until
+    /// `POST /triggers/{id}/resume-delivery`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::domain::integral::whole_opt"
+    )]
+    pub pause_after_failures: Option<u32>,
 }
+
+/// The largest `pause_after_failures`.
+pub const MAX_PAUSE_AFTER_FAILURES: u32 = 1000;
 
 impl Target {
     pub fn timeout_ms(&self) -> u32 {
@@ -126,6 +138,13 @@ impl Target {
                 || format!("must be 0 to {MAX_MAX_ATTEMPTS} (retries after the first attempt)"),
             );
         }
+        if let Some(n) = self.pause_after_failures {
+            checks.check(
+                (1..=MAX_PAUSE_AFTER_FAILURES).contains(&n),
+                &format!("{field}.pause_after_failures"),
+                || format!("must be 1 to {MAX_PAUSE_AFTER_FAILURES} (failed events in a row)"),
+            );
+        }
     }
 }
 
@@ -168,6 +187,8 @@ pub struct TargetView {
     pub timeout_ms: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_after_failures: Option<u32>,
 }
 
 impl From<&Target> for TargetView {
@@ -177,6 +198,7 @@ impl From<&Target> for TargetView {
             header_names: t.headers.keys().cloned().collect(),
             timeout_ms: t.timeout_ms,
             max_attempts: t.max_attempts,
+            pause_after_failures: t.pause_after_failures,
         }
     }
 }
@@ -200,6 +222,8 @@ pub mod as_view {
         timeout_ms: Option<u32>,
         #[serde(default)]
         max_attempts: Option<u8>,
+        #[serde(default)]
+        pause_after_failures: Option<u32>,
     }
 
     pub fn serialize<S: Serializer>(t: &Option<Target>, s: S) -> Result<S::Ok, S::Error> {
@@ -212,6 +236,7 @@ pub mod as_view {
             headers: s.headers,
             timeout_ms: s.timeout_ms,
             max_attempts: s.max_attempts,
+            pause_after_failures: s.pause_after_failures,
         }))
     }
 }

@@ -265,6 +265,10 @@ impl FiringFields {
     }
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// A stored trigger.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Trigger {
@@ -314,6 +318,18 @@ pub struct Trigger {
     /// paused occurrence from a missed one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pause_history: Vec<PauseSpan>,
+    /// Since when delivery is paused (`target.pause_after_failures` events failed in a row):
+    /// firings are recorded as `failure` with reason `delivery_paused` until
+    /// `POST /triggers/{id}/resume-delivery`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::timestamp::option"
+    )]
+    pub delivery_paused_at: Option<DateTime<Utc>>,
+    /// Events whose delivery failed in a row (counted only with `target.pause_after_failures`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub consecutive_failures: u32,
     /// Signs deliveries. Kept by the stores beside the trigger, never in its JSON: shown once,
     /// when created or rotated.
     #[serde(skip)]
@@ -344,6 +360,8 @@ impl Trigger {
             paused_until: None,
             skipped_occurrences: Vec::new(),
             pause_history: Vec::new(),
+            delivery_paused_at: None,
+            consecutive_failures: 0,
             secret: Some(Secret::generate()),
             retiring_secret: None,
         }
@@ -373,6 +391,8 @@ impl Trigger {
             paused_until: None,
             skipped_occurrences: Vec::new(),
             pause_history: Vec::new(),
+            delivery_paused_at: None,
+            consecutive_failures: 0,
             secret: None,
             retiring_secret: None,
         }
@@ -410,11 +430,52 @@ impl Trigger {
         // Skips name occurrences of the old schedule; pauses go on.
         next.paused_until = self.paused_until;
         next.pause_history = self.pause_history.clone();
+        // A new definition does not repair the receiver: a paused delivery stays paused.
+        next.delivery_paused_at = self.delivery_paused_at;
+        next.consecutive_failures = self.consecutive_failures;
         next.status = match self.status {
             TriggerStatus::Paused => TriggerStatus::Paused,
             _ => TriggerStatus::Active,
         };
         next
+    }
+
+    /// This trigger after an event's delivery ended (`failed` or not): the failures in a row,
+    /// and the pause once they reach `target.pause_after_failures`. `None` when nothing
+    /// changes (no threshold, or a success after a success), so no write is needed.
+    pub fn after_delivery(&self, failed: bool, now: DateTime<Utc>) -> Option<Self> {
+        let threshold = self.target.as_ref()?.pause_after_failures?;
+        let failures = if failed {
+            self.consecutive_failures.saturating_add(1)
+        } else {
+            0
+        };
+        if failures == self.consecutive_failures {
+            return None;
+        }
+        let pause = self.delivery_paused_at.is_none() && failures >= threshold;
+        Some(Self {
+            consecutive_failures: failures,
+            delivery_paused_at: if pause {
+                Some(now)
+            } else {
+                self.delivery_paused_at
+            },
+            updated_at: now,
+            version: self.version + 1,
+            ..self.clone()
+        })
+    }
+
+    /// This trigger with delivery resumed and its failures forgotten.
+    pub fn with_delivery_resumed(&self, now: DateTime<Utc>) -> Self {
+        Self {
+            delivery_paused_at: None,
+            consecutive_failures: 0,
+            updated_at: now,
+            version: self.version + 1,
+            ..self.clone()
+        }
     }
 
     pub fn with_status(&self, status: TriggerStatus, now: DateTime<Utc>) -> Self {

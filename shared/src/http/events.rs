@@ -13,7 +13,7 @@ use super::json_page::JsonPage;
 use super::problem::{ApiError, Problem};
 use super::{default_limit, page_limit};
 use crate::app::{App, EventFilter};
-use crate::domain::event::{EventSource, EventView};
+use crate::domain::event::{EventSource, EventStatus, EventView};
 use crate::domain::lifecycle::EventState;
 use crate::ports::{Page, TriggerStats};
 
@@ -32,12 +32,37 @@ pub struct EventListQuery {
     pub source: Option<EventSource>,
     /// Only test firings (`true`) or only real ones (`false`).
     pub is_test: Option<bool>,
+    /// Only events with this outcome (`success`, `failure` or `pending`). The outcome is not a
+    /// key: each request reads at most 250 events of the window and keeps the matching ones,
+    /// so a page may hold fewer than `limit` and still have a `next_cursor`.
+    #[param(value_type = Option<EventStatus>)]
+    pub status: Option<String>,
+    /// Only events fired at or after this instant (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub since: Option<String>,
+    /// Only events fired before this instant (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub until: Option<String>,
     /// Page size, 1 to 200 (default 50).
     #[serde(default = "default_limit")]
     #[param(minimum = 1, maximum = 200, default = 50)]
     pub limit: usize,
     /// `next_cursor` from the previous page.
     pub cursor: Option<String>,
+}
+
+fn parse_status(raw: &str) -> Result<EventStatus, ApiError> {
+    serde_json::from_value(serde_json::Value::String(raw.to_string()))
+        .map_err(|_| ApiError::bad_request("status", "must be one of success, failure, pending"))
+}
+
+fn parse_instant(field: &str, raw: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    crate::domain::timestamp::parse(raw).map_err(|_| {
+        ApiError::bad_request(
+            field,
+            "is not an RFC 3339 instant, e.g. 2026-11-24T10:00:00Z",
+        )
+    })
 }
 
 fn default_state() -> EventState {
@@ -54,8 +79,8 @@ pub struct StatsResponse {
     params(EventListQuery),
     responses(
         (status = 200, description = "One page; `next_cursor` is null on the last", body = Page<EventView>),
-        (status = 400, description = "Unknown or bad query parameter, or `limit` out of range", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A cursor this listing did not return", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Unknown or bad query parameter (`status`, `since`, `until` named), or `limit` out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A cursor this listing did not return, or `until` not later than `since`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
     State(app): State<Arc<App>>,
@@ -74,12 +99,26 @@ pub async fn list(
             })
         })
         .transpose()?;
+    let status = q.status.as_deref().map(parse_status).transpose()?;
+    let since = q
+        .since
+        .as_deref()
+        .map(|v| parse_instant("since", v))
+        .transpose()?;
+    let until = q
+        .until
+        .as_deref()
+        .map(|v| parse_instant("until", v))
+        .transpose()?;
     let page = app
         .list_event_views_json(EventFilter {
             state: q.state,
             trigger_id,
             source: q.source,
             is_test: q.is_test,
+            status,
+            since,
+            until,
             limit: page_limit(q.limit)?,
             cursor,
         })

@@ -10,6 +10,7 @@ mod json_page;
 pub mod occurrences;
 pub mod openapi;
 pub mod problem;
+pub mod repair;
 pub mod scrape;
 pub mod system;
 pub mod test_runs;
@@ -74,6 +75,12 @@ fn protected(app: Arc<App>) -> Router {
         .route("/api-keys/me", get(api_keys::me))
         .route("/api-keys/{id}", axum::routing::delete(api_keys::revoke))
         .route("/metrics", get(scrape::metrics))
+        .route("/events/{id}/redeliver", post(repair::redeliver_event))
+        .route(
+            "/triggers/{id}/resume-delivery",
+            post(repair::resume_delivery),
+        )
+        .route("/triggers/{id}/redeliver", post(repair::redeliver_trigger))
         .with_state(app)
 }
 

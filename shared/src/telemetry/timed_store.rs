@@ -120,6 +120,14 @@ impl<S: EventStore + ?Sized> EventStore for Timed<S> {
         )
         .await
     }
+    async fn redeliver(
+        &self,
+        event: &Event,
+        plan: &DeliveryPlan,
+        seen_attempts: usize,
+    ) -> Result<(), StoreError> {
+        timed("redeliver", self.0.redeliver(event, plan, seen_attempts)).await
+    }
     async fn purge_events(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
         timed("purge_events", self.0.purge_events(cutoff)).await
     }

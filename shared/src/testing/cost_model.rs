@@ -219,6 +219,7 @@ pub async fn measure() -> Result<Vec<OperationCost>, String> {
                 headers: Default::default(),
                 timeout_ms: Some(5_000),
                 max_attempts: None,
+                pause_after_failures: None,
             })),
             None,
         )
@@ -299,6 +300,7 @@ pub async fn measure() -> Result<Vec<OperationCost>, String> {
         is_test: None,
         limit: 50,
         cursor: None,
+        ..Default::default()
     };
     app.list_event_views_json(page(None)).await.map_err(err)?;
     m.record("first events page of a process (looks for the old layout once)")

@@ -513,6 +513,7 @@ async fn write_units_of_a_firing_follow_from_its_item_sizes() {
             headers: Default::default(),
             timeout_ms: None,
             max_attempts: None,
+            pause_after_failures: None,
         },
         secret: Secret::generate(),
     };
@@ -548,6 +549,7 @@ async fn write_units_of_a_firing_follow_from_its_item_sizes() {
     let mut after = e.clone();
     after.attempts.push(etp::domain::delivery::Attempt {
         number: 1,
+        series: 1,
         at: t0(),
         status_code: Some(503),
         error: None,

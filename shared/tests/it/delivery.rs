@@ -103,6 +103,7 @@ impl Rig {
             headers: [("authorization".to_string(), "Bearer receiver".to_string())].into(),
             timeout_ms: Some(500),
             max_attempts: None,
+            pause_after_failures: None,
         }
     }
 
@@ -155,7 +156,7 @@ fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
 }
 
 /// Verifies a request as a Standard Webhooks receiver would.
-fn verify(secret: &Secret, seen: &Seen) -> bool {
+pub(crate) fn verify(secret: &Secret, seen: &Seen) -> bool {
     let h = |name: &str| seen.headers.get(name).and_then(|v| v.to_str().ok());
     let (Some(id), Some(ts), Some(sigs)) = (
         h("webhook-id"),
@@ -270,6 +271,7 @@ async fn a_5xx_is_retried_after_the_backoff_with_the_same_webhook_id() {
             is_test: None,
             limit: 10,
             cursor: None,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -522,6 +524,7 @@ async fn the_sender_refuses_forbidden_addresses_at_connect_time() {
                 headers: Default::default(),
                 timeout_ms: Some(1000),
                 max_attempts: None,
+                pause_after_failures: None,
             },
             secret: Secret::generate(),
         };

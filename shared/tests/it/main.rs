@@ -7,5 +7,6 @@ mod contract_dynamo;
 mod contract_sqlite;
 mod delivery;
 mod metrics;
+mod repair;
 mod scheduler_eventbridge;
 mod timer;

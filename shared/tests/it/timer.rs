@@ -247,6 +247,7 @@ async fn test_runs_fire_once_without_a_trigger() {
             is_test: Some(true),
             limit: 10,
             cursor: None,
+            ..Default::default()
         })
         .await
         .unwrap();

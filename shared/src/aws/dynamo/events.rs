@@ -17,7 +17,7 @@ use super::{
     pad_ms, query_until, s, sdk_error, shard_of, time_key, unavailable,
 };
 use crate::domain::delivery::DeliveryPlan;
-use crate::domain::event::Event;
+use crate::domain::event::{Event, EventStatus};
 use crate::domain::lifecycle::FiredWindow;
 use crate::ports::{EventQuery, EventStore, NewEvent, Page, Recorded, StoreError, cursor};
 
@@ -127,6 +127,11 @@ impl DynamoStore {
             // Never in `body`, so never shown; `attempts_n` makes each attempt's write conditional.
             event.insert("delivery_plan".into(), s(encode(plan)?));
             event.insert("attempts_n".into(), n(0));
+            // Present while a delivery series is under way, so a redelivery's write can be
+            // conditional on there being none (two bytes: item sizes are write units).
+            if e.status == EventStatus::Pending {
+                event.insert("dp".into(), AttributeValue::Bool(true));
+            }
         }
         let marker = new.dedupe_key.as_ref().map(|dedupe| {
             // Kept on the event too, so the sweep can delete the marker with it.
@@ -496,7 +501,11 @@ impl DynamoStore {
             .set_key(Some(event_key(&event.id)))
             // The attempt is recorded: its claim ends with it, so the next attempt (a retry
             // due in seconds) can be claimed.
-            .update_expression("SET body = :body, attempts_n = :next REMOVE claim_ms")
+            .update_expression(if event.status == EventStatus::Pending {
+                "SET body = :body, attempts_n = :next REMOVE claim_ms"
+            } else {
+                "SET body = :body, attempts_n = :next REMOVE claim_ms, dp"
+            })
             .condition_expression("attempts_n = :seen")
             .expression_attribute_values(":body", s(encode(event)?))
             .expression_attribute_values(":next", n(event.attempts.len()))
@@ -568,6 +577,62 @@ impl EventStore for DynamoStore {
 
     async fn record_event(&self, new: NewEvent) -> Result<Recorded, StoreError> {
         self.record(new).await
+    }
+
+    async fn redeliver(
+        &self,
+        event: &Event,
+        plan: &DeliveryPlan,
+        seen_attempts: usize,
+    ) -> Result<(), StoreError> {
+        // Not while a series is under way (`dp`), and only from the state the caller read:
+        // `attempts_n` moves with each attempt, `series_n` with each redelivery. Events
+        // recorded without a plan have none of them yet.
+        let previous = event.delivery_series.saturating_sub(1).max(1);
+        let mut condition = String::from(
+            "attribute_exists(pk) AND \
+             attribute_not_exists(dp) AND ",
+        );
+        condition.push_str(if seen_attempts == 0 {
+            "(attribute_not_exists(attempts_n) OR attempts_n = :seen)"
+        } else {
+            "attempts_n = :seen"
+        });
+        condition.push_str(if previous == 1 {
+            " AND (attribute_not_exists(series_n) OR series_n = :previous)"
+        } else {
+            " AND series_n = :previous"
+        });
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.events)
+            .set_key(Some(event_key(&event.id)))
+            .update_expression(
+                "SET body = :body, delivery_plan = :plan, attempts_n = :seen, \
+                 series_n = :series, dp = :pending REMOVE claim_ms",
+            )
+            .condition_expression(condition)
+            .expression_attribute_values(":body", s(encode(event)?))
+            .expression_attribute_values(":plan", s(encode(plan)?))
+            .expression_attribute_values(":seen", n(seen_attempts))
+            .expression_attribute_values(":series", n(event.delivery_series))
+            .expression_attribute_values(":previous", n(previous))
+            .expression_attribute_values(":pending", AttributeValue::Bool(true))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Err(StoreError::VersionConflict)
+            }
+            Err(e) => Err(sdk_error("UpdateItem", e)),
+        }
     }
 
     async fn get_event(&self, id: &str) -> Result<Option<Event>, StoreError> {

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use super::triggers::write_trigger;
 use super::{Filter, SqliteStore, decode, encode, event_group, from_ms, ms, text, unavailable};
 use crate::domain::delivery::DeliveryPlan;
-use crate::domain::event::Event;
+use crate::domain::event::{Event, EventStatus};
 use crate::domain::lifecycle::FiredWindow;
 use crate::domain::trigger::{Trigger, TriggerStatus};
 use crate::ports::{
@@ -54,10 +54,7 @@ fn record(tx: &Connection, new: NewEvent) -> Result<Recorded, StoreError> {
     count_event(tx, key, fired, &e.trigger_name, highest)?;
     if let Some(delivery) = &new.delivery {
         let plan = encode(delivery)?;
-        let host = url::Url::parse(&delivery.target.url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
-            .unwrap_or_default();
+        let host = host_of(&delivery.target.url);
         tx.prepare_cached(
             "INSERT INTO deliveries (event_id, due_ms, plan, host) VALUES (?1, ?2, ?3, ?4)",
         )
@@ -340,6 +337,45 @@ impl EventStore for SqliteStore {
         .await
     }
 
+    async fn redeliver(
+        &self,
+        event: &Event,
+        plan: &DeliveryPlan,
+        seen_attempts: usize,
+    ) -> Result<(), StoreError> {
+        let event = event.clone();
+        let host = host_of(&plan.target.url);
+        let plan = encode(plan)?;
+        self.write(move |c| {
+            let stored: Option<String> = c
+                .prepare_cached("SELECT body FROM events WHERE id = ?1")
+                .and_then(|mut s| s.query_row(params![event.id], |r| r.get(0)).optional())
+                .map_err(unavailable)?;
+            let Some(stored) = stored.map(|b| decode::<Event>(&b)).transpose()? else {
+                return Err(StoreError::VersionConflict);
+            };
+            if stored.status == EventStatus::Pending || stored.attempts.len() != seen_attempts {
+                return Err(StoreError::VersionConflict);
+            }
+            let body = encode(&event)?;
+            c.prepare_cached("UPDATE events SET body = ?2 WHERE id = ?1")
+                .and_then(|mut s| s.execute(params![event.id, body]))
+                .map_err(unavailable)?;
+            c.prepare_cached(
+                "INSERT INTO deliveries (event_id, due_ms, plan, host, claim_ms)
+                 VALUES (?1, ?2, ?3, ?4, NULL)
+                 ON CONFLICT(event_id) DO UPDATE SET due_ms = ?2, plan = ?3, host = ?4,
+                   claim_ms = NULL",
+            )
+            .and_then(|mut s| {
+                s.execute(params![event.id, event.next_attempt_at.map(ms), plan, host])
+            })
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn purge_events(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
         let cut = ms(cutoff);
         let mut total = 0u64;
@@ -393,6 +429,14 @@ impl EventStore for SqliteStore {
             .map_err(unavailable)
         })
     }
+}
+
+/// The lower-cased host of a target URL (the worker's per-host slots), empty if none.
+fn host_of(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .unwrap_or_default()
 }
 
 /// How many delivery attempts event `id` has recorded; `None` if it is gone.

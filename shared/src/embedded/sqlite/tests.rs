@@ -25,6 +25,8 @@ fn event(trigger: &str, fired_at: DateTime<Utc>) -> Event {
         status: EventStatus::Success,
         attempts: Vec::new(),
         next_attempt_at: None,
+        delivery_series: 1,
+        reason: None,
     }
 }
 

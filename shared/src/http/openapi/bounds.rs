@@ -148,6 +148,8 @@ fn target(doc: &mut Value) {
                     letter case.", reserved.join(", "))},
             "timeout_ms": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_TIMEOUT_MS},
             "max_attempts": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_MAX_ATTEMPTS},
+            "pause_after_failures": {"type": ["integer", "null"], "minimum": 1,
+                "maximum": crate::domain::target::MAX_PAUSE_AFTER_FAILURES},
         }),
     );
 }

@@ -12,7 +12,9 @@ use utoipa::OpenApi;
 
 mod bounds;
 
-use super::{api_keys, docs, events, occurrences, problem, system, test_runs, triggers, ui};
+use super::{
+    api_keys, docs, events, occurrences, problem, repair, system, test_runs, triggers, ui,
+};
 use crate::app::{TestRunOutcome, TriggerView};
 use crate::domain::delivery::{Attempt, AttemptError};
 use crate::domain::event::{Event, EventSource, EventStatus, EventView};
@@ -36,6 +38,7 @@ use crate::ports::TriggerStats;
         triggers::rotate_secret, occurrences::list, occurrences::skip,
         triggers::test_definition, test_runs::list, test_runs::cancel, events::list, events::get,
         events::stats,
+        repair::redeliver_event, repair::resume_delivery, repair::redeliver_trigger,
         system::health, openapi, ui::index, docs::page,
         api_keys::create, api_keys::list, api_keys::revoke, api_keys::me,
         super::scrape::metrics,

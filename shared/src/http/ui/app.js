@@ -214,6 +214,7 @@
           : t.status === "active" ? actionButton("Pause", t, (x) => setPaused(x, true)) : null,
         t.kind === "api" && t.status === "active" && mayFire(t) ? actionButton("Fire", t, (x) => openFire(x, false)) : null,
         t.kind === "scheduled" ? actionButton("Occurrences", t, openOccurrences) : null,
+        t.delivery_paused_at && write ? actionButton("Resume delivery", t, resumeDelivery) : null,
         write ? actionButton("Test", t, testFire) : null,
         write ? actionButton("Delete", t, confirmDelete, "danger") : null);
       const next = t.next_fire_at
@@ -225,7 +226,9 @@
         el("td", { "data-label": "Kind" }, el("span", { class: `badge kind-${t.kind}`, text: t.kind })),
         el("td", { "data-label": "Schedule", text: scheduleWords(t) }),
         el("td", { "data-label": "Status" }, el("span", { class: `badge status-${t.status}`, text: t.status }),
-          t.paused_until ? el("span", { class: "muted small block", text: `until ${fmtTime(t.paused_until)}` }) : null),
+          t.paused_until ? el("span", { class: "muted small block", text: `until ${fmtTime(t.paused_until)}` }) : null,
+          t.delivery_paused_at ? el("span", { class: "badge delivery-paused", text: "delivery paused",
+            title: `Delivery paused since ${fmtTime(t.delivery_paused_at)}` }) : null),
         el("td", { "data-label": "Next fire" }, next),
         el("td", { "data-label": "Actions" }, actions));
     }));
@@ -258,6 +261,22 @@
       toast(`${t.name} ${paused ? "paused" : "resumed"}.`);
       await refreshTriggers();
     } catch (e) { toast(e.message); }
+  }
+
+  async function resumeDelivery(t) {
+    try {
+      await api("POST", `/triggers/${encodeURIComponent(t.id)}/resume-delivery`);
+      toast(`Delivery resumed for ${t.name}.`);
+      await refreshTriggers();
+    } catch (e) { toast(e.message); }
+  }
+
+  async function redeliver(e) {
+    try {
+      await api("POST", `/events/${encodeURIComponent(e.id)}/redeliver`);
+      toast(`Redelivery of the ${e.trigger_name} event queued.`);
+      await refreshEvents();
+    } catch (err) { toast(err.message); }
   }
 
   async function testFire(t) {
@@ -673,10 +692,13 @@
         e.is_test ? el("span", { class: "badge test", text: "test" }) : null),
       el("td", { "data-label": "Status" }, el("span", { class: `badge ev-${e.status}`, text: e.status })),
       el("td", { "data-label": "Time left" }, lifecycleMarker(e)),
-      el("td", { "data-label": "Details" }, el("button", {
+      el("td", { "data-label": "Details" }, el("div", { class: "event-actions" }, el("button", {
         type: "button", text: "Details", "aria-label": `Details of ${e.trigger_name} at ${fmtTime(e.fired_at)}`,
         "data-focus-key": `event:${e.id}`, onclick: () => openEvent(e.id),
-      })))));
+      }), e.status === "failure" && e.trigger_id && can("triggers:write") ? el("button", {
+        type: "button", text: "Redeliver", "aria-label": `Redeliver ${e.trigger_name} at ${fmtTime(e.fired_at)}`,
+        "data-focus-key": `redeliver:${e.id}`, onclick: () => redeliver(e),
+      }) : null)))));
     $("event-empty").hidden = items.length > 0;
     $("event-table").hidden = items.length === 0;
     const page = state.cursors.length;
@@ -691,6 +713,8 @@
     const source = $("filter-source").value;
     if (trigger) q.set("trigger_id", trigger);
     if (source) q.set("source", source);
+    const status = $("filter-status").value;
+    if (status) q.set("status", status);
     const cursor = state.cursors[state.cursors.length - 1];
     if (cursor) q.set("cursor", cursor);
     const { data } = await api("GET", `/events?${q}`);
@@ -729,7 +753,8 @@
     $("event-dialog-title").textContent = `Event from ${e.trigger_name}`;
     const rows = [
       ["Id", e.id], ["Trigger", e.trigger_id ? `${e.trigger_name} (${e.trigger_id})` : `${e.trigger_name} (test run)`],
-      ["Kind", e.kind], ["Source", e.source + (e.is_test ? " (test)" : "")], ["Status", e.status],
+      ["Kind", e.kind], ["Source", e.source + (e.is_test ? " (test)" : "")],
+      ["Status", e.status + (e.reason ? ` (${e.reason.replace(/_/g, " ")})` : "")],
       ["Scheduled for", fmtTime(e.scheduled_for)], ["Fired at", fmtTime(e.fired_at)],
       ["State", e.state], ["Archived at", `${fmtTime(e.archives_at)} (${relative(e.archives_at)})`],
       ["Deleted at", `${fmtTime(e.expires_at)} (${relative(e.expires_at)})`],
@@ -743,7 +768,8 @@
       const describe = (a) => {
         const outcome = a.status_code ? `HTTP ${a.status_code}` : (a.error || "error").replace(/_/g, " ");
         const detail = a.detail ? ` (${a.detail})` : "";
-        return `#${a.number} at ${new Date(a.at).toLocaleString()}: ${outcome}${detail}, ${a.duration_ms} ms`;
+        const series = a.series > 1 ? ` (redelivery ${a.series - 1})` : "";
+        return `#${a.number}${series} at ${new Date(a.at).toLocaleString()}: ${outcome}${detail}, ${a.duration_ms} ms`;
       };
       box.append(el("h3", { text: "Delivery attempts" }),
         el("ol", {}, ...attempts.map((a) => el("li", { text: describe(a) }))));
@@ -1059,6 +1085,7 @@
     for (const id of ["filter-trigger", "filter-source"]) {
       $(id).addEventListener("change", () => { resetPaging(); refreshEvents().catch((e) => toast(e.message)); });
     }
+    $("filter-status").addEventListener("change", () => { resetPaging(); refreshEvents().catch((e) => toast(e.message)); });
     $("page-older").addEventListener("click", () => {
       if (!state.nextCursor) return;
       state.cursors.push(state.nextCursor);

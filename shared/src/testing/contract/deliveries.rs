@@ -31,6 +31,7 @@ pub async fn deliveries_record_attempts_once(store: &dyn Store) {
             headers: Default::default(),
             timeout_ms: Some(1000),
             max_attempts: Some(2),
+            pause_after_failures: None,
         },
         secret: Secret::generate(),
     };
@@ -59,6 +60,7 @@ pub async fn deliveries_record_attempts_once(store: &dyn Store) {
     let mut after = stored.clone();
     after.attempts.push(Attempt {
         number: 1,
+        series: 1,
         at: t0(),
         status_code: Some(503),
         error: None,
@@ -171,4 +173,108 @@ pub async fn test_runs_are_kept_listed_and_bounded(store: &dyn Store) {
     store.insert_test_run(&c, 2).await.expect("room again");
     assert!(store.delete_test_run(&b.id).await.expect("delete b"));
     assert!(store.delete_test_run(&c.id).await.expect("delete c"));
+}
+
+pub async fn redelivery_starts_one_new_series(store: &dyn Store) {
+    use crate::domain::delivery::{Attempt, DeliveryPlan};
+    use crate::domain::target::{Secret, Target};
+    let t = trigger("redeliver", TriggerKind::Api);
+    let plan = |url: &str| DeliveryPlan {
+        target: Target {
+            url: url.into(),
+            headers: Default::default(),
+            timeout_ms: Some(1000),
+            max_attempts: Some(0),
+            pause_after_failures: None,
+        },
+        secret: Secret::generate(),
+    };
+    let mut e = event(Some(&t), EventSource::Api, t0());
+    e.status = EventStatus::Pending;
+    e.next_attempt_at = Some(t0());
+    store
+        .record_event(NewEvent {
+            event: e.clone(),
+            dedupe_key: None,
+            complete: None,
+            delivery: Some(plan("https://example.com/old")),
+        })
+        .await
+        .expect("record");
+    let again = e.clone().redelivered(t0());
+    assert!(
+        matches!(
+            store
+                .redeliver(&again, &plan("https://example.com/new"), 0)
+                .await,
+            Err(StoreError::VersionConflict)
+        ),
+        "not while the first series is pending"
+    );
+    let mut failed = e.clone();
+    failed.attempts.push(Attempt {
+        number: 1,
+        series: 1,
+        at: t0(),
+        status_code: Some(404),
+        error: None,
+        detail: None,
+        duration_ms: 3,
+        response_body: None,
+    });
+    failed.status = EventStatus::Failure;
+    failed.next_attempt_at = None;
+    store.record_attempt(&failed, 0).await.expect("attempt");
+    let listed = list_all(store, query(t0() - Duration::hours(1), None, 10)).await;
+    assert_eq!(listed, vec![failed.clone()], "listings show the outcome");
+
+    let later = t0() + Duration::minutes(1);
+    let next = failed.clone().redelivered(later);
+    assert_eq!(
+        (next.delivery_series, next.status),
+        (2, EventStatus::Pending)
+    );
+    let new_plan = plan("https://example.com/new");
+    assert!(
+        matches!(
+            store.redeliver(&next, &new_plan, 0).await,
+            Err(StoreError::VersionConflict)
+        ),
+        "an attempt recorded since the read wins"
+    );
+    store
+        .redeliver(&next, &new_plan, 1)
+        .await
+        .expect("redeliver");
+    assert_eq!(
+        store.get_delivery(&e.id).await.expect("get"),
+        Some((next.clone(), new_plan.clone())),
+        "the new series, with the new plan"
+    );
+    assert!(
+        matches!(
+            store.redeliver(&next, &new_plan, 1).await,
+            Err(StoreError::VersionConflict)
+        ),
+        "one new series per settled outcome"
+    );
+    assert!(
+        store
+            .claim_attempt(&e.id, 1, later, later + Duration::seconds(11))
+            .await
+            .expect("claim"),
+        "the new series' first attempt can be claimed"
+    );
+    // An event recorded without a target can be delivered once its trigger has one.
+    let plain = event(Some(&t), EventSource::Api, t0());
+    put(store, &plain).await;
+    let first = plain.clone().redelivered(later);
+    store
+        .redeliver(&first, &new_plan, 0)
+        .await
+        .expect("first delivery");
+    assert_eq!(
+        store.get_delivery(&plain.id).await.expect("get"),
+        Some((first, new_plan))
+    );
 }

@@ -277,3 +277,51 @@ pub async fn purge_deletes_only_expired(store: &dyn Store) {
         .expect("row");
     assert_eq!((row.active, row.archived), (0, 1));
 }
+
+/// `since`/`until` reach the store as a narrower `fired_at` window: exact to the millisecond
+/// across hours, with a trigger filter and across pages (what the repair filters rely on).
+pub async fn events_list_by_a_narrow_window(store: &dyn Store) {
+    let a = trigger("narrow a", TriggerKind::Api);
+    let b = trigger("narrow b", TriggerKind::Api);
+    let mut all = Vec::new();
+    for i in 0..12 {
+        // Every 20 minutes: the window spans hour partitions.
+        let at = t0() + Duration::minutes(20 * i) + Duration::milliseconds(i);
+        let e = event(Some(if i % 2 == 0 { &a } else { &b }), EventSource::Api, at);
+        put(store, &e).await;
+        all.push(e);
+    }
+    let (from, to) = (&all[2], &all[9]);
+    // [from, to): after = from - 1 ms, until = to - 1 ms, as the app narrows.
+    let after = from.fired_at - Duration::milliseconds(1);
+    let until = to.fired_at - Duration::milliseconds(1);
+    let mut want: Vec<&Event> = all
+        .iter()
+        .filter(|e| e.fired_at >= from.fired_at && e.fired_at < to.fired_at)
+        .collect();
+    want.reverse();
+    for limit in [1, 3, 50] {
+        let got = list_all(store, query(after, Some(until), limit)).await;
+        assert_eq!(
+            ids(&got),
+            want.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+            "page size {limit}"
+        );
+        let only_a = list_all(
+            store,
+            EventQuery {
+                trigger_id: Some(a.id.clone()),
+                ..query(after, Some(until), limit)
+            },
+        )
+        .await;
+        let want_a: Vec<String> = want
+            .iter()
+            .filter(|e| e.trigger_id.as_deref() == Some(a.id.as_str()))
+            .map(|e| e.id.clone())
+            .collect();
+        assert_eq!(ids(&only_a), want_a, "one trigger, page size {limit}");
+    }
+    let empty = list_all(store, query(until, Some(until), 10)).await;
+    assert_eq!(empty, Vec::<Event>::new(), "an empty window lists nothing");
+}

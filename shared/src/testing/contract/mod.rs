@@ -36,7 +36,8 @@ macro_rules! store_contract_tests {
             trigger_quota_writes_nothing_beyond_it, test_runs_are_kept_listed_and_bounded,
             a_pause_with_an_end_is_listed_by_its_status_at_now,
             api_keys_are_found_listed_and_revoked, duplicate_api_key_is_rejected,
-            api_key_use_is_written_once_a_minute);
+            api_key_use_is_written_once_a_minute,
+            redelivery_starts_one_new_series, events_list_by_a_narrow_window);
     };
     (@cases $make:expr; $($name:ident),*) => {
         $(
@@ -86,6 +87,8 @@ pub fn event(trigger: Option<&Trigger>, source: EventSource, fired_at: DateTime<
         status: EventStatus::Success,
         attempts: Vec::new(),
         next_attempt_at: None,
+        delivery_series: 1,
+        reason: None,
     }
 }
 
