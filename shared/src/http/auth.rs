@@ -42,6 +42,17 @@ pub const SCOPES: &[(&str, &str, Need)] = &[
         "/triggers/{id}/rotate-secret",
         Some(Scope::TriggersWrite),
     ),
+    (
+        "POST",
+        "/triggers/{id}/redeliver",
+        Some(Scope::TriggersWrite),
+    ),
+    (
+        "POST",
+        "/triggers/{id}/resume-delivery",
+        Some(Scope::TriggersWrite),
+    ),
+    ("POST", "/events/{id}/redeliver", Some(Scope::TriggersWrite)),
     ("GET", "/test-runs", Some(Scope::TriggersRead)),
     ("DELETE", "/test-runs/{id}", Some(Scope::TriggersWrite)),
     ("GET", "/events", Some(Scope::EventsRead)),
