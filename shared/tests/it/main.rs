@@ -7,6 +7,7 @@ mod contract_dynamo;
 mod contract_sqlite;
 mod delivery;
 mod metrics;
+mod occurrences;
 mod repair;
 mod scheduler_eventbridge;
 mod timer;
