@@ -4,9 +4,10 @@
 use etp::testing::fixtures::t0;
 use std::sync::Arc;
 
+use crate::oneshot::{self, Reply};
 use axum::Router;
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::http::{Method, Request, StatusCode};
 use chrono::{DateTime, Duration, Utc};
 use etp::app::App;
 use etp::clock::{Clock, ManualClock};
@@ -14,9 +15,7 @@ use etp::config::{ApiToken, Settings};
 use etp::embedded::SqliteStore;
 use etp::testing::instants::rfc3339;
 use etp::testing::{RecordingScheduler, SchedulerCall};
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 const TOKEN: &str = "test-token-0123456789";
 
@@ -26,46 +25,6 @@ struct Api {
     clock: Arc<ManualClock>,
     scheduler: Arc<RecordingScheduler>,
     _dir: tempfile::TempDir,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// Asserts a problem+json response with `status` naming `field`.
-    fn problem(&self, status: u16, field: Option<&str>) {
-        assert_eq!(self.status.as_u16(), status, "{}", self.body);
-        assert_eq!(
-            self.header("content-type"),
-            Some("application/problem+json")
-        );
-        for key in ["type", "title", "status", "detail"] {
-            assert!(
-                self.body.get(key).is_some(),
-                "problem lacks {key}: {}",
-                self.body
-            );
-        }
-        assert_eq!(self.body["status"], status);
-        if let Some(field) = field {
-            let fields: Vec<_> = self.body["errors"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|e| e["field"].as_str()).collect())
-                .unwrap_or_default();
-            assert!(
-                fields.contains(&field),
-                "expected error on {field}, got {}",
-                self.body
-            );
-        }
-    }
 }
 
 /// `t0() + d` as the API writes it.
@@ -121,21 +80,7 @@ fn api() -> Api {
 
 impl Api {
     async fn raw(&self, req: Request<Body>) -> Reply {
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        oneshot::send(&self.router, req).await
     }
 
     async fn send(
@@ -145,21 +90,8 @@ impl Api {
         body: Option<Value>,
         extra: &[(&str, &str)],
     ) -> Reply {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {TOKEN}"));
-        for (k, v) in extra {
-            req = req.header(*k, *v);
-        }
-        let body = match body {
-            Some(v) => {
-                req = req.header("content-type", "application/json");
-                Body::from(v.to_string())
-            }
-            None => Body::empty(),
-        };
-        self.raw(req.body(body).unwrap()).await
+        self.raw(oneshot::request(method, path, Some(TOKEN), body, extra))
+            .await
     }
 
     async fn get(&self, path: &str) -> Reply {

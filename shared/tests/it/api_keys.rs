@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
+use crate::oneshot::{self, Reply};
 use axum::Router;
-use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use chrono::Duration;
 use etp::app::App;
 use etp::clock::{Clock, ManualClock};
@@ -13,9 +13,7 @@ use etp::config::{ApiToken, Settings};
 use etp::embedded::SqliteStore;
 use etp::testing::fixtures::t0;
 use etp::testing::instants::rfc3339;
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 const TOKEN: &str = "bootstrap-token-0123456789";
 
@@ -23,38 +21,6 @@ struct Api {
     router: Router,
     clock: Arc<ManualClock>,
     _dir: tempfile::TempDir,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
-    text: String,
-}
-
-impl Reply {
-    /// Asserts a problem+json response with `status`.
-    fn problem(&self, status: u16) -> &Self {
-        assert_eq!(self.status.as_u16(), status, "{}", self.body);
-        assert_eq!(
-            self.headers
-                .get("content-type")
-                .and_then(|v| v.to_str().ok()),
-            Some("application/problem+json")
-        );
-        self
-    }
-
-    fn field_errors(&self) -> Vec<String> {
-        self.body["errors"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|e| e["field"].as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
 }
 
 fn api() -> Api {
@@ -77,34 +43,11 @@ fn api() -> Api {
 
 impl Api {
     async fn call(&self, auth: &str, method: Method, path: &str, body: Option<Value>) -> Reply {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {auth}"));
-        let body = match body {
-            Some(v) => {
-                req = req.header("content-type", "application/json");
-                Body::from(v.to_string())
-            }
-            None => Body::empty(),
-        };
-        let res = self
-            .router
-            .clone()
-            .oneshot(req.body(body).unwrap())
-            .await
-            .unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            body,
-            text,
-        }
+        oneshot::send(
+            &self.router,
+            oneshot::request(method, path, Some(auth), body, &[]),
+        )
+        .await
     }
 
     async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
@@ -195,13 +138,13 @@ async fn a_key_is_shown_once_listed_without_secrets_and_revoked_at_once() {
     assert_eq!(gone.status, StatusCode::NO_CONTENT);
     api.call(&key, Method::GET, "/api-keys/me", None)
         .await
-        .problem(401);
+        .problem(401, None);
     api.call(&key, Method::GET, "/triggers", None)
         .await
-        .problem(401);
+        .problem(401, None);
     api.admin(Method::DELETE, &format!("/api-keys/{id}"), None)
         .await
-        .problem(404);
+        .problem(404, None);
     assert_eq!(
         api.admin(Method::GET, "/api-keys", None).await.body["items"],
         json!([])
@@ -232,16 +175,16 @@ async fn unknown_expired_and_malformed_keys_are_refused() {
     let unknown = etp::domain::api_key::generate_key();
     for bad in [unknown.as_str(), "etp_", "etp_short", &key[..key.len() - 1]] {
         let r = api.call(bad, Method::GET, "/triggers", None).await;
-        r.problem(401);
+        r.problem(401, None);
         assert!(r.headers.get("www-authenticate").is_some());
     }
     api.clock.advance(Duration::hours(1));
     api.call(&key, Method::GET, "/triggers", None)
         .await
-        .problem(401);
+        .problem(401, None);
     api.call(&key, Method::GET, "/api-keys/me", None)
         .await
-        .problem(401);
+        .problem(401, None);
 }
 
 #[tokio::test]
@@ -328,7 +271,7 @@ async fn each_scope_is_needed_for_its_routes() {
         let r = api
             .call(&without, method.clone(), &path, body.clone())
             .await;
-        r.problem(403);
+        r.problem(403, None);
         assert_eq!(r.body["scope"], scope, "{method} {path}: {}", r.body);
         assert_eq!(
             r.body["detail"],
@@ -412,7 +355,7 @@ async fn fire_may_be_limited_to_some_triggers() {
             Some(json!({})),
         )
         .await;
-    refused.problem(403);
+    refused.problem(403, None);
     assert_eq!(refused.body["scope"], "fire");
     let me = api.call(&key, Method::GET, "/api-keys/me", None).await;
     assert_eq!(me.body["trigger_ids"], json!([mine]));
@@ -461,7 +404,7 @@ async fn bad_keys_are_refused_naming_the_field() {
         let r = api
             .admin(Method::POST, "/api-keys", Some(body.clone()))
             .await;
-        r.problem(422);
+        r.problem(422, None);
         assert!(
             r.field_errors().iter().any(|f| f == field),
             "{body}: expected {field}, got {}",

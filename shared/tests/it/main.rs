@@ -8,6 +8,7 @@ mod contract_sqlite;
 mod delivery;
 mod metrics;
 mod occurrences;
+mod oneshot;
 mod repair;
 mod scheduler_eventbridge;
 mod timer;

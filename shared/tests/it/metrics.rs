@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::oneshot;
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use chrono::Duration;
 use etp::app::App;
 use etp::clock::{Clock, ManualClock};
@@ -21,9 +21,7 @@ use etp::ports::Store;
 use etp::telemetry::timed_store::Timed;
 use etp::testing::fixtures::{WebhookReceiver, t0};
 use etp::testing::instants::rfc3339;
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 const TOKEN: &str = "metrics-token-0123456789";
 
@@ -92,26 +90,13 @@ async fn rig(handle: metrics_exporter_prometheus::PrometheusHandle) -> Rig {
 
 impl Rig {
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, String) {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {TOKEN}"));
-        let body = match body {
-            Some(b) => {
-                req = req.header("content-type", "application/json");
-                Body::from(b.to_string())
-            }
-            None => Body::empty(),
-        };
-        let res = self
-            .router
-            .clone()
-            .oneshot(req.body(body).unwrap())
-            .await
-            .unwrap();
-        let status = res.status();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8_lossy(&bytes).into_owned())
+        let method = Method::from_bytes(method.as_bytes()).expect("a method");
+        let r = oneshot::send(
+            &self.router,
+            oneshot::request(method, path, Some(TOKEN), body, &[]),
+        )
+        .await;
+        (r.status, r.text)
     }
 
     async fn create(&self, def: Value) -> String {
@@ -333,28 +318,14 @@ async fn metrics_need_the_token_and_speak_prometheus_text() {
     let recorder = etp::telemetry::prometheus::recorder();
     let _local = ::metrics::set_default_local_recorder(&recorder);
     let r = rig(recorder.handle()).await;
-    let res = r
-        .router
-        .clone()
-        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    let res = r
-        .router
-        .clone()
-        .oneshot(
-            Request::get("/metrics")
-                .header("authorization", format!("Bearer {TOKEN}"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
+    let scrape = |token| oneshot::request(Method::GET, "/metrics", token, None, &[]);
+    let res = oneshot::send(&r.router, scrape(None)).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    let res = oneshot::send(&r.router, scrape(Some(TOKEN))).await;
+    assert_eq!(res.status, StatusCode::OK);
     assert_eq!(
-        res.headers()["content-type"],
-        etp::http::scrape::PROMETHEUS_TEXT
+        res.header("content-type"),
+        Some(etp::http::scrape::PROMETHEUS_TEXT)
     );
     // A request is counted once answered: the refused scrape is there, with its status.
     let m = r.metrics().await;

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use crate::oneshot::{self, Reply};
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Duration;
 use etp::app::App;
@@ -20,9 +20,7 @@ use etp::embedded::{DeliveryWorker, LocalDeliveryQueue, SqliteStore};
 use etp::testing::RecordingScheduler;
 use etp::testing::fixtures::{WebhookReceiver, t0};
 use etp::testing::instants::rfc3339;
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 use crate::delivery::verify;
 
@@ -48,25 +46,6 @@ struct Rig {
     clock: Arc<ManualClock>,
     rx: WebhookReceiver,
     _dir: tempfile::TempDir,
-}
-
-struct Reply {
-    status: StatusCode,
-    body: Value,
-}
-
-impl Reply {
-    /// Asserts a problem+json answer with `status`, naming `field` when given.
-    fn problem(&self, status: u16, field: Option<&str>) {
-        assert_eq!(self.status.as_u16(), status, "{}", self.body);
-        assert_eq!(self.body["status"], status, "{}", self.body);
-        if let Some(field) = field {
-            let named = self.body["errors"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|e| e["field"] == field));
-            assert!(named, "expected an error on {field}: {}", self.body);
-        }
-    }
 }
 
 async fn rig_with(settings: Settings) -> Rig {
@@ -130,30 +109,11 @@ impl Rig {
         body: Option<Value>,
         extra: &[(&str, &str)],
     ) -> Reply {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {TOKEN}"));
-        for (k, v) in extra {
-            req = req.header(*k, *v);
-        }
-        let body = match body {
-            Some(v) => {
-                req = req.header("content-type", "application/json");
-                Body::from(v.to_string())
-            }
-            None => Body::empty(),
-        };
-        let res = self
-            .router
-            .clone()
-            .oneshot(req.body(body).unwrap())
-            .await
-            .unwrap();
-        let status = res.status();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, body }
+        oneshot::send(
+            &self.router,
+            oneshot::request(method, path, Some(TOKEN), body, extra),
+        )
+        .await
     }
 
     async fn get(&self, path: &str) -> Reply {
@@ -671,14 +631,7 @@ async fn a_triggers_failed_events_are_redelivered_in_bounded_batches() {
 #[tokio::test]
 async fn openapi_documents_the_repair_routes() {
     let r = rig().await;
-    let doc = r
-        .router
-        .clone()
-        .oneshot(Request::get("/openapi.json").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let bytes = doc.into_body().collect().await.unwrap().to_bytes();
-    let doc: Value = serde_json::from_slice(&bytes).unwrap();
+    let doc = r.get("/openapi.json").await.body;
     for (path, method) in [
         ("/events/{id}/redeliver", "post"),
         ("/triggers/{id}/redeliver", "post"),
