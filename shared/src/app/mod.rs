@@ -100,6 +100,7 @@ pub struct App {
     schemas: Mutex<HashMap<String, (u64, Arc<Validator>)>>,
     schema_work: SchemaWork,
     /// What `GET /metrics` renders: the process-wide Prometheus recorder, or a test's own.
+    #[cfg(feature = "prometheus")]
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
@@ -138,12 +139,14 @@ impl App {
             stats_cache: Mutex::new(None),
             stats_refresh: Arc::new(tokio::sync::Mutex::new(())),
             schemas: Mutex::new(HashMap::new()),
+            #[cfg(feature = "prometheus")]
             metrics: crate::telemetry::prometheus::installed(),
         }
     }
 
     /// Renders `GET /metrics` from `handle` (a recorder of the caller's, e.g. one per test)
     /// instead of the process-wide one.
+    #[cfg(feature = "prometheus")]
     pub fn with_metrics(mut self, handle: metrics_exporter_prometheus::PrometheusHandle) -> Self {
         self.metrics = Some(handle);
         self

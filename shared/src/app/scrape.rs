@@ -2,10 +2,14 @@
 //! text is rendered.
 
 use super::App;
+#[cfg(feature = "prometheus")]
 use crate::domain::trigger::{TriggerKind, TriggerStatus};
+#[cfg(feature = "prometheus")]
 use crate::telemetry;
 
+#[cfg(feature = "prometheus")]
 const KINDS: [TriggerKind; 2] = [TriggerKind::Scheduled, TriggerKind::Api];
+#[cfg(feature = "prometheus")]
 const STATUSES: [TriggerStatus; 4] = [
     TriggerStatus::Active,
     TriggerStatus::Paused,
@@ -14,8 +18,15 @@ const STATUSES: [TriggerStatus; 4] = [
 ];
 
 impl App {
+    /// Without the Prometheus exporter (the Lambda functions, which write EMF): nothing.
+    #[cfg(not(feature = "prometheus"))]
+    pub async fn render_metrics(&self) -> Option<String> {
+        None
+    }
+
     /// The Prometheus text of every family, or `None` where this process records metrics
     /// another way (EMF on Lambda). A store that cannot count leaves its gauges as they were.
+    #[cfg(feature = "prometheus")]
     pub async fn render_metrics(&self) -> Option<String> {
         let handle = self.metrics.as_ref()?;
         match self.store.trigger_counts().await {

@@ -4,6 +4,7 @@
 
 pub mod emf;
 pub mod http;
+#[cfg(feature = "prometheus")]
 pub mod prometheus;
 pub mod timed_store;
 
