@@ -140,21 +140,7 @@ impl App {
         self.check_version(if_match, &current)?;
         let now = self.now();
         if let Some(Some(until)) = pause {
-            let horizon = crate::domain::time_range::add_saturating(
-                now,
-                self.settings.limits.schedule.max_ahead,
-            );
-            if until <= now || until > horizon {
-                return Err(ValidationError::field(
-                    "until",
-                    format!(
-                        "must be after now ({}) and at most ETP_MAX_SCHEDULE_AHEAD ahead ({})",
-                        rfc3339(now),
-                        rfc3339(horizon)
-                    ),
-                )
-                .into());
-            }
+            self.check_ahead("until", until, now)?;
         }
         let status = current.status_at(now);
         let target = match (status, pause) {
@@ -185,6 +171,24 @@ impl App {
         self.commit(&current, next).await
     }
 
+    /// `at` (in `field`) must lie after `now` and at most `ETP_MAX_SCHEDULE_AHEAD` ahead.
+    fn check_ahead(&self, field: &str, at: DateTime<Utc>, now: DateTime<Utc>) -> AppResult<()> {
+        let horizon =
+            crate::domain::time_range::add_saturating(now, self.settings.limits.schedule.max_ahead);
+        if at <= now || at > horizon {
+            return Err(ValidationError::field(
+                field,
+                format!(
+                    "must be after now ({}) and at most ETP_MAX_SCHEDULE_AHEAD ahead ({})",
+                    rfc3339(now),
+                    rfc3339(horizon)
+                ),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
     /// Skips one upcoming occurrence of a scheduled trigger without pausing it.
     pub async fn skip_occurrence(
         &self,
@@ -200,18 +204,7 @@ impl App {
                 "only scheduled triggers have occurrences to skip".into(),
             ));
         };
-        let horizon =
-            crate::domain::time_range::add_saturating(now, self.settings.limits.schedule.max_ahead);
-        if at <= now || at > horizon {
-            return Err(ValidationError::field(
-                "scheduled_for",
-                format!(
-                    "must be in the future, at most ETP_MAX_SCHEDULE_AHEAD ahead ({})",
-                    rfc3339(horizon)
-                ),
-            )
-            .into());
-        }
+        self.check_ahead("scheduled_for", at, now)?;
         let is_occurrence = crate::domain::time_range::sub(at, chrono::Duration::milliseconds(1))
             .and_then(|before| schedule.next_after(before))
             == Some(at);

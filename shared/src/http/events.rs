@@ -56,13 +56,9 @@ fn parse_status(raw: &str) -> Result<EventStatus, ApiError> {
         .map_err(|_| ApiError::bad_request("status", "must be one of success, failure, pending"))
 }
 
+/// A bad instant in the query string is a 400, like every other bad query parameter.
 fn parse_instant(field: &str, raw: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
-    crate::domain::timestamp::parse(raw).map_err(|_| {
-        ApiError::bad_request(
-            field,
-            "is not an RFC 3339 instant, e.g. 2026-11-24T10:00:00Z",
-        )
-    })
+    super::extract::instant(field, raw).map_err(|e| ApiError::bad_request(&e.field, e.message))
 }
 
 fn default_state() -> EventState {

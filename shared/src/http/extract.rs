@@ -153,6 +153,17 @@ impl<S: Send + Sync, T: DeserializeOwned + 'static> FromRequest<S> for OptionalJ
 /// long or strange (no store sees it, no key limit is met).
 pub struct PathId(pub String);
 
+/// An RFC 3339 instant from a query or body field, or the error that names `field`; each route
+/// decides whether that is a 400 or a 422.
+pub fn instant(field: &str, raw: &str) -> Result<chrono::DateTime<chrono::Utc>, FieldError> {
+    crate::domain::timestamp::parse(raw).map_err(|_| {
+        FieldError::new(
+            field,
+            "is not an RFC 3339 instant, e.g. 2026-11-24T10:00:00Z",
+        )
+    })
+}
+
 /// Parses `raw` as an id this API issues, normalized to the lowercase form it stores.
 pub fn parse_id(raw: &str) -> Option<String> {
     let id = ulid::Ulid::from_string(raw).ok()?.to_string();

@@ -14,7 +14,7 @@ use super::extract::{ApiQuery, JsonBody, PathId};
 use super::problem::{ApiError, Problem};
 use super::triggers::{header_str, with_etag};
 use crate::app::{App, OccurrenceAuditView, TriggerView};
-use crate::domain::validation::ValidationError;
+use crate::domain::validation::{FieldError, ValidationError};
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -36,21 +36,22 @@ pub struct OccurrencesQuery {
     pub limit: usize,
 }
 
+/// The window's ends lie in the accepted range too (1970 to 9999).
 fn instant(field: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>> {
     value
         .map(|v| {
-            crate::domain::timestamp::parse(v)
-                .ok()
-                .filter(|t| crate::domain::time_range::contains(*t))
-                .ok_or_else(|| {
-                    ApiError::from(ValidationError::field(
-                        field,
-                        format!(
-                            "must be an RFC 3339 instant; {}",
-                            crate::domain::time_range::out_of_range_message()
-                        ),
-                    ))
+            super::extract::instant(field, v)
+                .and_then(|t| {
+                    Some(t)
+                        .filter(|t| crate::domain::time_range::contains(*t))
+                        .ok_or_else(|| {
+                            FieldError::new(
+                                field,
+                                crate::domain::time_range::out_of_range_message(),
+                            )
+                        })
                 })
+                .map_err(|e| ApiError::from(ValidationError::fields(vec![e])))
         })
         .transpose()
 }

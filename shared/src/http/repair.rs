@@ -83,13 +83,8 @@ pub struct RedeliverRequest {
 }
 
 fn instant(field: &str, raw: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
-    crate::domain::timestamp::parse(raw).map_err(|_| {
-        crate::domain::validation::ValidationError::field(
-            field,
-            "is not an RFC 3339 instant, e.g. 2026-11-24T10:00:00Z",
-        )
-        .into()
-    })
+    super::extract::instant(field, raw)
+        .map_err(|e| crate::domain::validation::ValidationError::fields(vec![e]).into())
 }
 
 /// Deliver a trigger's failed (or delivered) events again, newest first, each as a new series
