@@ -88,6 +88,25 @@ struct Range<'a> {
     hi: &'a str,
 }
 
+/// A conditional UpdateItem's answer: whether its condition held (a failed condition is an
+/// answer, not an error).
+fn conditional_update<T>(
+    result: Result<T, aws_sdk_dynamodb::error::SdkError<UpdateItemError>>,
+) -> Result<bool, StoreError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if matches!(
+                e.as_service_error(),
+                Some(UpdateItemError::ConditionalCheckFailedException(_))
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(sdk_error("UpdateItem", e)),
+    }
+}
+
 fn sort_key(item: &Item) -> &str {
     get_s(item, "lc_sk").unwrap_or("")
 }
@@ -512,17 +531,9 @@ impl DynamoStore {
             .expression_attribute_values(":seen", n(seen))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Err(StoreError::VersionConflict)
-            }
-            Err(e) => Err(sdk_error("UpdateItem", e)),
+        match conditional_update(result)? {
+            true => Ok(()),
+            false => Err(StoreError::VersionConflict),
         }
     }
 }
@@ -561,18 +572,7 @@ impl EventStore for DynamoStore {
             .expression_attribute_values(":seen", n(seen_attempts))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(sdk_error("UpdateItem", e)),
-        }
+        conditional_update(result)
     }
 
     async fn record_event(&self, new: NewEvent) -> Result<Recorded, StoreError> {
@@ -621,17 +621,9 @@ impl EventStore for DynamoStore {
             .expression_attribute_values(":pending", AttributeValue::Bool(true))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Err(StoreError::VersionConflict)
-            }
-            Err(e) => Err(sdk_error("UpdateItem", e)),
+        match conditional_update(result)? {
+            true => Ok(()),
+            false => Err(StoreError::VersionConflict),
         }
     }
 
