@@ -6,6 +6,7 @@ mod ceiling;
 mod dynamo;
 mod lambda;
 mod report;
+mod scale;
 mod sched;
 mod seed;
 mod server;
@@ -32,6 +33,8 @@ struct Size {
     lambda: (usize, usize),
     /// Triggers and hours of counters behind the DynamoDB stats case.
     stats_scale: (usize, usize),
+    /// Stored triggers, and how many of them scheduled, in the restart case.
+    restart: (usize, usize),
 }
 
 const FULL: Size = Size {
@@ -45,6 +48,7 @@ const FULL: Size = Size {
     sustained: (1_000, 60),
     lambda: (10, 200),
     stats_scale: (10_000, 48),
+    restart: (1_000_000, 100_000),
 };
 
 fn size() -> Size {
@@ -60,10 +64,11 @@ fn size() -> Size {
             sustained: (20, 3),
             lambda: (1, 3),
             stats_scale: (50, 3),
+            restart: (2_000, 200),
         }
     } else {
         Size {
-            bursts: vec![1_000, 10_000],
+            bursts: vec![1_000, 10_000, 100_000],
             ..FULL
         }
     }
@@ -150,7 +155,7 @@ async fn ceilings(
     Ok(())
 }
 
-/// `--only=<section>[,<section>]` (http, events, scheduler, lambda, dynamo) runs a part of the
+/// `--only=<section>[,<section>]` (http, events, scheduler, scale, lambda, dynamo) runs a part of the
 /// suite, for working on one case.
 fn wanted(section: &str) -> bool {
     match std::env::args().find_map(|a| a.strip_prefix("--only=").map(str::to_owned)) {
@@ -175,6 +180,9 @@ async fn run(size: &Size) -> Result<Report, String> {
     }
     if wanted("scheduler") {
         scheduler_cases(size, &mut report).await?;
+    }
+    if wanted("scale") {
+        scale_cases(size, &mut report).await?;
     }
     if wanted("lambda") {
         eprintln!("Lambda functions");
@@ -345,6 +353,29 @@ async fn scheduler_cases(size: &Size, report: &mut Report) -> Result<(), String>
     Ok(())
 }
 
+async fn scale_cases(size: &Size, report: &mut Report) -> Result<(), String> {
+    let (triggers, scheduled) = size.restart;
+    eprintln!("{triggers} stored triggers ({scheduled} scheduled): restart and listing");
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (scale, server) = scale::restart(dir.path(), triggers, scheduled).await?;
+    let name = format!("GET /triggers?limit=100 ({triggers} stored)");
+    let cases = [Case {
+        name: &name,
+        method: "GET",
+        path: "/triggers?limit=100".into(),
+        body: None,
+    }];
+    let first = report.http.len();
+    for conns in size.connections {
+        report
+            .http
+            .push(load(&server, &cases[0], 0, conns, size.seconds)?);
+    }
+    ceilings(&server, &cases, &mut report.http[first..], size.seconds).await?;
+    report.scale = Some(scale);
+    Ok(())
+}
+
 fn row<'a>(r: &'a Report, case: &str, events: usize, conns: usize) -> Option<&'a HttpRow> {
     r.http
         .iter()
@@ -440,6 +471,36 @@ fn targets(r: &mut Report, size: &Size) {
             ));
         }
     }
+    for b in &r.bursts {
+        if b.due_together == 100_000 {
+            add.push((
+                "p99 lateness, 100000 due together".into(),
+                format!("{:.0} ms", b.lateness.p99_ms),
+                "<= 2000 ms",
+                b.lateness.p99_ms <= 2_000.0,
+            ));
+        }
+    }
+    if let Some(s) = &r.scale {
+        add.push((
+            format!("restart with {} stored triggers", s.triggers),
+            format!("{:.0} ms", s.startup_ms),
+            "<= 5000 ms",
+            s.startup_ms <= 5_000.0,
+        ));
+        add.push((
+            format!("peak RSS with {} stored triggers", s.triggers),
+            format!("{:.1} MiB", s.peak_rss_mib),
+            "<= 256 MB",
+            s.peak_rss_mib <= 244.0,
+        ));
+        add.push((
+            "memory per stored trigger".into(),
+            format!("{:.0} bytes", s.bytes_per_trigger()),
+            "printed",
+            true,
+        ));
+    }
     if let Some(s) = &r.sustained {
         let steady = s.lateness.firings == s.expected && s.last_p99_ms <= s.first_p99_ms + 50.0;
         add.push((
@@ -534,7 +595,16 @@ fn targets(r: &mut Report, size: &Size) {
         }
     }
     // Share of the machine's ceiling: the same request and response bytes served from memory.
+    let at_scale = format!("GET /triggers?limit=100 ({} stored)", size.restart.0);
     for conns in size.connections {
+        if let Some(share) = row(r, &at_scale, 0, conns).and_then(HttpRow::share) {
+            add.push((
+                format!("{at_scale} share of ceiling at {conns} conns"),
+                format!("{share:.2}"),
+                ">= 0.5",
+                share >= 0.5,
+            ));
+        }
         for (case, events) in [
             ("GET /triggers?limit=100", 0),
             ("GET /triggers/{id}", 0),

@@ -55,6 +55,7 @@ pub struct Report {
     pub lambda: Vec<crate::lambda::LambdaRow>,
     pub store_costs: Vec<crate::dynamo::StoreCost>,
     pub stats_at_scale: Option<crate::dynamo::StatsAtScale>,
+    pub scale: Option<crate::scale::Scale>,
     pub targets: Vec<Target>,
     /// Cases that could not be measured, and why.
     pub failures: Vec<String>,
@@ -133,6 +134,22 @@ impl Report {
                 "| {}/s for {} s ({} expected; p99 first/last tenth {:.1}/{:.1}) | {} | {:.1} | {:.1} | {:.1} | - |\n",
                 s.triggers, s.seconds, s.expected, s.first_p99_ms, s.last_p99_ms,
                 s.lateness.firings, s.lateness.p50_ms, s.lateness.p99_ms, s.lateness.max_ms
+            ));
+        }
+        if let Some(s) = &self.scale {
+            out.push_str(&format!(
+                "\n{} stored triggers ({} scheduled, seeded in {:.0} s): first start {:.0} ms, \
+                 restart {:.0} ms, RSS {:.1} MiB (peak {:.1}, empty data directory {:.1}), \
+                 {:.0} bytes per stored trigger\n",
+                s.triggers,
+                s.scheduled,
+                s.seed_s,
+                s.first_start_ms,
+                s.startup_ms,
+                s.rss_mib,
+                s.peak_rss_mib,
+                s.empty_rss_mib,
+                s.bytes_per_trigger()
             ));
         }
         out.push_str(

@@ -89,7 +89,8 @@ async fn create_all(server: &Arc<Server>, bodies: Vec<Value>) -> Result<(), Stri
 
 /// `n` one-time triggers all due in the same second.
 pub async fn burst(server: &Arc<Server>, n: usize) -> Result<Burst, String> {
-    let lead = 5 + (n / 1_000) as i64;
+    // Long enough to create them all first (creating runs at several thousand a second).
+    let lead = 5 + (n / 2_000) as i64;
     let due =
         (Utc::now() + chrono::Duration::seconds(lead)).to_rfc3339_opts(SecondsFormat::Secs, true);
     let bodies = (0..n)

@@ -101,3 +101,53 @@ pub async fn seed(
     progress.finish();
     Ok(ids)
 }
+
+/// `total` triggers straight through the store: `scheduled` of them scheduled (a third each
+/// hourly from tomorrow, weekdays at 09:00 in Berlin, and once in 30 days, so none fires while
+/// the cases run), the rest api triggers.
+pub async fn mixed_triggers(
+    dir: &Path,
+    total: usize,
+    scheduled: usize,
+    now: DateTime<Utc>,
+) -> Result<(), String> {
+    let store = SqliteStore::open(&dir.join("etp.sqlite3")).map_err(|e| e.to_string())?;
+    let tomorrow = etp::testing::instants::rfc3339(now + Duration::days(1));
+    let in_30_days = etp::testing::instants::rfc3339(now + Duration::days(30));
+    let progress = bar(total as u64, "seeding triggers");
+    let mut pending = tokio::task::JoinSet::new();
+    for i in 0..total {
+        let def = if i % (total / scheduled.max(1)).max(1) == 0 {
+            match i % 3 {
+                0 => json!({"name": format!("hourly {i}"), "kind": "scheduled",
+                    "schedule": {"type": "interval", "every_seconds": 3600, "start_at": tomorrow}}),
+                1 => json!({"name": format!("weekdays {i}"), "kind": "scheduled",
+                    "schedule": {"type": "cron", "expression": "0 9 * * MON-FRI",
+                                 "timezone": "Europe/Berlin"}}),
+                _ => json!({"name": format!("once {i}"), "kind": "scheduled",
+                    "schedule": {"type": "at", "at": in_30_days}}),
+            }
+        } else {
+            json!({"name": format!("api {i}"), "kind": "api",
+                   "payload_schema": {"type": "object", "required": ["n"]}})
+        };
+        let def: TriggerDefinition = serde_json::from_value(def).map_err(|e| e.to_string())?;
+        let t = Trigger::create(def, new_id(), now);
+        let store = store.clone();
+        pending.spawn(async move { store.insert_trigger(&t, u64::MAX).await });
+        if pending.len() >= IN_FLIGHT {
+            while let Some(done) = pending.join_next().await {
+                done.map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+                progress.inc(1);
+            }
+        }
+    }
+    while let Some(done) = pending.join_next().await {
+        done.map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        progress.inc(1);
+    }
+    progress.finish();
+    Ok(())
+}

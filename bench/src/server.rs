@@ -46,6 +46,8 @@ impl Server {
             .env("ETP_DATA_DIR", data_dir)
             .env("ETP_API_TOKEN", TOKEN)
             .env("RUST_LOG", "error")
+            // The cases create far more than the default quota of 100,000 triggers.
+            .env("ETP_MAX_TRIGGERS", "100000000")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         for (k, v) in env {
@@ -67,10 +69,19 @@ impl Server {
 
     /// Peak resident memory of the server process so far, in MiB.
     pub fn peak_rss_mib(&self) -> Option<f64> {
+        self.status_mib("VmHWM:")
+    }
+
+    /// Resident memory of the server process now, in MiB.
+    pub fn rss_mib(&self) -> Option<f64> {
+        self.status_mib("VmRSS:")
+    }
+
+    fn status_mib(&self, field: &str) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
         let kb: f64 = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .find_map(|l| l.strip_prefix(field))?
             .trim()
             .trim_end_matches("kB")
             .trim()

@@ -231,6 +231,13 @@ pub trait TriggerStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Removes the trigger (its events stay); false when there was none.
     async fn delete_trigger(&self, id: &str) -> Result<bool, StoreError>;
+    /// A number that moves on after every committed change to stored triggers, before the
+    /// writer hears of it: two reads under the same number saw the same triggers. `None` where
+    /// the store cannot see every write (DynamoDB: other processes write too), so nothing
+    /// read from it is cached.
+    fn trigger_writes(&self) -> Option<u64> {
+        None
+    }
     /// Stored triggers per kind and status, for the `etp_triggers` gauge; `None` where that
     /// cannot be counted cheaply (DynamoDB would need a table scan per scrape).
     async fn trigger_counts(
@@ -259,6 +266,23 @@ pub trait EventStore: Send + Sync {
                 })
             })
             .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+    /// A number that moves on after every committed write to the store, before the writer
+    /// hears of it: two listings under the same number saw the same events. `None` where the
+    /// store cannot see every write (DynamoDB), so no event listing is cached.
+    fn event_writes(&self) -> Option<u64> {
+        None
+    }
+    /// The earliest `fired_at` (to the millisecond, rounded down) at or after `from`, if any
+    /// event has one: what tells a listing when the next event changes state.
+    async fn earliest_fired_from(
+        &self,
+        from: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let _ = from;
+        Err(StoreError::Unavailable(
+            "this store does not find the earliest event".into(),
+        ))
     }
     /// Counts per trigger of events fired in `active` and in `archived`, as of `now` (the
     /// instant the windows were computed at).

@@ -1,10 +1,13 @@
 //! Event log use cases: one event, and listings by lifecycle state, as seen now.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
-use super::{App, AppError, AppResult, EventFilter};
+use super::view_cache::Kept;
+use super::{App, AppError, AppResult, EventFilter, JoinedPage};
 use crate::domain::event::{Event, EventStatus, EventView};
-use crate::domain::lifecycle::FiredWindow;
+use crate::domain::lifecycle::{EventState, FiredWindow};
 use crate::domain::validation::ValidationError;
 use crate::ports::{EventQuery, Page, cursor};
 
@@ -130,28 +133,67 @@ impl App {
     }
 
     /// One page of events as the JSON of their views (see [`EventView::json_at`]): listings
-    /// send the stored JSON with the read-time fields added, without decoding it.
-    pub async fn list_event_views_json(&self, filter: EventFilter) -> AppResult<Page<String>> {
+    /// send the stored JSON with the read-time fields added, without decoding it. Pages are
+    /// served from the view cache while exact: no write since, and no event has changed state
+    /// (the earliest active one archived, the earliest archived one expired).
+    pub async fn list_event_views_json(&self, filter: EventFilter) -> AppResult<Arc<JoinedPage>> {
+        let mut joined = JoinedPage::default();
         if filter.status.is_some() {
             // Filtered pages are decoded anyway, to read each outcome.
-            return self
-                .list_events(filter)
-                .await?
-                .try_map(|v| serde_json::to_string(&v))
-                .map_err(|e| AppError::Internal(e.to_string()));
+            let page = self.list_events(filter).await?;
+            for v in &page.items {
+                joined.push(
+                    &serde_json::to_string(v).map_err(|e| AppError::Internal(e.to_string()))?,
+                );
+            }
+            joined.next_cursor = page.next_cursor;
+            return Ok(Arc::new(joined));
         }
+        // Read before the store: a page read across a write is filed under the older count.
+        let writes = self.store.event_writes();
         let now = self.now();
+        let key = format!("{filter:?}");
+        if let Some(w) = writes
+            && let Some(hit) = self.views.events_page(&key, w, now)
+        {
+            return Ok(hit);
+        }
         let lifecycle = self.settings.lifecycle;
         let query = self.event_query(filter, now)?;
         let page = self.store.list_events_json(&query).await?;
-        Ok(Page {
-            items: page
-                .items
-                .iter()
-                .filter_map(|e| EventView::json_at(&e.json, e.fired_at, &lifecycle, now))
-                .collect(),
-            next_cursor: page.next_cursor,
-        })
+        for e in &page.items {
+            if let Some(json) = EventView::json_at(&e.json, e.fired_at, &lifecycle, now) {
+                joined.push(&json);
+            }
+        }
+        joined.next_cursor = page.next_cursor;
+        let value = Arc::new(joined);
+        if let Some(writes) = writes {
+            let window = |state| lifecycle.window(state, now).after;
+            let archives = self
+                .store
+                .earliest_fired_from(window(EventState::Active))
+                .await?
+                .map(|t| lifecycle.archives_at(t));
+            let expires = self
+                .store
+                .earliest_fired_from(window(EventState::Archived))
+                .await?
+                .map(|t| lifecycle.expires_at(t));
+            let until = archives.into_iter().chain(expires).min();
+            if until.is_none_or(|u| u > now) {
+                self.views.keep_events_page(
+                    key,
+                    Kept {
+                        writes,
+                        from: now,
+                        until,
+                        value: value.clone(),
+                    },
+                );
+            }
+        }
+        Ok(value)
     }
 }
 

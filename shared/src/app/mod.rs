@@ -10,6 +10,7 @@ mod repair;
 mod schemas;
 mod scrape;
 mod triggers;
+mod view_cache;
 mod views;
 
 use std::collections::HashMap;
@@ -28,7 +29,8 @@ pub use caches::StatsSnapshot;
 pub use events::STATUS_SCAN;
 pub use occurrences::OccurrenceAuditView;
 pub use repair::{BulkRedelivery, REDELIVER_BATCH, RedeliverFilter};
-pub use views::{ApiFireResult, EventFilter, Health, TestRunOutcome, TriggerView};
+pub use view_cache::RenderedView;
+pub use views::{ApiFireResult, EventFilter, Health, JoinedPage, TestRunOutcome, TriggerView};
 
 use schemas::SchemaWork;
 
@@ -99,6 +101,7 @@ pub struct App {
     stats_refresh: Arc<tokio::sync::Mutex<()>>,
     schemas: Mutex<HashMap<String, (u64, Arc<Validator>)>>,
     schema_work: SchemaWork,
+    views: view_cache::ViewCache,
     /// What `GET /metrics` renders: the process-wide Prometheus recorder, or a test's own.
     #[cfg(feature = "prometheus")]
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
@@ -139,6 +142,7 @@ impl App {
             stats_cache: Mutex::new(None),
             stats_refresh: Arc::new(tokio::sync::Mutex::new(())),
             schemas: Mutex::new(HashMap::new()),
+            views: view_cache::ViewCache::default(),
             #[cfg(feature = "prometheus")]
             metrics: crate::telemetry::prometheus::installed(),
         }
@@ -156,11 +160,24 @@ impl App {
         self.clock.now()
     }
 
+    /// The stored trigger, from the view cache while no trigger has been written since it was
+    /// read (a firing reads its trigger once per request).
     pub(super) async fn load(&self, id: &str) -> AppResult<Trigger> {
-        self.store
+        let writes = self.store.trigger_writes();
+        if let Some(w) = writes
+            && let Some(hit) = self.views.trigger(id, w)
+        {
+            return Ok((*hit).clone());
+        }
+        let trigger = self
+            .store
             .get_trigger(id)
             .await?
-            .ok_or_else(|| not_found(id))
+            .ok_or_else(|| not_found(id))?;
+        if let Some(w) = writes {
+            self.views.keep_trigger(id, w, Arc::new(trigger.clone()));
+        }
+        Ok(trigger)
     }
 
     pub(super) fn check_version(&self, if_match: Option<&str>, trigger: &Trigger) -> AppResult<()> {

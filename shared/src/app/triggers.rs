@@ -3,20 +3,27 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{App, AppError, AppResult, TriggerView};
+use std::sync::Arc;
+
+use super::view_cache::{Kept, PageKey, RenderedView};
+use super::{App, AppError, AppResult, JoinedPage, TriggerView};
 use crate::domain::new_id;
 use crate::domain::trigger::{Purpose, Trigger, TriggerDefinition, TriggerStatus};
 use crate::domain::validation::ValidationError;
 use crate::ports::{Page, StoreError, TriggerQuery};
 
+/// The view of `trigger` as a reader at `now` sees it.
+fn view_at(trigger: Trigger, now: DateTime<Utc>) -> TriggerView {
+    TriggerView {
+        next_fire_at: trigger.next_fire_after(now),
+        trigger: trigger.as_seen_at(now),
+        secret: None,
+    }
+}
+
 impl App {
     pub fn view(&self, trigger: Trigger) -> TriggerView {
-        let now = self.now();
-        TriggerView {
-            next_fire_at: trigger.next_fire_after(now),
-            trigger: trigger.as_seen_at(now),
-            secret: None,
-        }
+        view_at(trigger, self.now())
     }
 
     /// The view of a trigger just created or given a new secret: the one that shows it.
@@ -54,32 +61,103 @@ impl App {
         Ok(self.store.list_triggers(query).await?)
     }
 
-    /// One page of triggers as the JSON of their views (see [`TriggerView::json_at`]). A
-    /// stored body that cannot be read is shown as the store's broken stand-in for it.
-    pub async fn list_trigger_views_json(&self, query: &TriggerQuery) -> AppResult<Page<String>> {
+    /// One trigger's view as JSON, with its `ETag`. Served from the view cache while that is
+    /// exact (see [`view_cache`](super::view_cache)).
+    pub async fn trigger_view_json(&self, id: &str) -> AppResult<Arc<RenderedView>> {
+        // Read before the store: a view read across a write is filed under the older count.
+        let writes = self.store.trigger_writes();
         let now = self.now();
+        if let Some(w) = writes
+            && let Some(hit) = self.views.view(id, w, now)
+        {
+            return Ok(hit);
+        }
+        let trigger = self.load(id).await?;
+        let until = trigger.view_changes_after(now);
+        let etag = trigger.etag();
+        let json = serde_json::to_string(&view_at(trigger, now))
+            .map_err(|e| AppError::Internal(format!("encoding a trigger view: {e}")))?;
+        let value = Arc::new(RenderedView { json, etag });
+        if let Some(writes) = writes {
+            self.views.keep_view(
+                id,
+                Kept {
+                    writes,
+                    from: now,
+                    until,
+                    value: value.clone(),
+                },
+            );
+        }
+        Ok(value)
+    }
+
+    /// One page of triggers as the JSON of their views (see [`TriggerView::json_at`]) at
+    /// `query.now` (now if unset). A stored body that cannot be read is shown as the store's
+    /// broken stand-in for it. Pages not filtered by status are served from the view cache
+    /// while exact; a status filter depends on every trigger's pause, so those are not kept.
+    pub async fn list_trigger_views_json(
+        &self,
+        query: &TriggerQuery,
+    ) -> AppResult<Arc<JoinedPage>> {
+        let writes = self
+            .store
+            .trigger_writes()
+            .filter(|_| query.status.is_none());
+        let now = query.now.unwrap_or_else(|| self.now());
+        let key = PageKey {
+            kind: query.kind,
+            limit: query.limit,
+            cursor: query.cursor.clone(),
+        };
+        if let Some(w) = writes
+            && let Some(hit) = self.views.page(&key, w, now)
+        {
+            return Ok(hit);
+        }
         let page = self.store.list_triggers_json(query).await?;
-        let mut items = Vec::with_capacity(page.items.len());
+        let mut joined = JoinedPage {
+            items: String::with_capacity(page.items.iter().map(|t| t.json.len() + 48).sum()),
+            next_cursor: page.next_cursor,
+        };
+        let mut until: Option<DateTime<Utc>> = None;
+        let mut exact = true;
         for t in page.items {
-            match TriggerView::json_at(&t.json, now) {
-                Some(json) => items.push(json),
+            match TriggerView::json_until(&t.json, now) {
+                Some((json, changes)) => {
+                    joined.push(&json);
+                    until = until.into_iter().chain(changes).min();
+                }
                 None => {
+                    exact = false;
                     if let Some(stand_in) = self.store.get_trigger(&t.id).await? {
-                        let view = self.view(Trigger {
-                            secret: None,
-                            ..stand_in
-                        });
-                        items.push(serde_json::to_string(&view).map_err(|e| {
+                        let view = view_at(
+                            Trigger {
+                                secret: None,
+                                ..stand_in
+                            },
+                            now,
+                        );
+                        joined.push(&serde_json::to_string(&view).map_err(|e| {
                             AppError::Internal(format!("encoding a trigger view: {e}"))
                         })?);
                     }
                 }
             }
         }
-        Ok(Page {
-            items,
-            next_cursor: page.next_cursor,
-        })
+        let value = Arc::new(joined);
+        if let Some(writes) = writes.filter(|_| exact) {
+            self.views.keep_page(
+                key,
+                Kept {
+                    writes,
+                    from: now,
+                    until,
+                    value: value.clone(),
+                },
+            );
+        }
+        Ok(value)
     }
 
     /// Writes `next` over `current` and tells the scheduler; undoes the write if it cannot.

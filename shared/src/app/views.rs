@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use crate::domain::event::{EventSource, EventStatus, EventView};
 use crate::domain::lifecycle::EventState;
-use crate::domain::trigger::{FiringFields, Trigger};
+use crate::domain::trigger::{FiringFields, Trigger, view_changes};
 
 /// A trigger as a reader sees it, with its next firing computed at read time.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -27,24 +27,53 @@ impl TriggerView {
     /// (`serde_json::to_string` of the `Trigger`): its fields, then `next_fire_at`. Reads only
     /// the status and schedule. `None` if `trigger_json` is not a trigger.
     pub fn json_at(trigger_json: &str, now: DateTime<Utc>) -> Option<String> {
+        Self::json_until(trigger_json, now).map(|(json, _)| json)
+    }
+
+    /// [`Self::json_at`], and the instant until which it stays exact (see
+    /// [`Trigger::view_changes_after`]; `None`: until the trigger is written).
+    pub fn json_until(
+        trigger_json: &str,
+        now: DateTime<Utc>,
+    ) -> Option<(String, Option<DateTime<Utc>>)> {
         let firing: FiringFields = serde_json::from_str(trigger_json).ok()?;
+        let next = firing.next_fire_after(now);
+        let until = view_changes(firing.status, firing.paused_until, next, now);
         if firing.resumed_by(now) {
             // The stored status is out of date: the view is built in full.
             let trigger: Trigger = serde_json::from_str(trigger_json).ok()?;
             let view = TriggerView {
-                next_fire_at: trigger.next_fire_after(now),
+                next_fire_at: next,
                 trigger: trigger.as_seen_at(now),
                 secret: None,
             };
-            return serde_json::to_string(&view).ok();
+            return Some((serde_json::to_string(&view).ok()?, until));
         }
-        crate::domain::extend_object(trigger_json, |out| {
+        let json = crate::domain::extend_object(trigger_json, |out| {
             out.push_str(",\"next_fire_at\":");
-            match firing.next_fire_after(now) {
+            match next {
                 Some(t) => crate::domain::timestamp::push_json(out, &t),
                 None => out.push_str("null"),
             }
-        })
+        })?;
+        Some((json, until))
+    }
+}
+
+/// A page of views as JSON, the items already joined by commas (what goes between `[` and `]`),
+/// so a page served from the cache is one shared string.
+#[derive(Debug, Clone, Default)]
+pub struct JoinedPage {
+    pub items: String,
+    pub next_cursor: Option<String>,
+}
+
+impl JoinedPage {
+    pub fn push(&mut self, item: &str) {
+        if !self.items.is_empty() {
+            self.items.push(',');
+        }
+        self.items.push_str(item);
     }
 }
 

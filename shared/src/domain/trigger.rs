@@ -180,6 +180,24 @@ fn next_fire(
     plan.next_unskipped(schedule, after)
 }
 
+/// The first instant after `now` at which what a reader sees of a trigger can change with no
+/// write: its next firing passes, or its pause ends. Until then every read shows the same status
+/// and `next_fire_at` (the next firing is the first kept occurrence after a fixed instant, so it
+/// stays put until it is reached). `None`: nothing changes before a write.
+/// `next` is the next firing at `now`.
+pub fn view_changes(
+    status: TriggerStatus,
+    paused_until: Option<DateTime<Utc>>,
+    next: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let resumes = match (status, paused_until) {
+        (TriggerStatus::Paused, Some(until)) if until > now => Some(until),
+        _ => None,
+    };
+    next.into_iter().chain(resumes).min()
+}
+
 /// What interrupts a schedule, as a trigger (or its stored JSON) holds it: a pause with an
 /// end, occurrences skipped one by one, and the recent pauses.
 #[derive(Debug, Clone, Copy)]
@@ -257,6 +275,16 @@ impl FiringFields {
             pauses: &[],
         };
         next_fire(self.status, self.schedule.as_ref(), plan, now)
+    }
+
+    /// The same as [`Trigger::view_changes_after`].
+    pub fn view_changes_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        view_changes(
+            self.status,
+            self.paused_until,
+            self.next_fire_after(now),
+            now,
+        )
     }
 
     /// Whether the stored status is out of date at `now`: a pause whose end has passed.
@@ -506,6 +534,18 @@ impl Trigger {
             self.status,
             self.schedule.as_ref(),
             self.interruptions(),
+            now,
+        )
+    }
+
+    /// The first instant after `now` at which this trigger's view (its status as seen then, its
+    /// `next_fire_at`) can differ from the view at `now` with no write in between; `None` if it
+    /// cannot. A view rendered at `now` is exact for every read in `[now, that instant)`.
+    pub fn view_changes_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        view_changes(
+            self.status,
+            self.paused_until,
+            self.next_fire_after(now),
             now,
         )
     }

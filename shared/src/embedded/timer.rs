@@ -13,7 +13,7 @@ use tokio::sync::{Notify, Semaphore};
 use crate::clock::Clock;
 use crate::domain::event::Event;
 use crate::domain::time_range;
-use crate::domain::trigger::{Trigger, TriggerStatus};
+use crate::domain::trigger::{Trigger, TriggerKind, TriggerStatus};
 use crate::firing::{OccurrenceOutcome, fire_scheduled, fire_test_run};
 use crate::ports::{
     DeliveryQueue, Scheduler, SchedulerError, Store, StoreError, TimerJob, TimerJobs, TriggerQuery,
@@ -158,9 +158,10 @@ impl LocalTimer {
         Ok(timer)
     }
 
-    /// Gives every active trigger a job, and marks `broken` (logged, kept aside) each one that
-    /// cannot fire: an unreadable row or a schedule out of range. One bad row never stops
-    /// start-up.
+    /// Gives every active scheduled trigger a job, and marks `broken` (logged, kept aside) each
+    /// one that cannot fire: an unreadable row or a schedule out of range. One bad row never
+    /// stops start-up. Api triggers have no job and are not read: a restart costs the scheduled
+    /// ones only (an unreadable api trigger already reads as `broken` and cannot fire).
     async fn reconcile(&self) -> Result<(), StoreError> {
         let mut cursor = None;
         loop {
@@ -168,6 +169,7 @@ impl LocalTimer {
                 .inner
                 .store
                 .list_triggers(&TriggerQuery {
+                    kind: Some(TriggerKind::Scheduled),
                     status: Some(TriggerStatus::Active),
                     now: Some(self.inner.clock.now()),
                     limit: 500,

@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::cursor_seal::{CursorSeal, Listing};
 use super::extract::{ApiQuery, PathId};
-use super::json_page::JsonPage;
+use super::json_page::JoinedJsonPage;
 use super::problem::{ApiError, Problem};
 use super::{default_limit, page_limit};
 use crate::app::{App, EventFilter};
@@ -82,7 +82,7 @@ pub async fn list(
     State(app): State<Arc<App>>,
     Extension(seal): Extension<CursorSeal>,
     ApiQuery(q): ApiQuery<EventListQuery>,
-) -> Result<JsonPage, ApiError> {
+) -> Result<JoinedJsonPage, ApiError> {
     let cursor = q
         .cursor
         .map(|c| seal.open(Listing::Events, &c))
@@ -119,11 +119,13 @@ pub async fn list(
             cursor,
         })
         .await?;
-    let page = crate::ports::Page {
-        next_cursor: page.next_cursor.map(|c| seal.seal(Listing::Events, &c)),
-        ..page
-    };
-    Ok(JsonPage(page))
+    Ok(JoinedJsonPage {
+        next_cursor: page
+            .next_cursor
+            .as_ref()
+            .map(|c| seal.seal(Listing::Events, c)),
+        items: page,
+    })
 }
 
 /// Read one event; expired events are gone (404).

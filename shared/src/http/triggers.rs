@@ -12,7 +12,7 @@ use utoipa::IntoParams;
 
 use super::cursor_seal::{CursorSeal, Listing};
 use super::extract::{ApiQuery, JsonBody, OptionalJsonBody, PathId};
-use super::json_page::JsonPage;
+use super::json_page::JoinedJsonPage;
 use super::problem::{ApiError, Problem};
 use super::{default_limit, page_limit};
 use crate::app::{App, TestRunOutcome, TriggerView};
@@ -152,12 +152,12 @@ pub async fn list(
     State(app): State<Arc<App>>,
     Extension(seal): Extension<CursorSeal>,
     ApiQuery(q): ApiQuery<TriggerListQuery>,
-) -> Result<JsonPage> {
+) -> Result<JoinedJsonPage> {
     let cursor = q
         .cursor
         .map(|c| seal.open(Listing::Triggers, &c))
         .transpose()?;
-    let mut page = app
+    let page = app
         .list_trigger_views_json(&TriggerQuery {
             kind: q.kind,
             status: q.status,
@@ -166,8 +166,13 @@ pub async fn list(
             cursor,
         })
         .await?;
-    page.next_cursor = page.next_cursor.map(|c| seal.seal(Listing::Triggers, &c));
-    Ok(JsonPage(page))
+    Ok(JoinedJsonPage {
+        next_cursor: page
+            .next_cursor
+            .as_ref()
+            .map(|c| seal.seal(Listing::Triggers, c)),
+        items: page,
+    })
 }
 
 /// Read one trigger; the `ETag` header carries its version.
@@ -179,8 +184,19 @@ pub async fn list(
         (status = 404, description = "No such trigger", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(State(app): State<Arc<App>>, PathId(id): PathId) -> Result<Response> {
-    let trigger = app.get_trigger(&id).await?;
-    Ok(with_etag(StatusCode::OK, app.view(trigger)))
+    let view = app.trigger_view_json(&id).await?;
+    let mut response = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        view.json.clone(),
+    )
+        .into_response();
+    if let Ok(etag) = HeaderValue::from_str(&view.etag) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    Ok(response)
 }
 
 /// Replace a trigger's definition; only future firings see the change. The kind cannot change.

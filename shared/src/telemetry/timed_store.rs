@@ -62,6 +62,9 @@ impl<S: TriggerStore + ?Sized> TriggerStore for Timed<S> {
         )
         .await
     }
+    fn trigger_writes(&self) -> Option<u64> {
+        self.0.trigger_writes()
+    }
     async fn delete_trigger(&self, id: &str) -> Result<bool, StoreError> {
         timed("delete_trigger", self.0.delete_trigger(id)).await
     }
@@ -74,6 +77,15 @@ impl<S: TriggerStore + ?Sized> TriggerStore for Timed<S> {
 
 #[async_trait]
 impl<S: EventStore + ?Sized> EventStore for Timed<S> {
+    fn event_writes(&self) -> Option<u64> {
+        self.0.event_writes()
+    }
+    async fn earliest_fired_from(
+        &self,
+        from: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        timed("earliest_fired_from", self.0.earliest_fired_from(from)).await
+    }
     async fn record_event(&self, new: NewEvent) -> Result<Recorded, StoreError> {
         timed("record_event", self.0.record_event(new)).await
     }

@@ -307,7 +307,7 @@ pub async fn measure() -> Result<Vec<OperationCost>, String> {
         .await?;
     let first = app.list_event_views_json(page(None)).await.map_err(err)?;
     m.record("list events (active, page of 50)").await?;
-    if let Some(cursor) = first.next_cursor {
+    if let Some(cursor) = first.next_cursor.clone() {
         app.list_event_views_json(EventFilter {
             cursor: Some(cursor),
             ..page(None)

@@ -1205,3 +1205,100 @@ async fn the_occurrences_audit_says_what_became_of_each() {
         .await
         .problem(404, None);
 }
+
+/// Reads served from the view cache are exact: at every instant, through pauses that end,
+/// firings, skips, writes and events changing state, each one equals the same read from an app
+/// with nothing cached (a new one on the same store and clock).
+#[tokio::test]
+async fn cached_reads_equal_uncached_reads_at_every_instant() {
+    let api = api();
+    let fresh = || {
+        let app = App::new(
+            api.store.clone(),
+            Arc::new(RecordingScheduler::default()),
+            Arc::new(etp::testing::RecordingQueue::default()),
+            api.clock.clone() as Arc<dyn Clock>,
+            Settings {
+                stats_cache_ttl: std::time::Duration::ZERO,
+                ..Settings::default()
+            },
+        );
+        etp::http::router(Arc::new(app), ApiToken::new(TOKEN))
+    };
+    let every = api.interval_trigger().await;
+    let hook = api.api_trigger().await;
+    let cron = api
+        .create(
+            json!({"name": "cron", "kind": "scheduled", "schedule": {"type": "cron",
+            "expression": "*/2 * * * *", "timezone": "Europe/Berlin"}}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.create(json!({"name": "once", "kind": "scheduled",
+        "schedule": {"type": "at", "at": at(Duration::seconds(90))}}))
+        .await;
+    api.post(
+        &format!("/triggers/{cron}/pause"),
+        json!({"until": at(Duration::seconds(150))}),
+    )
+    .await;
+    api.post(
+        &format!("/triggers/{every}/skip"),
+        json!({"scheduled_for": at(Duration::minutes(3))}),
+    )
+    .await;
+    api.post(&format!("/triggers/{hook}/fire"), json!({"order_id": 1}))
+        .await;
+    let paths = [
+        "/triggers".to_string(),
+        "/triggers?limit=2".to_string(),
+        "/triggers?kind=scheduled".to_string(),
+        format!("/triggers/{every}"),
+        format!("/triggers/{cron}"),
+        "/events?state=active".to_string(),
+        "/events?state=archived".to_string(),
+        "/events?limit=1".to_string(),
+    ];
+    // Whole seconds, the instants where something changes, and a millisecond either side.
+    let mut offsets: Vec<Duration> = (0..400).map(|s| Duration::seconds(s * 3)).collect();
+    for edge in [60, 90, 120, 150, 180, 240, 7_200, 7_260] {
+        for ms in [-1, 0, 1] {
+            offsets.push(Duration::seconds(edge) + Duration::milliseconds(ms));
+        }
+    }
+    offsets.sort();
+    for (step, offset) in offsets.into_iter().enumerate() {
+        api.clock.set(t0() + offset);
+        if step % 50 == 25 {
+            // A write between reads: the next reads must see it.
+            api.post(&format!("/triggers/{hook}/fire"), json!({"order_id": step}))
+                .await;
+        }
+        if step == 200 {
+            api.post(&format!("/triggers/{every}/pause"), json!({}))
+                .await;
+        }
+        let uncached = fresh();
+        for path in &paths {
+            // Twice, so the second is a cache hit when the first filled it.
+            for _ in 0..2 {
+                let cached = api.get(path).await;
+                let plain = oneshot::send(
+                    &uncached,
+                    oneshot::request(Method::GET, path, Some(TOKEN), None, &[]),
+                )
+                .await;
+                assert_eq!(cached.status, StatusCode::OK, "{path}: {}", cached.body);
+                assert_eq!(
+                    cached.body,
+                    plain.body,
+                    "{path} at t0 + {}ms",
+                    offset.num_milliseconds()
+                );
+                assert_eq!(cached.header("etag"), plain.header("etag"), "{path}");
+            }
+        }
+    }
+}

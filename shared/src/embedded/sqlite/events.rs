@@ -144,6 +144,27 @@ fn count_event(
 
 #[async_trait]
 impl EventStore for SqliteStore {
+    fn event_writes(&self) -> Option<u64> {
+        Some(
+            self.inner
+                .all_writes
+                .load(std::sync::atomic::Ordering::Acquire),
+        )
+    }
+
+    /// One step down the `fired_ms` index.
+    async fn earliest_fired_from(
+        &self,
+        from: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let earliest: Option<i64> = self.read_now(|c| {
+            c.prepare_cached("SELECT min(fired_ms) FROM events WHERE fired_ms >= ?1")
+                .and_then(|mut st| st.query_row(params![ms(from)], |r| r.get(0)))
+                .map_err(unavailable)
+        })?;
+        Ok(earliest.and_then(from_ms))
+    }
+
     async fn record_event(&self, new: NewEvent) -> Result<Recorded, StoreError> {
         self.write(move |c| record(c, new)).await
     }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter};
 
-use super::{SqliteStore, encode, from_ms, ms, unavailable};
+use super::{SqliteStore, encode, from_ms, ms, note_trigger_write, unavailable};
 use crate::domain::trigger::Trigger;
 use crate::ports::{DeliveryBacklog, StoreError, TimerJob, TimerJobs};
 
@@ -94,6 +94,7 @@ impl TimerJobs for SqliteStore {
                 params![stand_in.id, reason],
             )
             .map_err(unavailable)?;
+            note_trigger_write();
             c.execute(
                 "UPDATE triggers SET status = ?2, version = ?3, body = ?4 WHERE id = ?1",
                 params![

@@ -12,7 +12,7 @@ mod threads;
 mod triggers;
 
 use std::path::Path;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, mpsc};
 
 use chrono::{DateTime, Utc};
@@ -21,7 +21,7 @@ use rusqlite::types::Value as SqlValue;
 
 use crate::ports::StoreError;
 use schema::{INDEXES, TABLES, connect, migrate};
-use threads::{Job, LongRead, run_long_reader, run_writer};
+use threads::{Job, LongRead, note_trigger_write, run_long_reader, run_writer};
 
 const READERS: usize = 4;
 /// Threads (each with its own connection) for long reads.
@@ -32,6 +32,10 @@ struct Inner {
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
     long_reads: mpsc::Sender<LongRead>,
+    /// Committed writes that changed the `triggers` table (see `TriggerStore::trigger_writes`).
+    trigger_writes: Arc<AtomicU64>,
+    /// Committed writes of any kind (see `EventStore::event_writes`).
+    all_writes: Arc<AtomicU64>,
 }
 
 /// SQLite in WAL mode: a few reader connections used off the async threads, and one writer
@@ -78,6 +82,8 @@ impl SqliteStore {
                 readers,
                 next_reader: AtomicUsize::new(0),
                 long_reads: long_tx,
+                trigger_writes: Arc::new(AtomicU64::new(0)),
+                all_writes: Arc::new(AtomicU64::new(0)),
             }),
         })
     }

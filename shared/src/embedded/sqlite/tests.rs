@@ -171,3 +171,50 @@ fn body_format_is_current() {
         )
     );
 }
+
+/// Every way a trigger row changes moves the count readers cache views under, and only those
+/// do (an event written alone moves the other count).
+#[tokio::test]
+async fn every_trigger_write_moves_the_trigger_write_count() {
+    use crate::domain::trigger::{TriggerDefinition, TriggerStatus};
+    use crate::ports::{TimerJobs, TriggerStore};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("etp.sqlite3")).unwrap();
+    let now = Utc::now();
+    let def: TriggerDefinition = serde_json::from_value(serde_json::json!({
+        "name": "api", "kind": "api", "payload_schema": {"type": "object"}}))
+    .unwrap();
+    let t = Trigger::create(def, crate::domain::new_id(), now);
+    let count = || store.trigger_writes().unwrap();
+    let mut seen = count();
+    let mut moved = |what: &str| {
+        let n = count();
+        assert!(n > seen, "{what} did not move the trigger write count");
+        seen = n;
+    };
+    store.insert_trigger(&t, 10).await.unwrap();
+    moved("insert");
+    let paused = t.with_status(TriggerStatus::Paused, now);
+    store.replace_trigger(&paused, t.version).await.unwrap();
+    moved("replace");
+    store
+        .quarantine_trigger(paused.clone(), "test".into())
+        .await
+        .unwrap();
+    moved("quarantine");
+    let events = store.event_writes().unwrap();
+    let before = count();
+    store
+        .record_event(NewEvent {
+            event: event(&t.id, now),
+            dedupe_key: None,
+            complete: None,
+            delivery: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(count(), before, "an event alone leaves triggers as they were");
+    assert!(store.event_writes().unwrap() > events);
+    store.delete_trigger(&t.id).await.unwrap();
+    assert!(count() > before, "delete did not move the trigger write count");
+}

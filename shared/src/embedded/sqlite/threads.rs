@@ -1,6 +1,7 @@
 //! The threads behind the store: one writer that group-commits queued writes, readers on the
 //! calling task, and low-priority threads for long reads.
 
+use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, mpsc};
 
@@ -24,6 +25,18 @@ pub(super) type Job = Box<dyn FnOnce(&mut Connection) -> Completion + Send>;
 
 /// Writes queued while a batch commits this many at most go into the next transaction.
 const MAX_BATCH: usize = 512;
+
+thread_local! {
+    /// Set on the writer thread by every statement that changes the `triggers` table, for the
+    /// write that ran it (see [`note_trigger_write`]).
+    static TRIGGERS_TOUCHED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Records that the write running on this (the writer) thread changes stored triggers: once it
+/// commits, [`SqliteStore::trigger_writes`] moves on, which is what lets readers cache views.
+pub(super) fn note_trigger_write() {
+    TRIGGERS_TOUCHED.with(|t| t.set(true));
+}
 
 /// Runs `f` in a savepoint: its writes are kept only if it succeeds.
 fn in_savepoint<T>(
@@ -102,9 +115,20 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
+        let writes = self.inner.trigger_writes.clone();
+        let all_writes = self.inner.all_writes.clone();
         let job: Job = Box::new(move |conn| {
+            TRIGGERS_TOUCHED.with(|t| t.set(false));
             let result = in_savepoint(conn, f);
+            let touched = TRIGGERS_TOUCHED.with(Cell::take);
             Box::new(move |failed: Option<&StoreError>| {
+                // After the commit and before the answer: whoever hears of the write and then
+                // reads sees the new count, and a page read before the commit was filed under
+                // the old one. A write rolled back moves it too, which only costs a cache miss.
+                if touched {
+                    writes.fetch_add(1, Ordering::Release);
+                }
+                all_writes.fetch_add(1, Ordering::Release);
                 let result = match (result, failed) {
                     (Ok(_), Some(e)) => Err(unavailable(e)),
                     (result, _) => result,

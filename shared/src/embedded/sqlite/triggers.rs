@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
-use super::{Filter, SqliteStore, decode, encode, from_ms, ms, text, unavailable};
+use super::{
+    Filter, SqliteStore, decode, encode, from_ms, ms, note_trigger_write, text, unavailable,
+};
 use crate::domain::target::{RetiringSecret, Secret};
 use crate::domain::trigger::{Trigger, TriggerKind, TriggerStatus};
 use crate::ports::{Page, StoreError, TriggerJson, TriggerQuery, TriggerStore, cursor};
@@ -32,6 +34,7 @@ pub(super) fn write_trigger(
     expected: Option<u64>,
 ) -> Result<(), StoreError> {
     let body = encode(t)?;
+    note_trigger_write();
     let changed = match expected {
         None => c.execute(
             "INSERT INTO triggers (id, kind, status, version, body) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -268,6 +271,7 @@ impl TriggerStore for SqliteStore {
     async fn delete_trigger(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_string();
         self.write(move |c| {
+            note_trigger_write();
             let n = c
                 .execute("DELETE FROM triggers WHERE id = ?1", params![id])
                 .map_err(unavailable)?;
@@ -279,6 +283,14 @@ impl TriggerStore for SqliteStore {
             Ok(n == 1)
         })
         .await
+    }
+
+    fn trigger_writes(&self) -> Option<u64> {
+        Some(
+            self.inner
+                .trigger_writes
+                .load(std::sync::atomic::Ordering::Acquire),
+        )
     }
 
     /// Counted on the kind and status columns (both indexed), bounded by `ETP_MAX_TRIGGERS`.
