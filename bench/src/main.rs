@@ -339,13 +339,19 @@ async fn scheduler_cases(size: &Size, report: &mut Report) -> Result<(), String>
     eprintln!("scheduler");
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let server = Arc::new(Server::start(dir.path(), &[]).await?);
-    for n in &size.bursts {
+    // BENCH_BURSTS=<n>[,<n>] overrides the size's bursts, and skips the sustained case.
+    let only: Option<Vec<usize>> = std::env::var("BENCH_BURSTS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect());
+    for n in only.as_ref().unwrap_or(&size.bursts) {
         eprintln!("  {n} triggers due in the same second");
         report.bursts.push(sched::burst(&server, *n).await?);
     }
     let (triggers, seconds) = size.sustained;
-    eprintln!("  {triggers} firings/s for {seconds} s");
-    report.sustained = Some(sched::sustained(&server, triggers, seconds).await?);
+    if only.is_none() {
+        eprintln!("  {triggers} firings/s for {seconds} s");
+        report.sustained = Some(sched::sustained(&server, triggers, seconds).await?);
+    }
     if let Some(rss) = server.peak_rss_mib() {
         report.peak_rss_mib.push(("scheduler cases".into(), rss));
     }

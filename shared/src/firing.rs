@@ -10,7 +10,7 @@ use crate::domain::event::{Event, EventSource, EventStatus, FailureReason};
 use crate::domain::new_id;
 use crate::domain::target::{Secret, Target};
 use crate::domain::trigger::{Trigger, TriggerDefinition, TriggerKind, TriggerStatus};
-use crate::ports::{NewEvent, Recorded, Store, StoreError};
+use crate::ports::{Completion, NewEvent, Recorded, Store, StoreError};
 use crate::telemetry::{self, FireOutcome};
 
 /// What a timer hands the fire routine: the input EventBridge Scheduler's target carries (and
@@ -47,8 +47,8 @@ pub struct Firing<'a> {
     pub secret: Option<&'a Secret>,
     /// A second firing with the same key yields the first event, and writes nothing.
     pub dedupe_key: Option<String>,
-    /// Mark this trigger (id, version) completed in the same write: its last occurrence.
-    pub complete: Option<(String, u64)>,
+    /// Mark this trigger (as read) completed in the same write: its last occurrence.
+    pub complete: Option<&'a Trigger>,
     /// The trigger's delivery is paused: the event is recorded as a `failure` (reason
     /// `delivery_paused`) and not delivered.
     pub delivery_paused: bool,
@@ -149,7 +149,7 @@ pub async fn record(
         .record_event(NewEvent {
             event,
             dedupe_key: firing.dedupe_key,
-            complete: firing.complete,
+            complete: firing.complete.map(|t| Completion::of(t, fired_at)),
             delivery,
         })
         .await;
@@ -210,7 +210,19 @@ pub async fn fire_scheduled(
     trigger_id: &str,
     scheduled_for: DateTime<Utc>,
 ) -> Result<FiredOccurrence, StoreError> {
-    let Some(trigger) = store.get_trigger(trigger_id).await? else {
+    let trigger = store.get_trigger(trigger_id).await?;
+    fire_occurrence(store, clock, trigger, scheduled_for).await
+}
+
+/// [`fire_scheduled`] with the trigger already read (`None`: it is gone), for a caller that
+/// had to read it first (the local timer, to coalesce missed occurrences).
+pub async fn fire_occurrence(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    trigger: Option<Trigger>,
+    scheduled_for: DateTime<Utc>,
+) -> Result<FiredOccurrence, StoreError> {
+    let Some(trigger) = trigger else {
         telemetry::skipped(telemetry::skip_reason(Skip::Deleted));
         return Ok(FiredOccurrence {
             outcome: OccurrenceOutcome::Skipped(Skip::Deleted),
@@ -245,7 +257,7 @@ pub async fn fire_scheduled(
     let firing = Firing {
         scheduled_for: Some(scheduled_for),
         dedupe_key: Some(occurrence_key(&trigger.id, scheduled_for)),
-        complete: exhausted.then(|| (trigger.id.clone(), trigger.version)),
+        complete: exhausted.then_some(&trigger),
         ..Firing::of_trigger(
             &trigger,
             EventSource::Schedule,

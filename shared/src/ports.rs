@@ -169,14 +169,40 @@ pub struct TriggerStats {
     pub last_fired_at: Option<DateTime<Utc>>,
 }
 
+/// A one-time trigger's last occurrence: the trigger as it is once completed, made by the caller
+/// (so the store's single writer does not decode and encode it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// The version the trigger was read at: the completion is written only over that one.
+    pub expected_version: u64,
+    /// The trigger completed at the firing (one version on), without its secrets.
+    pub done: Trigger,
+}
+
+impl Completion {
+    /// `trigger`, as read, completed by a firing at `fired_at`.
+    pub fn of(trigger: &Trigger, fired_at: DateTime<Utc>) -> Self {
+        let done = trigger.with_status(TriggerStatus::Completed, fired_at);
+        Self {
+            expected_version: trigger.version,
+            done: Trigger {
+                secret: None,
+                retiring_secret: None,
+                ..done
+            },
+        }
+    }
+}
+
 /// An event to write once: a second write with the same `dedupe_key` returns the first event.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub event: Event,
     /// Identity of the firing, e.g. trigger + scheduled time, or trigger + Idempotency-Key.
     pub dedupe_key: Option<String>,
-    /// Mark this trigger completed in the same atomic write, if it is still at this version.
-    pub complete: Option<(String, u64)>,
+    /// Mark this trigger completed in the same atomic write, if it is still active at the
+    /// version it was read at.
+    pub complete: Option<Completion>,
     /// Deliver the event to this target; the event is `pending` until delivered or given up.
     pub delivery: Option<DeliveryPlan>,
 }
@@ -386,19 +412,22 @@ pub trait TimerJobs: Send + Sync {
     async fn timer_jobs(&self) -> Result<Vec<TimerJob>, StoreError>;
     /// Writes a job, replacing any with the same key.
     async fn put_timer_job(&self, job: TimerJob) -> Result<(), StoreError>;
-    /// Moves job `key` to `next` (due ms, new generation), or removes it, only if it is still
-    /// at `generation`; returns whether it was.
-    async fn advance_timer_job(
-        &self,
-        key: String,
-        generation: i64,
-        next: Option<(i64, i64)>,
-    ) -> Result<bool, StoreError>;
+    /// Applies each move in one write: job `key` goes to `next` (due ms, new generation), or is
+    /// removed, only if it is still at `generation` (a job rescheduled meanwhile stays as is).
+    async fn advance_timer_jobs(&self, moves: Vec<JobMove>) -> Result<(), StoreError>;
     async fn delete_timer_job(&self, key: String) -> Result<(), StoreError>;
     /// Keeps the unreadable stored body of `stand_in`'s trigger aside and stores the stand-in
     /// (status `broken`) in its place, so start-up goes on and the bytes are not lost.
     async fn quarantine_trigger(&self, stand_in: Trigger, reason: String)
     -> Result<(), StoreError>;
+}
+
+/// A timer job moved on after its firing (see [`TimerJobs::advance_timer_jobs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobMove {
+    pub key: String,
+    pub generation: i64,
+    pub next: Option<(i64, i64)>,
 }
 
 /// A job of the local timer: its key (`trigger:<id>` or `test:<run id>`), when it is due, and

@@ -14,9 +14,10 @@ use crate::clock::Clock;
 use crate::domain::event::Event;
 use crate::domain::time_range;
 use crate::domain::trigger::{Trigger, TriggerKind, TriggerStatus};
-use crate::firing::{OccurrenceOutcome, fire_scheduled, fire_test_run};
+use crate::firing::{OccurrenceOutcome, fire_occurrence, fire_test_run};
 use crate::ports::{
-    DeliveryQueue, Scheduler, SchedulerError, Store, StoreError, TimerJob, TimerJobs, TriggerQuery,
+    DeliveryQueue, JobMove, Scheduler, SchedulerError, Store, StoreError, TimerJob, TimerJobs,
+    TriggerQuery,
 };
 use crate::supervise;
 
@@ -26,6 +27,8 @@ use crate::supervise;
 const MAX_IN_FLIGHT: usize = 4_096;
 /// Later than this, a job first looks for newer occurrences to coalesce into one catch-up.
 const LATE_MS: i64 = 1_000;
+/// How long job moves gather before they are written together.
+const FLUSH_DELAY_MS: u64 = 5;
 /// Longest the loop sleeps, so its heartbeat proves it alive.
 const TICK_MS: i64 = 500;
 /// After a store failure a firing is retried this much later.
@@ -43,6 +46,19 @@ const TEST_PREFIX: &str = "test:";
 struct Live {
     generation: i64,
     due_ms: i64,
+}
+
+/// Aborts the task when dropped (the flusher ends with the timer's loop).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[derive(Default)]
@@ -92,6 +108,9 @@ struct Inner {
     grace: Duration,
     state: Mutex<State>,
     wake: Notify,
+    /// Job moves not yet in the store, and their wake-up (see `advance`).
+    moves: Mutex<Vec<JobMove>>,
+    moved: Notify,
     gens: AtomicI64,
     started: Instant,
     heartbeat_ms: AtomicU64,
@@ -148,6 +167,8 @@ impl LocalTimer {
                 grace,
                 state: Mutex::new(state),
                 wake: Notify::new(),
+                moves: Mutex::new(Vec::new()),
+                moved: Notify::new(),
                 gens: AtomicI64::new(max_generation + 1),
                 started: Instant::now(),
                 heartbeat_ms: AtomicU64::new(0),
@@ -245,6 +266,8 @@ impl LocalTimer {
 
     /// Runs the timer until the task is dropped.
     pub async fn run(self) {
+        let flusher = tokio::spawn(self.clone().run_flusher());
+        let _stop_flusher = AbortOnDrop(flusher);
         loop {
             self.inner.heartbeat_ms.store(
                 self.inner.started.elapsed().as_millis() as u64,
@@ -282,6 +305,7 @@ impl LocalTimer {
         for (key, live) in due {
             self.process_contained(key, live).await;
         }
+        self.flush_moves().await;
         n
     }
 
@@ -379,12 +403,13 @@ impl LocalTimer {
             return self.advance(key, live.generation, None).await;
         };
         let now = clock.now();
-        if (now - scheduled_for).num_milliseconds() > LATE_MS {
+        // Read once, here: the firing below uses the same read.
+        let trigger = store.get_trigger(id).await?;
+        if let Some(trigger) = &trigger
+            && (now - scheduled_for).num_milliseconds() > LATE_MS
+        {
             // Occurrences missed while down (or suspended) coalesce into one catch-up firing for
             // the latest of them within the grace window; older ones are skipped.
-            let Some(trigger) = store.get_trigger(id).await? else {
-                return self.advance(key, live.generation, None).await;
-            };
             let from = scheduled_for.max(time_range::sub_saturating(now, self.inner.grace));
             let latest = trigger
                 .schedule
@@ -408,7 +433,7 @@ impl LocalTimer {
                 }
             }
         }
-        let firing = fire_scheduled(store, clock, id, scheduled_for).await?;
+        let firing = fire_occurrence(store, clock, trigger, scheduled_for).await?;
         match &firing.outcome {
             OccurrenceOutcome::Fired(e) => {
                 tracing::info!(trigger_id = %id, event_id = %e.id, scheduled_for = %scheduled_for,
@@ -432,7 +457,10 @@ impl LocalTimer {
         self.advance(key, live.generation, next).await
     }
 
-    /// Moves job `key` from generation `generation` to its next due time, or removes it.
+    /// Moves job `key` from generation `generation` to its next due time, or removes it: in
+    /// memory now, in the store with the next batch of moves (see [`Self::flush_moves`]). A
+    /// job whose move is lost to a crash fires its occurrence again after the restart, which
+    /// records nothing new (one event per occurrence) and moves it then.
     async fn advance(
         &self,
         key: &str,
@@ -441,24 +469,16 @@ impl LocalTimer {
     ) -> Result<(), StoreError> {
         let new_generation = self.next_gen();
         let next_ms = next.map(|t| t.timestamp_millis());
-        let moved = self
-            .inner
-            .jobs
-            .advance_timer_job(
-                key.to_string(),
-                generation,
-                next_ms.map(|d| (d, new_generation)),
-            )
-            .await?;
-        if !moved {
-            return Ok(());
-        }
-        let mut state = self.state();
-        if state
-            .live
-            .get(key)
-            .is_some_and(|l| l.generation == generation)
         {
+            let mut state = self.state();
+            // Rescheduled meanwhile (memory and store both hold the newer job): that one stands.
+            if !state
+                .live
+                .get(key)
+                .is_some_and(|l| l.generation == generation)
+            {
+                return Ok(());
+            }
             match next_ms {
                 Some(due_ms) => state.put(
                     key.to_string(),
@@ -472,7 +492,36 @@ impl LocalTimer {
                 }
             }
         }
+        lock(&self.inner.moves).push(JobMove {
+            key: key.to_string(),
+            generation,
+            next: next_ms.map(|d| (d, new_generation)),
+        });
+        self.inner.moved.notify_one();
         Ok(())
+    }
+
+    /// Writes every pending job move in one store write: a burst of firings costs one write per
+    /// firing (its event), not two.
+    async fn flush_moves(&self) {
+        let moves = std::mem::take(&mut *lock(&self.inner.moves));
+        if moves.is_empty() {
+            return;
+        }
+        let n = moves.len();
+        if let Err(e) = self.inner.jobs.advance_timer_jobs(moves).await {
+            // Those jobs fire their occurrence once more after a restart (recording nothing).
+            tracing::warn!(moves = n, error = %e, "could not store timer job moves");
+        }
+    }
+
+    /// Flushes job moves as they come, a few milliseconds apart so they batch.
+    async fn run_flusher(self) {
+        loop {
+            self.inner.moved.notified().await;
+            tokio::time::sleep(std::time::Duration::from_millis(FLUSH_DELAY_MS)).await;
+            self.flush_moves().await;
+        }
     }
 
     async fn put_job(&self, key: String, due: DateTime<Utc>) -> Result<(), SchedulerError> {

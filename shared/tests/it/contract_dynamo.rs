@@ -7,7 +7,7 @@ use chrono::Duration;
 use etp::aws::dynamo::{DynamoStore, Tables};
 use etp::domain::event::EventSource;
 use etp::domain::trigger::{TriggerKind, TriggerStatus};
-use etp::ports::{EventStore, NewEvent, Recorded, TriggerStore};
+use etp::ports::{Completion, EventStore, NewEvent, Recorded, TriggerStore};
 use etp::testing::contract::{event, t0, trigger};
 use etp::testing::moto;
 
@@ -45,7 +45,7 @@ async fn a_firing_costs_at_most_two_writes() {
         .record_event(NewEvent {
             event: first.clone(),
             dedupe_key: key.clone(),
-            complete: Some((t.id.clone(), t.version)),
+            complete: Some(Completion::of(&t, t0())),
             delivery: None,
         })
         .await
@@ -101,7 +101,7 @@ async fn a_redelivery_finishes_an_interrupted_completion() {
         .record_event(NewEvent {
             event: event(Some(&t), EventSource::Schedule, t0()),
             dedupe_key: key,
-            complete: Some((t.id.clone(), t.version)),
+            complete: Some(Completion::of(&t, t0())),
             delivery: None,
         })
         .await

@@ -233,8 +233,8 @@ impl DynamoStore {
         };
         // After the transaction, not in it: a failed condition there would cancel the event.
         // Also on a duplicate, so a redelivery finishes a firing that stopped right here.
-        if let Some((id, version)) = &new.complete {
-            self.complete_trigger(id, *version, new.event.fired_at)
+        if let Some(c) = &new.complete {
+            self.complete_trigger(&c.done.id, c.expected_version, new.event.fired_at)
                 .await?;
         }
         Ok(recorded)

@@ -6,12 +6,13 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
-use super::triggers::write_trigger;
-use super::{Filter, SqliteStore, decode, encode, event_group, from_ms, ms, text, unavailable};
+use super::{
+    Filter, SqliteStore, decode, encode, event_group, from_ms, ms, note_trigger_write, text,
+    unavailable,
+};
 use crate::domain::delivery::DeliveryPlan;
 use crate::domain::event::{Event, EventStatus};
 use crate::domain::lifecycle::FiredWindow;
-use crate::domain::trigger::{Trigger, TriggerStatus};
 use crate::ports::{
     EventJson, EventQuery, EventStore, NewEvent, Page, Recorded, StoreError, TriggerStats, cursor,
 };
@@ -61,21 +62,24 @@ fn record(tx: &Connection, new: NewEvent) -> Result<Recorded, StoreError> {
         .and_then(|mut st| st.execute(params![e.id, fired, plan, host]))
         .map_err(unavailable)?;
     }
-    if let Some((id, version)) = &new.complete {
-        let body: Option<String> = tx
-            .prepare_cached(
-                "SELECT body FROM triggers WHERE id = ?1 AND version = ?2 AND status = 'active'",
-            )
-            .and_then(|mut st| {
-                st.query_row(params![id, *version as i64], |r| r.get(0))
-                    .optional()
-            })
-            .map_err(unavailable)?;
-        if let Some(body) = body {
-            let t: Trigger = decode(&body)?;
-            let done = t.with_status(TriggerStatus::Completed, e.fired_at);
-            write_trigger(tx, &done, Some(*version))?;
-        }
+    if let Some(c) = &new.complete {
+        // Only over the active trigger it was made from: an edit meanwhile wins.
+        note_trigger_write();
+        let body = encode(&c.done)?;
+        tx.prepare_cached(
+            "UPDATE triggers SET status = ?2, version = ?3, body = ?4
+             WHERE id = ?1 AND version = ?5 AND status = 'active'",
+        )
+        .and_then(|mut st| {
+            st.execute(params![
+                c.done.id,
+                c.done.status.as_str(),
+                c.done.version as i64,
+                body,
+                c.expected_version as i64
+            ])
+        })
+        .map_err(unavailable)?;
     }
     Ok(Recorded::Written(new.event))
 }

@@ -8,7 +8,7 @@ use rusqlite::{params, params_from_iter};
 
 use super::{SqliteStore, encode, from_ms, ms, note_trigger_write, unavailable};
 use crate::domain::trigger::Trigger;
-use crate::ports::{DeliveryBacklog, StoreError, TimerJob, TimerJobs};
+use crate::ports::{DeliveryBacklog, JobMove, StoreError, TimerJob, TimerJobs};
 
 #[async_trait]
 impl TimerJobs for SqliteStore {
@@ -45,29 +45,27 @@ impl TimerJobs for SqliteStore {
         .await
     }
 
-    /// Only if still at `generation`, so a firing that finishes after the API rescheduled the
-    /// trigger cannot undo that change.
-    async fn advance_timer_job(
-        &self,
-        key: String,
-        generation: i64,
-        next: Option<(i64, i64)>,
-    ) -> Result<bool, StoreError> {
+    /// Only where still at `generation`, so a firing that finishes after the API rescheduled
+    /// the trigger cannot undo that change.
+    async fn advance_timer_jobs(&self, moves: Vec<JobMove>) -> Result<(), StoreError> {
         self.write(move |c| {
-            let changed = match next {
-                Some((due_ms, new_generation)) => {
-                    c.prepare_cached(
-                        "UPDATE timer_jobs SET due_ms = ?3, generation = ?4
-                         WHERE key = ?1 AND generation = ?2",
-                    )
-                    .and_then(|mut st| st.execute(params![key, generation, due_ms, new_generation]))
+            for m in &moves {
+                match m.next {
+                    Some((due_ms, new_generation)) => c
+                        .prepare_cached(
+                            "UPDATE timer_jobs SET due_ms = ?3, generation = ?4
+                             WHERE key = ?1 AND generation = ?2",
+                        )
+                        .and_then(|mut st| {
+                            st.execute(params![m.key, m.generation, due_ms, new_generation])
+                        }),
+                    None => c
+                        .prepare_cached("DELETE FROM timer_jobs WHERE key = ?1 AND generation = ?2")
+                        .and_then(|mut st| st.execute(params![m.key, m.generation])),
                 }
-                None => c
-                    .prepare_cached("DELETE FROM timer_jobs WHERE key = ?1 AND generation = ?2")
-                    .and_then(|mut st| st.execute(params![key, generation])),
+                .map_err(unavailable)?;
             }
-            .map_err(unavailable)?;
-            Ok(changed == 1)
+            Ok(())
         })
         .await
     }

@@ -21,7 +21,7 @@ use rusqlite::types::Value as SqlValue;
 
 use crate::ports::StoreError;
 use schema::{INDEXES, TABLES, connect, migrate};
-use threads::{Job, LongRead, note_trigger_write, run_long_reader, run_writer};
+use threads::{Job, LongRead, note_trigger_write, run_checkpointer, run_long_reader, run_writer};
 
 const READERS: usize = 4;
 /// Threads (each with its own connection) for long reads.
@@ -50,6 +50,11 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let mut writer = connect(path).map_err(unavailable)?;
+        // Checkpoints run on their own thread (below), not inside the writer's commits: one
+        // there copies pages and syncs the file while every queued write waits.
+        writer
+            .execute_batch("PRAGMA wal_autocheckpoint=0;")
+            .map_err(unavailable)?;
         writer.execute_batch(TABLES).map_err(unavailable)?;
         migrate(&mut writer).map_err(unavailable)?;
         writer.execute_batch(INDEXES).map_err(unavailable)?;
@@ -65,6 +70,11 @@ impl SqliteStore {
         std::thread::Builder::new()
             .name("etp-sqlite-writer".into())
             .spawn(move || run_writer(writer, rx))
+            .map_err(unavailable)?;
+        let checkpoints = connect(path).map_err(unavailable)?;
+        std::thread::Builder::new()
+            .name("etp-sqlite-checkpoint".into())
+            .spawn(move || run_checkpointer(checkpoints))
             .map_err(unavailable)?;
         let (long_tx, long_rx) = mpsc::channel::<LongRead>();
         let long_rx = Arc::new(Mutex::new(long_rx));

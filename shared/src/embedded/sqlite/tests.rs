@@ -213,8 +213,15 @@ async fn every_trigger_write_moves_the_trigger_write_count() {
         })
         .await
         .unwrap();
-    assert_eq!(count(), before, "an event alone leaves triggers as they were");
+    assert_eq!(
+        count(),
+        before,
+        "an event alone leaves triggers as they were"
+    );
     assert!(store.event_writes().unwrap() > events);
     store.delete_trigger(&t.id).await.unwrap();
-    assert!(count() > before, "delete did not move the trigger write count");
+    assert!(
+        count() > before,
+        "delete did not move the trigger write count"
+    );
 }

@@ -75,6 +75,21 @@ pub(super) fn run_long_reader(conn: Connection, jobs: Arc<Mutex<mpsc::Receiver<L
     }
 }
 
+/// How often the checkpoint thread moves the write-ahead log into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The checkpoint thread: a passive checkpoint every [`CHECKPOINT_EVERY`], which never blocks
+/// the writer or a reader; the writer does none itself (`wal_autocheckpoint=0`). Ends with the
+/// process.
+pub(super) fn run_checkpointer(conn: Connection) {
+    loop {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+            tracing::warn!(error = %e, "checkpoint failed; the next one retries");
+        }
+    }
+}
+
 /// The writer thread: one transaction per batch of queued writes; replies after the commit.
 pub(super) fn run_writer(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
     while let Ok(first) = jobs.recv() {

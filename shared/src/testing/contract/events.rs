@@ -1,6 +1,7 @@
 //! The contract for events: idempotent recording, lifecycle listings, counts and purging.
 
 use super::*;
+use crate::ports::Completion;
 
 pub async fn recording_is_idempotent_per_key(store: &dyn Store) {
     let t = trigger("idem", TriggerKind::Scheduled);
@@ -41,7 +42,7 @@ pub async fn recording_completes_one_time_triggers(store: &dyn Store) {
         .record_event(NewEvent {
             event: e,
             dedupe_key: None,
-            complete: Some((t.id.clone(), t.version)),
+            complete: Some(Completion::of(&t, t0())),
             delivery: None,
         })
         .await
@@ -62,7 +63,7 @@ pub async fn recording_completes_one_time_triggers(store: &dyn Store) {
         .record_event(NewEvent {
             event: event(Some(&u), EventSource::Schedule, t0()),
             dedupe_key: None,
-            complete: Some((u.id.clone(), 1)),
+            complete: Some(Completion::of(&u, t0())),
             delivery: None,
         })
         .await
