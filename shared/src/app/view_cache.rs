@@ -11,10 +11,11 @@ use chrono::{DateTime, Utc};
 use super::JoinedPage;
 use crate::domain::trigger::{Trigger, TriggerKind};
 
-/// Entries kept at most; a full map is emptied (a miss costs one store read, and a bounded
-/// map keeps memory flat at a million stored triggers).
-const MAX_VIEWS: usize = 16_384;
-const MAX_PAGES: usize = 1_024;
+/// Entries kept at most per map; a full map is emptied (a miss costs one store read). Bounded so
+/// the cache stays within a few MiB however many triggers are stored or pages are read (a page
+/// is at most a few tens of KB).
+const MAX_VIEWS: usize = 4_096;
+const MAX_PAGES: usize = 256;
 
 /// One trigger's view as `GET /triggers/{id}` answers it.
 #[derive(Debug)]

@@ -195,7 +195,6 @@ impl LocalTimer {
                     now: Some(self.inner.clock.now()),
                     limit: 500,
                     cursor,
-                    ..Default::default()
                 })
                 .await?;
             for t in &page.items {
@@ -472,10 +471,10 @@ impl LocalTimer {
         {
             let mut state = self.state();
             // Rescheduled meanwhile (memory and store both hold the newer job): that one stands.
-            if !state
+            if state
                 .live
                 .get(key)
-                .is_some_and(|l| l.generation == generation)
+                .is_none_or(|l| l.generation != generation)
             {
                 return Ok(());
             }

@@ -79,8 +79,8 @@ pub(super) fn run_long_reader(conn: Connection, jobs: Arc<Mutex<mpsc::Receiver<L
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The checkpoint thread: a passive checkpoint every [`CHECKPOINT_EVERY`], which never blocks
-/// the writer or a reader; the writer does none itself (`wal_autocheckpoint=0`). Ends with the
-/// process.
+/// the writer or a reader, so the writer's own (rarer) checkpoints find little left to copy.
+/// Ends with the process.
 pub(super) fn run_checkpointer(conn: Connection) {
     loop {
         std::thread::sleep(CHECKPOINT_EVERY);
