@@ -25,6 +25,19 @@ fn bar(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
+/// Waits for every write in flight, counting each on the bar.
+async fn drain<T: 'static, E: std::fmt::Display + 'static>(
+    pending: &mut tokio::task::JoinSet<Result<T, E>>,
+    progress: &ProgressBar,
+) -> Result<(), String> {
+    while let Some(done) = pending.join_next().await {
+        done.map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        progress.inc(1);
+    }
+    Ok(())
+}
+
 /// `triggers` api triggers and `events` events spread evenly over the last 47.9 hours, so the
 /// log holds both active and archived events.
 pub async fn seed(
@@ -86,18 +99,10 @@ pub async fn seed(
                 .await
         });
         if pending.len() >= IN_FLIGHT {
-            while let Some(done) = pending.join_next().await {
-                done.map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
-                progress.inc(1);
-            }
+            drain(&mut pending, &progress).await?;
         }
     }
-    while let Some(done) = pending.join_next().await {
-        done.map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        progress.inc(1);
-    }
+    drain(&mut pending, &progress).await?;
     progress.finish();
     Ok(ids)
 }
@@ -136,18 +141,10 @@ pub async fn mixed_triggers(
         let store = store.clone();
         pending.spawn(async move { store.insert_trigger(&t, u64::MAX).await });
         if pending.len() >= IN_FLIGHT {
-            while let Some(done) = pending.join_next().await {
-                done.map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
-                progress.inc(1);
-            }
+            drain(&mut pending, &progress).await?;
         }
     }
-    while let Some(done) = pending.join_next().await {
-        done.map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        progress.inc(1);
-    }
+    drain(&mut pending, &progress).await?;
     progress.finish();
     Ok(())
 }

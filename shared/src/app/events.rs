@@ -182,15 +182,8 @@ impl App {
                 .map(|t| lifecycle.expires_at(t));
             let until = archives.into_iter().chain(expires).min();
             if until.is_none_or(|u| u > now) {
-                self.views.keep_events_page(
-                    key,
-                    Kept {
-                        writes,
-                        from: now,
-                        until,
-                        value: value.clone(),
-                    },
-                );
+                self.views
+                    .keep_events_page(key, Kept::new(writes, now, until, &value));
             }
         }
         Ok(value)

@@ -79,15 +79,8 @@ impl App {
             .map_err(|e| AppError::Internal(format!("encoding a trigger view: {e}")))?;
         let value = Arc::new(RenderedView { json, etag });
         if let Some(writes) = writes {
-            self.views.keep_view(
-                id,
-                Kept {
-                    writes,
-                    from: now,
-                    until,
-                    value: value.clone(),
-                },
-            );
+            self.views
+                .keep_view(id, Kept::new(writes, now, until, &value));
         }
         Ok(value)
     }
@@ -147,15 +140,8 @@ impl App {
         }
         let value = Arc::new(joined);
         if let Some(writes) = writes.filter(|_| exact) {
-            self.views.keep_page(
-                key,
-                Kept {
-                    writes,
-                    from: now,
-                    until,
-                    value: value.clone(),
-                },
-            );
+            self.views
+                .keep_page(key, Kept::new(writes, now, until, &value));
         }
         Ok(value)
     }

@@ -43,6 +43,21 @@ pub(super) struct Kept<T> {
 }
 
 impl<T> Kept<T> {
+    /// `value`, rendered at `now` under write count `writes`, exact until `until`.
+    pub fn new(
+        writes: u64,
+        now: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
+        value: &Arc<T>,
+    ) -> Self {
+        Self {
+            writes,
+            from: now,
+            until,
+            value: value.clone(),
+        }
+    }
+
     fn at(&self, writes: u64, now: DateTime<Utc>) -> Option<Arc<T>> {
         (self.writes == writes && self.from <= now && self.until.is_none_or(|u| now < u))
             .then(|| self.value.clone())
