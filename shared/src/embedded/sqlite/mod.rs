@@ -24,7 +24,9 @@ use schema::{INDEXES, TABLES, connect, migrate};
 use threads::{Job, LongRead, note_trigger_write, run_checkpointer, run_long_reader, run_writer};
 
 const READERS: usize = 4;
-/// Pages (4 KiB) in the write-ahead log at which the writer checkpoints itself (16 MiB).
+/// Pages (4 KiB) in the write-ahead log at which the writer checkpoints itself (SQLite's
+/// default). A passive checkpoint thread alone let the log grow without bound under constant
+/// writes (1.1 GB in 10 s of firings); a larger threshold made the writer's stalls longer.
 const WRITER_CHECKPOINT_PAGES: u32 = 1_000;
 /// Threads (each with its own connection) for long reads.
 const LONG_READERS: usize = 2;
@@ -38,6 +40,8 @@ struct Inner {
     trigger_writes: Arc<AtomicU64>,
     /// Committed writes of any kind (see `EventStore::event_writes`).
     all_writes: Arc<AtomicU64>,
+    /// Dropped with the store, which ends the checkpoint thread.
+    _stop_checkpoints: mpsc::Sender<()>,
 }
 
 /// SQLite in WAL mode: a few reader connections used off the async threads, and one writer
@@ -79,9 +83,11 @@ impl SqliteStore {
             .spawn(move || run_writer(writer, rx))
             .map_err(unavailable)?;
         let checkpoints = connect(path).map_err(unavailable)?;
+        // The thread stops when the store is dropped (its sender goes with it).
+        let (stop_checkpoints, stopped) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("etp-sqlite-checkpoint".into())
-            .spawn(move || run_checkpointer(checkpoints))
+            .spawn(move || run_checkpointer(checkpoints, stopped))
             .map_err(unavailable)?;
         let (long_tx, long_rx) = mpsc::channel::<LongRead>();
         let long_rx = Arc::new(Mutex::new(long_rx));
@@ -101,6 +107,7 @@ impl SqliteStore {
                 long_reads: long_tx,
                 trigger_writes: Arc::new(AtomicU64::new(0)),
                 all_writes: Arc::new(AtomicU64::new(0)),
+                _stop_checkpoints: stop_checkpoints,
             }),
         })
     }

@@ -79,11 +79,10 @@ pub(super) fn run_long_reader(conn: Connection, jobs: Arc<Mutex<mpsc::Receiver<L
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The checkpoint thread: a passive checkpoint every [`CHECKPOINT_EVERY`], which never blocks
-/// the writer or a reader, so the writer's own (rarer) checkpoints find little left to copy.
-/// Ends with the process.
-pub(super) fn run_checkpointer(conn: Connection) {
-    loop {
-        std::thread::sleep(CHECKPOINT_EVERY);
+/// the writer or a reader, so the writer's own checkpoints find little left to copy. Ends when
+/// the store is dropped (`stop` disconnects).
+pub(super) fn run_checkpointer(conn: Connection, stop: mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
         if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
             tracing::warn!(error = %e, "checkpoint failed; the next one retries");
         }
