@@ -6,6 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 static PANICS: AtomicU64 = AtomicU64::new(0);
 
+/// Locks `m` even if a panic poisoned it: the panic already failed its own request or job, and
+/// the data a lock here guards (queues, caches, maps of due times) stays usable.
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Logs every panic through `tracing` (thread, location, message) and counts it, then lets the
 /// runtime's own handling go on (a request becomes a 500, a job is retried or skipped). The
 /// default hook's stderr text is replaced: JSON logs stay JSON.

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::JoinedPage;
 use crate::domain::trigger::{Trigger, TriggerKind};
+use crate::supervise::lock;
 
 /// Entries kept at most per map; a full map is emptied (a miss costs one store read). Bounded so
 /// the cache stays within a few MiB however many triggers are stored or pages are read (a page
@@ -84,17 +85,14 @@ where
     K: std::hash::Hash + Eq + std::borrow::Borrow<Q>,
     Q: std::hash::Hash + Eq + ?Sized,
 {
-    map.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(key)
-        .and_then(|k| k.at(writes, now))
+    lock(map).get(key).and_then(|k| k.at(writes, now))
 }
 
 fn keep<K, T>(map: &Mutex<HashMap<K, Kept<T>>>, max: usize, key: K, kept: Kept<T>)
 where
     K: std::hash::Hash + Eq,
 {
-    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    let mut map = lock(map);
     if map.len() >= max {
         map.clear();
     }
@@ -108,12 +106,7 @@ impl ViewCache {
 
     /// A stored trigger does not change with time: it is kept until the next trigger write.
     pub fn keep_trigger(&self, id: &str, writes: u64, trigger: Arc<Trigger>) {
-        let kept = Kept {
-            writes,
-            from: DateTime::<Utc>::MIN_UTC,
-            until: None,
-            value: trigger,
-        };
+        let kept = Kept::new(writes, DateTime::<Utc>::MIN_UTC, None, &trigger);
         keep(&self.triggers, MAX_VIEWS, id.to_string(), kept);
     }
 

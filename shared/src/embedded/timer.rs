@@ -19,7 +19,7 @@ use crate::ports::{
     DeliveryQueue, JobMove, Scheduler, SchedulerError, Store, StoreError, TimerJob, TimerJobs,
     TriggerQuery,
 };
-use crate::supervise;
+use crate::supervise::{self, lock};
 
 /// Firings in flight at once; more wait for a slot. A slot is held until the firing's writes
 /// commit, so this must cover a typical burst: with fewer slots than due jobs, the rest take
@@ -55,10 +55,6 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[derive(Default)]
@@ -248,7 +244,7 @@ impl LocalTimer {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.inner.state)
     }
 
     fn next_gen(&self) -> i64 {

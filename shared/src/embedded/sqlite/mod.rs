@@ -137,9 +137,7 @@ pub(super) fn event_group(trigger_id: Option<&str>) -> &str {
     trigger_id.unwrap_or("")
 }
 
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub(super) use crate::supervise::lock;
 
 /// Builds `WHERE a AND b ...` with positional parameters.
 #[derive(Default)]

@@ -30,6 +30,16 @@ fn event(trigger: &str, fired_at: DateTime<Utc>) -> Event {
     }
 }
 
+/// `event`, recorded with no dedupe key, completion or delivery.
+fn plain(event: Event) -> NewEvent {
+    NewEvent {
+        event,
+        dedupe_key: None,
+        complete: None,
+        delivery: None,
+    }
+}
+
 /// A data directory written by the version with per-hour counters opens with exact stats,
 /// and new firings count on top of the migrated ranks.
 #[tokio::test]
@@ -96,12 +106,7 @@ async fn a_database_with_hour_counters_is_migrated() {
         vec![("a".to_string(), 1, 2), ("b".to_string(), 0, 1)]
     );
     store
-        .record_event(NewEvent {
-            event: event("a", now - Duration::seconds(1)),
-            dedupe_key: None,
-            complete: None,
-            delivery: None,
-        })
+        .record_event(plain(event("a", now - Duration::seconds(1))))
         .await
         .unwrap();
     assert_eq!(
@@ -204,15 +209,7 @@ async fn every_trigger_write_moves_the_trigger_write_count() {
     moved("quarantine");
     let events = store.event_writes().unwrap();
     let before = count();
-    store
-        .record_event(NewEvent {
-            event: event(&t.id, now),
-            dedupe_key: None,
-            complete: None,
-            delivery: None,
-        })
-        .await
-        .unwrap();
+    store.record_event(plain(event(&t.id, now))).await.unwrap();
     assert_eq!(
         count(),
         before,
