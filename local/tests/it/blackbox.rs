@@ -221,6 +221,69 @@ async fn a_test_run_leaves_no_trigger() {
     assert_eq!(triggers["items"], json!([]));
 }
 
+/// A firing is acknowledged once its intake line is written, before its transaction commits:
+/// every 202 still names an event that a `kill -9` right after it does not lose.
+#[tokio::test]
+async fn kill_9_right_after_acknowledged_firings_loses_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path()).await;
+    let t = s
+        .post_ok(
+            "/triggers",
+            json!({"name": "busy", "kind": "api", "payload_schema": {"type": "object"}}),
+        )
+        .await;
+    let id = t["id"].as_str().unwrap().to_string();
+    let url = format!("{}/triggers/{id}/fire", s.base);
+    let fire = |n: usize| {
+        let (http, url) = (s.http.clone(), url.clone());
+        tokio::spawn(async move {
+            let r = http
+                .post(&url)
+                .bearer_auth(TOKEN)
+                .json(&json!({"n": n}))
+                .send()
+                .await
+                .expect("fire");
+            assert_eq!(r.status(), 202);
+            let body: Value = r.json().await.expect("json");
+            body["id"].as_str().expect("event id").to_string()
+        })
+    };
+    let mut acknowledged = Vec::new();
+    for wave in 0..10 {
+        let fired: Vec<_> = (0..40).map(|i| fire(wave * 40 + i)).collect();
+        for f in fired {
+            acknowledged.push(f.await.expect("firing task"));
+        }
+    }
+    drop(s); // SIGKILL, at once after the last 202.
+    let s = start(dir.path()).await;
+    let mut listed = std::collections::HashSet::new();
+    let mut path = format!("/events?trigger_id={id}&limit=200");
+    loop {
+        let (status, page) = s.request(reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, 200, "{page}");
+        for e in page["items"].as_array().expect("items") {
+            listed.insert(e["id"].as_str().unwrap_or_default().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/events?trigger_id={id}&limit=200&cursor={c}"),
+            None => break,
+        }
+    }
+    let lost: Vec<_> = acknowledged
+        .iter()
+        .filter(|e| !listed.contains(*e))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of 400 acknowledged events lost",
+        lost.len()
+    );
+    assert_eq!(listed.len(), 400, "each firing recorded once");
+}
+
 #[tokio::test]
 async fn kill_9_keeps_triggers_and_catches_up_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -460,6 +523,12 @@ async fn the_occurrences_audit_spans_a_pause_a_skip_and_a_restart() {
     let id = t["id"].as_str().unwrap().to_string();
     let created = time(&t["created_at"]);
     tokio::time::sleep(Duration::from_millis(2_300)).await;
+    // Pause just after a whole second, so that two occurrences fall well inside the pause
+    // whatever the phase of the clock when the test started.
+    let next = whole_second_after(Utc::now(), 1) + chrono::Duration::milliseconds(100);
+    if let Ok(wait) = (next - Utc::now()).to_std() {
+        tokio::time::sleep(wait).await;
+    }
     let paused_at = Utc::now();
     let until = whole_second_after(paused_at, 3);
     let skipped = whole_second_after(until, 1);

@@ -152,12 +152,12 @@ impl App {
         // Read before the store: a page read across a write is filed under the older count.
         let writes = self.store.event_writes();
         let now = self.now();
-        let key = format!("{filter:?}");
         if let Some(w) = writes
-            && let Some(hit) = self.views.events_page(&key, w, now)
+            && let Some(hit) = self.views.events_page(&filter, w, now)
         {
             return Ok(hit);
         }
+        let key = filter.clone();
         let lifecycle = self.settings.lifecycle;
         let query = self.event_query(filter, now)?;
         let page = self.store.list_events_json(&query).await?;

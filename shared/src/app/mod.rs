@@ -20,7 +20,6 @@ use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::domain::payload_schema::Validator;
 use crate::domain::trigger::Trigger;
 use crate::domain::validation::ValidationError;
 use crate::ports::{DeliveryQueue, Scheduler, SchedulerError, Store, StoreError};
@@ -32,7 +31,7 @@ pub use repair::{BulkRedelivery, REDELIVER_BATCH, RedeliverFilter};
 pub use view_cache::RenderedView;
 pub use views::{ApiFireResult, EventFilter, Health, JoinedPage, TestRunOutcome, TriggerView};
 
-use schemas::SchemaWork;
+use schemas::{CompiledSchema, SchemaWork};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -99,7 +98,7 @@ pub struct App {
     stats_cache: Mutex<Option<Arc<StatsSnapshot>>>,
     /// Held by whoever is recomputing the stats, so only one recomputation runs at a time.
     stats_refresh: Arc<tokio::sync::Mutex<()>>,
-    schemas: Mutex<HashMap<String, (u64, Arc<Validator>)>>,
+    schemas: Mutex<HashMap<String, (u64, Arc<CompiledSchema>)>>,
     schema_work: SchemaWork,
     views: view_cache::ViewCache,
     /// What `GET /metrics` renders: the process-wide Prometheus recorder, or a test's own.

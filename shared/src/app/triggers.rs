@@ -112,6 +112,7 @@ impl App {
         let mut joined = JoinedPage {
             items: String::with_capacity(page.items.iter().map(|t| t.json.len() + 48).sum()),
             next_cursor: page.next_cursor,
+            ..Default::default()
         };
         let mut until: Option<DateTime<Utc>> = None;
         let mut exact = true;

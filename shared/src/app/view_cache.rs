@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
-use super::JoinedPage;
+use super::{EventFilter, JoinedPage};
 use crate::domain::trigger::{Trigger, TriggerKind};
 use crate::supervise::lock;
 
@@ -72,7 +72,7 @@ pub(super) struct ViewCache {
     views: Mutex<HashMap<String, Kept<RenderedView>>>,
     pages: Mutex<HashMap<PageKey, Kept<JoinedPage>>>,
     /// Keyed by the listing's filter (its `Debug` form: every field, cursor included).
-    event_pages: Mutex<HashMap<String, Kept<JoinedPage>>>,
+    event_pages: Mutex<HashMap<EventFilter, Kept<JoinedPage>>>,
 }
 
 fn find<K, Q, T>(
@@ -128,14 +128,14 @@ impl ViewCache {
 
     pub fn events_page(
         &self,
-        key: &str,
+        key: &EventFilter,
         writes: u64,
         now: DateTime<Utc>,
     ) -> Option<Arc<JoinedPage>> {
         find(&self.event_pages, key, writes, now)
     }
 
-    pub fn keep_events_page(&self, key: String, kept: Kept<JoinedPage>) {
+    pub fn keep_events_page(&self, key: EventFilter, kept: Kept<JoinedPage>) {
         keep(&self.event_pages, MAX_PAGES, key, kept);
     }
 }

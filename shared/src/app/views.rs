@@ -66,6 +66,9 @@ impl TriggerView {
 pub struct JoinedPage {
     pub items: String,
     pub next_cursor: Option<String>,
+    /// The whole response body, kept once the HTTP layer has written it: a page never changes,
+    /// so a page served again from the cache is served as the same bytes.
+    pub body: std::sync::OnceLock<std::sync::Arc<[u8]>>,
 }
 
 impl JoinedPage {
@@ -105,7 +108,7 @@ pub struct ApiFireResult {
     pub replayed: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EventFilter {
     pub state: EventState,
     pub trigger_id: Option<String>,

@@ -9,7 +9,7 @@ use super::time_range;
 /// The longest retention accepted: windows far beyond it would only overflow time arithmetic.
 const MAX_RETENTION_DAYS: i64 = 36_525;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventState {
     Active,

@@ -120,11 +120,9 @@ pub async fn list(
         })
         .await?;
     Ok(JoinedJsonPage {
-        next_cursor: page
-            .next_cursor
-            .as_ref()
-            .map(|c| seal.seal(Listing::Events, c)),
         items: page,
+        seal,
+        listing: Listing::Events,
     })
 }
 

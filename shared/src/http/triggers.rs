@@ -167,11 +167,9 @@ pub async fn list(
         })
         .await?;
     Ok(JoinedJsonPage {
-        next_cursor: page
-            .next_cursor
-            .as_ref()
-            .map(|c| seal.seal(Listing::Triggers, c)),
         items: page,
+        seal,
+        listing: Listing::Triggers,
     })
 }
 

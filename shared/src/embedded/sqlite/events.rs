@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
+use super::intake::loggable;
 use super::{
     Filter, SqliteStore, decode, encode, event_group, from_ms, ms, note_trigger_write, text,
     unavailable,
@@ -20,7 +21,7 @@ use crate::ports::{
 /// Rows deleted per purge transaction, so a big purge never blocks writers for long.
 const PURGE_BATCH: i64 = 5_000;
 
-fn record(tx: &Connection, new: NewEvent) -> Result<Recorded, StoreError> {
+pub(super) fn record(tx: &Connection, new: NewEvent) -> Result<Recorded, StoreError> {
     if let Some(key) = &new.dedupe_key {
         let existing: Option<String> = tx
             .prepare_cached("SELECT body FROM events WHERE dedupe_key = ?1")
@@ -161,6 +162,7 @@ impl EventStore for SqliteStore {
         &self,
         from: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.settled().await;
         let earliest: Option<i64> = self.read_now(|c| {
             c.prepare_cached("SELECT min(fired_ms) FROM events WHERE fired_ms >= ?1")
                 .and_then(|mut st| st.query_row(params![ms(from)], |r| r.get(0)))
@@ -170,10 +172,14 @@ impl EventStore for SqliteStore {
     }
 
     async fn record_event(&self, new: NewEvent) -> Result<Recorded, StoreError> {
+        if loggable(&new) {
+            return self.record_logged(new).await;
+        }
         self.write(move |c| record(c, new)).await
     }
 
     async fn get_event(&self, id: &str) -> Result<Option<Event>, StoreError> {
+        self.settled().await;
         let body: Option<String> = self.read_now(|c| {
             c.prepare_cached("SELECT body FROM events WHERE id = ?1")
                 .and_then(|mut s| s.query_row(params![id], |r| r.get(0)).optional())
@@ -190,6 +196,7 @@ impl EventStore for SqliteStore {
 
     /// The stored bodies as they are: [`migrate`] keeps them in the current encoding.
     async fn list_events_json(&self, query: &EventQuery) -> Result<Page<EventJson>, StoreError> {
+        self.settled().await;
         let mut f = Filter::default();
         if let Some(id) = &query.trigger_id {
             f.add("trigger_key = ?", [text(id)]);
@@ -244,6 +251,7 @@ impl EventStore for SqliteStore {
     ) -> Result<Vec<TriggerStats>, StoreError> {
         let active_cut = ms(active.after);
         let retain_cut = ms(archived.after);
+        self.settled().await;
         self.read(move |c| {
             // Per key, events after a cut = its highest rank - the rank of its first event after
             // the cut + 1: one seek in the covering per-trigger index per cut, however long the
@@ -302,6 +310,7 @@ impl EventStore for SqliteStore {
         &self,
         event_id: &str,
     ) -> Result<Option<(Event, DeliveryPlan)>, StoreError> {
+        self.settled().await;
         let row: Option<(String, String)> = self.read_now(|c| {
             c.prepare_cached(
                 "SELECT e.body, d.plan FROM deliveries d JOIN events e ON e.id = d.event_id
@@ -444,6 +453,7 @@ impl EventStore for SqliteStore {
 
     /// Rows still due (the partial index `deliveries_due` holds exactly those).
     async fn pending_deliveries(&self) -> Result<Option<u64>, StoreError> {
+        self.settled().await;
         self.read_now(|c| {
             c.query_row(
                 "SELECT COUNT(*) FROM deliveries WHERE due_ms IS NOT NULL",

@@ -117,6 +117,8 @@ impl DeliveryBacklog for SqliteStore {
         limit: usize,
         skip_hosts: &[String],
     ) -> Result<Vec<(String, String)>, StoreError> {
+        // A logged firing's delivery row is written after its answer (the intake log).
+        self.settled().await;
         let now = ms(now);
         // At most CONCURRENCY / PER_HOST hosts are ever skipped: a short list of parameters.
         let skip = (0..skip_hosts.len())
@@ -143,6 +145,7 @@ impl DeliveryBacklog for SqliteStore {
     }
 
     async fn next_delivery_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.settled().await;
         let due: Option<i64> = self.read_now(|c| {
             c.prepare_cached("SELECT min(due_ms) FROM deliveries WHERE due_ms IS NOT NULL")
                 .and_then(|mut s| s.query_row([], |r| r.get(0)))

@@ -3,6 +3,7 @@
 
 mod api_keys;
 mod events;
+mod intake;
 mod jobs;
 mod schema;
 mod test_runs;
@@ -20,6 +21,7 @@ use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
 
 use crate::ports::StoreError;
+use intake::Intake;
 use schema::{INDEXES, TABLES, connect, migrate};
 use threads::{Job, LongRead, note_trigger_write, run_checkpointer, run_long_reader, run_writer};
 
@@ -40,6 +42,10 @@ struct Inner {
     trigger_writes: Arc<AtomicU64>,
     /// Committed writes of any kind (see `EventStore::event_writes`).
     all_writes: Arc<AtomicU64>,
+    /// Firings acknowledged before their commit (see the `intake` module).
+    intake: Arc<Intake>,
+    /// Joined when the store is dropped (see `Drop for Inner`).
+    writer: Option<std::thread::JoinHandle<()>>,
     /// Dropped with the store, which ends the checkpoint thread.
     _stop_checkpoints: mpsc::Sender<()>,
 }
@@ -73,12 +79,15 @@ impl SqliteStore {
         writer
             .execute_batch("UPDATE deliveries SET claim_ms = NULL WHERE claim_ms IS NOT NULL;")
             .map_err(unavailable)?;
+        // Before any reader or writer thread: what a previous process acknowledged and never
+        // committed is recorded first.
+        let intake = Arc::new(Intake::open(&path.with_extension("intake"), &mut writer)?);
         let readers = (0..READERS)
             .map(|_| connect(path).map(Mutex::new))
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(unavailable)?;
         let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("etp-sqlite-writer".into())
             .spawn(move || run_writer(writer, rx))
             .map_err(unavailable)?;
@@ -107,9 +116,25 @@ impl SqliteStore {
                 long_reads: long_tx,
                 trigger_writes: Arc::new(AtomicU64::new(0)),
                 all_writes: Arc::new(AtomicU64::new(0)),
+                intake,
+                writer: Some(writer),
                 _stop_checkpoints: stop_checkpoints,
             }),
         })
+    }
+}
+
+impl Drop for Inner {
+    /// The last handle to the store finishes the writes already queued (acknowledged firings
+    /// among them) before it is gone, so that a new store on the same file starts from them.
+    fn drop(&mut self) {
+        // Replacing the sender ends the writer's loop once the queue is empty.
+        drop(std::mem::replace(&mut self.writes, mpsc::channel().0));
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!("the writer thread panicked");
+        }
     }
 }
 

@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex, mpsc};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::intake::IntakeRecord;
 use super::{SqliteStore, lock, unavailable};
-use crate::ports::StoreError;
+use crate::ports::{NewEvent, Recorded, StoreError};
 
 /// Nice value of the long-read threads: a stats recomputation at 1M events takes tens of
 /// milliseconds of CPU, and at normal priority the requests that arrive meanwhile wait for it.
@@ -39,7 +40,7 @@ pub(super) fn note_trigger_write() {
 }
 
 /// Runs `f` in a savepoint: its writes are kept only if it succeeds.
-fn in_savepoint<T>(
+pub(super) fn in_savepoint<T>(
     conn: &mut Connection,
     f: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
@@ -157,6 +158,41 @@ impl SqliteStore {
         answer
             .await
             .map_err(|_| unavailable("the writer thread dropped a write"))?
+    }
+
+    /// Records `new` (a [`super::intake::loggable`] firing) once its line is in the intake
+    /// log: the writer commits it after the answer, in log order.
+    pub(super) async fn record_logged(&self, new: NewEvent) -> Result<Recorded, StoreError> {
+        let intake = &self.inner.intake;
+        intake.room().await;
+        let mut line = serde_json::to_vec(&IntakeRecord {
+            event: &new.event,
+            delivery: &new.delivery,
+        })
+        .map_err(unavailable)?;
+        line.push(b'\n');
+        let event = new.event.clone();
+        intake.append(&line, |seq| {
+            let intake = intake.clone();
+            let job: Job = Box::new(move |conn| {
+                let ok = in_savepoint(conn, |c| super::events::record(c, new)).is_ok();
+                Box::new(move |failed: Option<&StoreError>| {
+                    intake.applied(seq, ok && failed.is_none());
+                })
+            });
+            self.inner
+                .writes
+                .send(job)
+                .map_err(|_| unavailable("the writer thread has stopped"))
+        })?;
+        // Before the answer, as for a committed write: a page cached before it is not served.
+        self.inner.all_writes.fetch_add(1, Ordering::Release);
+        Ok(Recorded::Written(event))
+    }
+
+    /// Waits until every firing acknowledged from the intake log has committed.
+    pub(super) async fn settled(&self) {
+        self.inner.intake.settled().await;
     }
 
     /// A long read, on a low-priority thread of its own so it never delays request handling.

@@ -1,0 +1,294 @@
+//! The intake log: a firing with no dedupe key and no completion is acknowledged once its line
+//! is appended here, before its transaction commits; a restart records what never committed.
+//!
+//! Why: waiting for the writer's commit cost each `POST /triggers/{id}/fire` two thread
+//! hand-offs and a share of a commit. An appended line is in the kernel's page cache when
+//! `write(2)` returns, which survives `kill -9` exactly as a committed WAL frame does under
+//! `synchronous=NORMAL`. Reads of events wait for the writer to catch up ([`Intake::settled`]),
+//! so whoever heard "202" and then reads sees the event.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use super::{lock, unavailable};
+use crate::domain::delivery::DeliveryPlan;
+use crate::domain::event::Event;
+use crate::ports::{NewEvent, StoreError};
+
+/// A segment is closed at this size; closed segments are deleted once all they hold committed.
+const SEGMENT_BYTES: u64 = 4 << 20;
+/// Logged firings not yet committed, at most: beyond it a firing waits for the writer, so a
+/// writer that cannot keep up slows the clients down instead of growing memory.
+const MAX_UNAPPLIED: u64 = 4_096;
+
+/// One logged firing: what its transaction writes.
+#[derive(Serialize, Deserialize)]
+pub(super) struct IntakeRecord<E = Event, D = Option<DeliveryPlan>> {
+    pub event: E,
+    pub delivery: D,
+}
+
+impl IntakeRecord {
+    pub(super) fn into_new_event(self) -> NewEvent {
+        NewEvent {
+            event: self.event,
+            dedupe_key: None,
+            complete: None,
+            delivery: self.delivery,
+        }
+    }
+}
+
+/// Whether `new` may be acknowledged from the log: its write cannot turn out a duplicate, and it
+/// changes no trigger.
+pub(super) fn loggable(new: &NewEvent) -> bool {
+    new.dedupe_key.is_none() && new.complete.is_none()
+}
+
+struct Log {
+    file: File,
+    number: u64,
+    bytes: u64,
+    /// Closed segments: (number, sequence number of their last line).
+    closed: VecDeque<(u64, u64)>,
+}
+
+pub(super) struct Intake {
+    dir: PathBuf,
+    log: Mutex<Log>,
+    /// Sequence number of the last appended line (handed to the writer in the same order).
+    appended: AtomicU64,
+    /// Sequence number of the last line whose transaction has committed (or failed).
+    applied: AtomicU64,
+    caught_up: Notify,
+    /// A logged firing failed to commit: keep every segment, so the next start records it.
+    keep: AtomicBool,
+}
+
+fn segment_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("{number:012}.log"))
+}
+
+/// The segments in `dir`, oldest first.
+fn segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let number = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".log"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(number) = number {
+            found.push((number, path));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Records every logged firing of `dir` that is not in the store yet, in one transaction.
+/// Returns (recorded, unreadable lines). A line that cannot be read or recorded is skipped and
+/// its segment kept aside (`.rejected`) so that nothing readable stops a restart.
+fn replay(conn: &mut Connection, dir: &Path) -> Result<(u64, u64), StoreError> {
+    let found = segments(dir).map_err(unavailable)?;
+    if found.is_empty() {
+        return Ok((0, 0));
+    }
+    let (mut recorded, mut unreadable) = (0, 0);
+    let mut rejected = Vec::new();
+    let mut tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(unavailable)?;
+    for (_, path) in &found {
+        let file = File::open(path).map_err(unavailable)?;
+        let mut bad = false;
+        for line in BufReader::new(file).split(b'\n') {
+            let line = line.map_err(unavailable)?;
+            let record = match serde_json::from_slice::<IntakeRecord>(&line) {
+                Ok(record) => record,
+                Err(e) => {
+                    // A line cut short by a crash was never acknowledged; anything else is
+                    // damage. Either way it cannot be recorded.
+                    tracing::warn!(segment = %path.display(), error = %e, "unreadable intake line skipped");
+                    unreadable += 1;
+                    bad = true;
+                    continue;
+                }
+            };
+            let known: Option<i64> = tx
+                .prepare_cached("SELECT 1 FROM events WHERE id = ?1")
+                .and_then(|mut st| {
+                    st.query_row(params![record.event.id], |r| r.get(0))
+                        .optional()
+                })
+                .map_err(unavailable)?;
+            if known.is_some() {
+                continue;
+            }
+            let id = record.event.id.clone();
+            let sp = tx.savepoint().map_err(unavailable)?;
+            match super::events::record(&sp, record.into_new_event()) {
+                Ok(_) => {
+                    sp.commit().map_err(unavailable)?;
+                    recorded += 1;
+                }
+                Err(e) => {
+                    tracing::error!(event_id = %id, error = %e, "logged firing could not be recorded");
+                    unreadable += 1;
+                    bad = true;
+                }
+            }
+        }
+        if bad {
+            rejected.push(path.clone());
+        }
+    }
+    tx.commit().map_err(unavailable)?;
+    for (_, path) in &found {
+        let result = if rejected.contains(path) {
+            fs::rename(path, path.with_extension("rejected"))
+        } else {
+            fs::remove_file(path)
+        };
+        if let Err(e) = result {
+            tracing::warn!(segment = %path.display(), error = %e, "could not retire an intake segment");
+        }
+    }
+    Ok((recorded, unreadable))
+}
+
+impl Intake {
+    /// Opens the log in `dir` (creating it), first recording through `conn` whatever a
+    /// previous process logged and never committed.
+    pub(super) fn open(dir: &Path, conn: &mut Connection) -> Result<Self, StoreError> {
+        fs::create_dir_all(dir).map_err(unavailable)?;
+        let (recorded, unreadable) = replay(conn, dir)?;
+        if recorded > 0 || unreadable > 0 {
+            tracing::info!(recorded, unreadable, "intake log replayed");
+        }
+        let number = segments(dir)
+            .map_err(unavailable)?
+            .last()
+            .map_or(1, |(n, _)| n + 1);
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            log: Mutex::new(Log {
+                file: create_segment(dir, number)?,
+                number,
+                bytes: 0,
+                closed: VecDeque::new(),
+            }),
+            appended: AtomicU64::new(0),
+            applied: AtomicU64::new(0),
+            caught_up: Notify::new(),
+            keep: AtomicBool::new(false),
+        })
+    }
+
+    /// Appends `line` (one record and its newline) and, under the same lock so that the
+    /// writer sees lines in log order, hands `send` the line's sequence number.
+    pub(super) fn append(
+        &self,
+        line: &[u8],
+        send: impl FnOnce(u64) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut log = lock(&self.log);
+        if let Err(e) = log.file.write_all(line) {
+            // A partial line would swallow the next one: cut it off.
+            let _ = log.file.set_len(log.bytes);
+            return Err(unavailable(e));
+        }
+        log.bytes += line.len() as u64;
+        let seq = self.appended.load(Ordering::Relaxed) + 1;
+        send(seq)?;
+        self.appended.store(seq, Ordering::Release);
+        if log.bytes >= SEGMENT_BYTES {
+            self.rotate(&mut log, seq);
+        }
+        Ok(())
+    }
+
+    /// Closes the current segment (its last line is `last`), opens the next, and deletes the
+    /// closed segments whose lines have all committed.
+    fn rotate(&self, log: &mut Log, last: u64) {
+        let next = log.number + 1;
+        match create_segment(&self.dir, next) {
+            Ok(file) => {
+                log.closed.push_back((log.number, last));
+                log.file = file;
+                log.number = next;
+                log.bytes = 0;
+            }
+            // The current segment just grows; the next append tries again.
+            Err(e) => tracing::warn!(error = %e, "could not open the next intake segment"),
+        }
+        if self.keep.load(Ordering::Acquire) {
+            return;
+        }
+        let applied = self.applied.load(Ordering::Acquire);
+        while let Some(&(number, last)) = log.closed.front() {
+            if last > applied {
+                break;
+            }
+            log.closed.pop_front();
+            if let Err(e) = fs::remove_file(segment_path(&self.dir, number)) {
+                tracing::warn!(error = %e, "could not delete an intake segment");
+            }
+        }
+    }
+
+    /// Called by the writer, in log order, once line `seq`'s transaction has committed (`ok`)
+    /// or failed.
+    pub(super) fn applied(&self, seq: u64, ok: bool) {
+        if !ok && !self.keep.swap(true, Ordering::AcqRel) {
+            tracing::error!(
+                seq,
+                "a logged firing did not commit; the intake log is kept until the next start records it"
+            );
+        }
+        self.applied.store(seq, Ordering::Release);
+        self.caught_up.notify_waiters();
+    }
+
+    /// Waits until every line appended before the call has committed: a read that follows it
+    /// sees every firing acknowledged before it began.
+    pub(super) async fn settled(&self) {
+        let target = self.appended.load(Ordering::Acquire);
+        self.wait_until(|applied, _| applied >= target).await;
+    }
+
+    /// Waits until the writer is less than [`MAX_UNAPPLIED`] lines behind.
+    pub(super) async fn room(&self) {
+        self.wait_until(|applied, appended| appended.saturating_sub(applied) < MAX_UNAPPLIED)
+            .await;
+    }
+
+    async fn wait_until(&self, done: impl Fn(u64, u64) -> bool) {
+        loop {
+            // Created before the check: a notification between the two is not missed.
+            let notified = self.caught_up.notified();
+            let applied = self.applied.load(Ordering::Acquire);
+            if done(applied, self.appended.load(Ordering::Acquire)) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+fn create_segment(dir: &Path, number: u64) -> Result<File, StoreError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(segment_path(dir, number))
+        .map_err(unavailable)
+}
