@@ -75,9 +75,12 @@ impl App {
         let trigger = self.load(id).await?;
         let until = trigger.view_changes_after(now);
         let etag = trigger.etag();
-        let json = serde_json::to_string(&view_at(trigger, now))
+        let json = serde_json::to_vec(&view_at(trigger, now))
             .map_err(|e| AppError::Internal(format!("encoding a trigger view: {e}")))?;
-        let value = Arc::new(RenderedView { json, etag });
+        let value = Arc::new(RenderedView {
+            json: Arc::from(json),
+            etag,
+        });
         if let Some(writes) = writes {
             self.views
                 .keep_view(id, Kept::new(writes, now, until, &value));

@@ -21,7 +21,8 @@ const MAX_PAGES: usize = 256;
 /// One trigger's view as `GET /triggers/{id}` answers it.
 #[derive(Debug)]
 pub struct RenderedView {
-    pub json: String,
+    /// The view as JSON (UTF-8), shared as is by every response that serves it.
+    pub json: Arc<[u8]>,
     pub etag: String,
 }
 

@@ -188,7 +188,7 @@ pub async fn get(State(app): State<Arc<App>>, PathId(id): PathId) -> Result<Resp
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        view.json.clone(),
+        axum::body::Bytes::from_owner(view.json.clone()),
     )
         .into_response();
     if let Ok(etag) = HeaderValue::from_str(&view.etag) {
