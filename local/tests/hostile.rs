@@ -873,7 +873,18 @@ fn damage(data: &Path, unreadable: &str, out_of_range: &str) -> Result<(), Strin
            ('junk', -9223372036854775808, 2),
            ('test:01kzzzzzzzzzzzzzzzzzzzzzzz', 0, 3);"
     ))
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    // The intake log: binary junk, a line that is JSON but no firing, an event whose instant is
+    // out of range, and a last line cut short.
+    let mut junk: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    junk.extend_from_slice(b"\n{\"event\":{\"id\":1}}\n");
+    junk.extend_from_slice(
+        br#"{"event":{"id":"01kzzzzzzzzzzzzzzzzzzzzzzz","trigger_name":"x","kind":"api","source":"api","is_test":false,"fired_at":"+262142-01-01T00:00:00Z","payload":null,"status":"success"},"delivery":null}"#,
+    );
+    junk.extend_from_slice(b"\n{\"event\":{\"id\":\"01k");
+    let intake = data.join("etp.intake");
+    std::fs::create_dir_all(&intake).map_err(|e| e.to_string())?;
+    std::fs::write(intake.join("000000000042.log"), junk).map_err(|e| e.to_string())
 }
 
 async fn listing_answers(s: &LocalServer, _: &Receiver) -> Result<(), String> {

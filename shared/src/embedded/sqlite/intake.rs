@@ -11,8 +11,8 @@ use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -97,7 +97,7 @@ fn segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
 
 /// Records every logged firing of `dir` that is not in the store yet, in one transaction.
 /// Returns (recorded, unreadable lines). A line that cannot be read or recorded is skipped and
-/// its segment kept aside (`.rejected`) so that nothing readable stops a restart.
+/// its segment kept aside (`<segment>.<ms>.rejected`) so that nothing readable stops a restart.
 fn replay(conn: &mut Connection, dir: &Path) -> Result<(u64, u64), StoreError> {
     let found = segments(dir).map_err(unavailable)?;
     if found.is_empty() {
@@ -153,9 +153,11 @@ fn replay(conn: &mut Connection, dir: &Path) -> Result<(u64, u64), StoreError> {
         }
     }
     tx.commit().map_err(unavailable)?;
+    // Named by the time of this start, so that no earlier rejected segment is overwritten.
+    let kept_aside = format!("{}.rejected", chrono::Utc::now().timestamp_millis());
     for (_, path) in &found {
         let result = if rejected.contains(path) {
-            fs::rename(path, path.with_extension("rejected"))
+            fs::rename(path, path.with_extension(&kept_aside))
         } else {
             fs::remove_file(path)
         };
@@ -282,6 +284,36 @@ impl Intake {
             }
             notified.await;
         }
+    }
+}
+
+/// Reports line `seq` applied when dropped: after its commit (with `ok` set), or as failed when
+/// its job panics or never runs (the writer drops such a job), so that no reader waits for it
+/// forever.
+pub(super) struct Applied {
+    intake: Arc<Intake>,
+    seq: u64,
+    ok: bool,
+}
+
+impl Applied {
+    pub(super) fn new(intake: Arc<Intake>, seq: u64) -> Self {
+        Self {
+            intake,
+            seq,
+            ok: false,
+        }
+    }
+
+    /// Reports the line's transaction as committed (`ok`) or failed.
+    pub(super) fn report(mut self, ok: bool) {
+        self.ok = ok;
+    }
+}
+
+impl Drop for Applied {
+    fn drop(&mut self) {
+        self.intake.applied(self.seq, self.ok);
     }
 }
 

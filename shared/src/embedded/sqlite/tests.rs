@@ -283,7 +283,12 @@ async fn a_restart_records_logged_firings_that_never_committed() {
             .len()
     };
     assert_eq!(page(store.clone()).await, 3, "each recorded once");
-    assert!(intake.join("000000000007.rejected").exists(), "kept aside");
+    let kept_aside = std::fs::read_dir(&intake)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("000000000007.") && n.ends_with(".rejected"))
+        .count();
+    assert_eq!(kept_aside, 1, "the damaged segment is kept aside");
     drop(store);
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(page(store).await, 3, "a second start records nothing again");
@@ -313,4 +318,17 @@ async fn reads_after_an_acknowledged_firing_see_it() {
         .unwrap();
     let active: u64 = stats.iter().map(|s| s.active).sum();
     assert_eq!(active, 500);
+}
+
+/// A logged firing whose transaction fails (here: an id already taken) holds up no reader:
+/// reads after it answer, and see what did commit.
+#[tokio::test]
+async fn a_logged_firing_that_fails_to_commit_stalls_no_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("etp.sqlite3")).unwrap();
+    let e = event("a", Utc::now());
+    store.record_event(plain(e.clone())).await.unwrap();
+    store.record_event(plain(e.clone())).await.unwrap();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), store.get_event(&e.id));
+    assert_eq!(read.await.expect("answered").unwrap(), Some(e));
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use super::intake::IntakeRecord;
+use super::intake::{Applied, IntakeRecord};
 use super::{SqliteStore, lock, unavailable};
 use crate::ports::{NewEvent, Recorded, StoreError};
 
@@ -173,11 +173,11 @@ impl SqliteStore {
         line.push(b'\n');
         let event = new.event.clone();
         intake.append(&line, |seq| {
-            let intake = intake.clone();
+            let applied = Applied::new(intake.clone(), seq);
             let job: Job = Box::new(move |conn| {
                 let ok = in_savepoint(conn, |c| super::events::record(c, new)).is_ok();
                 Box::new(move |failed: Option<&StoreError>| {
-                    intake.applied(seq, ok && failed.is_none());
+                    applied.report(ok && failed.is_none());
                 })
             });
             self.inner
