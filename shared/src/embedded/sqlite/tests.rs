@@ -40,6 +40,32 @@ fn plain(event: Event) -> NewEvent {
     }
 }
 
+/// Every event in `state` at `now` (default lifecycle), any trigger, a page of 10.
+fn all_in(state: EventState, now: DateTime<Utc>) -> EventQuery {
+    EventQuery {
+        window: Lifecycle::default().window(state, now),
+        now: Some(now),
+        trigger_id: None,
+        source: None,
+        is_test: None,
+        limit: 10,
+        cursor: None,
+    }
+}
+
+/// Per-trigger stats at `now` under the default lifecycle.
+async fn stats_at(store: &SqliteStore, now: DateTime<Utc>) -> Vec<crate::ports::TriggerStats> {
+    let l = Lifecycle::default();
+    store
+        .event_stats(
+            now,
+            l.window(EventState::Active, now),
+            l.window(EventState::Archived, now),
+        )
+        .await
+        .unwrap()
+}
+
 /// A data directory written by the version with per-hour counters opens with exact stats,
 /// and new firings count on top of the migrated ranks.
 #[tokio::test]
@@ -87,17 +113,10 @@ async fn a_database_with_hour_counters_is_migrated() {
         }
     }
     let store = SqliteStore::open(&path).unwrap();
-    let l = Lifecycle::default();
     let stats = || async {
-        let rows = store
-            .event_stats(
-                now,
-                l.window(EventState::Active, now),
-                l.window(EventState::Archived, now),
-            )
+        stats_at(&store, now)
             .await
-            .unwrap();
-        rows.into_iter()
+            .into_iter()
             .map(|r| (r.trigger_id.unwrap(), r.active, r.archived))
             .collect::<Vec<_>>()
     };
@@ -117,15 +136,7 @@ async fn a_database_with_hour_counters_is_migrated() {
     // Opening again does not migrate twice; bodies are served in the current encoding.
     let store = SqliteStore::open(&path).unwrap();
     let page = store
-        .list_events_json(&EventQuery {
-            window: l.window(EventState::Archived, now),
-            now: Some(now),
-            trigger_id: None,
-            source: None,
-            is_test: None,
-            limit: 10,
-            cursor: None,
-        })
+        .list_events_json(&all_in(EventState::Archived, now))
         .await
         .unwrap();
     assert_eq!(page.items.len(), 3);
@@ -265,22 +276,9 @@ async fn a_restart_records_logged_firings_that_never_committed() {
     for e in [&committed, &lost, &also_lost] {
         assert_eq!(store.get_event(&e.id).await.unwrap().as_ref(), Some(e));
     }
-    let l = Lifecycle::default();
     let page = |store: SqliteStore| async move {
-        store
-            .list_events(&EventQuery {
-                window: l.window(EventState::Active, now),
-                now: Some(now),
-                trigger_id: None,
-                source: None,
-                is_test: None,
-                limit: 10,
-                cursor: None,
-            })
-            .await
-            .unwrap()
-            .items
-            .len()
+        let query = all_in(EventState::Active, now);
+        store.list_events(&query).await.unwrap().items.len()
     };
     assert_eq!(page(store.clone()).await, 3, "each recorded once");
     let kept_aside = std::fs::read_dir(&intake)
@@ -307,16 +305,7 @@ async fn reads_after_an_acknowledged_firing_see_it() {
         assert_eq!(store.get_event(&e.id).await.unwrap(), Some(e));
     }
     assert_eq!(store.event_writes().unwrap(), before + 500);
-    let l = Lifecycle::default();
-    let stats = store
-        .event_stats(
-            now,
-            l.window(EventState::Active, now),
-            l.window(EventState::Archived, now),
-        )
-        .await
-        .unwrap();
-    let active: u64 = stats.iter().map(|s| s.active).sum();
+    let active: u64 = stats_at(&store, now).await.iter().map(|s| s.active).sum();
     assert_eq!(active, 500);
 }
 
