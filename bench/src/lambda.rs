@@ -226,7 +226,8 @@ async fn measure(
     })
 }
 
-/// All three functions. `endpoint` is moto's URL: the fire function's warm invocation reads a
+/// All three functions, and triggers-api once more with its token from the environment.
+/// `endpoint` is moto's URL: the fire function's warm invocation reads a
 /// trigger there; the HTTP functions' serve a route that touches no table.
 pub async fn functions(
     endpoint: &str,
@@ -265,6 +266,25 @@ pub async fn functions(
     let due = chrono::Utc::now() - chrono::Duration::minutes(1);
     let fire = json!({"trigger_id": "01jex4mp1e0000000000000000",
                       "scheduled_time": due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)});
+    // The same function with its token in the environment: what its start costs without the
+    // Secrets Manager read (the API functions' only network call at start).
+    let env_token: Vec<(String, String)> = env
+        .iter()
+        .filter(|(k, _)| k != "ETP_API_TOKEN_SECRET")
+        .cloned()
+        .chain([("ETP_API_TOKEN".into(), "bench-token-0123456789".into())])
+        .collect();
+    let mut without_secret = measure(
+        "triggers-api",
+        "TriggersApiFunction",
+        openapi.clone(),
+        "GET /openapi.json (no table access)",
+        &env_token,
+        cold,
+        warm,
+    )
+    .await?;
+    without_secret.function = "triggers-api, token from ETP_API_TOKEN".into();
     Ok(vec![
         measure(
             "triggers-api",
@@ -296,5 +316,6 @@ pub async fn functions(
             warm,
         )
         .await?,
+        without_secret,
     ])
 }

@@ -102,6 +102,26 @@ impl App {
         now: DateTime<Utc>,
         purpose: Purpose,
     ) -> AppResult<()> {
+        // An api definition with a small, cheap schema (and a small test payload) is checked
+        // here: the hand-off to the blocking pool costs more than compiling such a schema.
+        // Schedules stay on the pool: a cron's next-fire search is bounded, not small.
+        let in_place = def.schedule.is_none()
+            && def
+                .payload_schema
+                .as_ref()
+                .is_none_or(payload_schema::quick_to_check)
+            && def
+                .payload
+                .as_ref()
+                .is_none_or(|p| json_size(p) <= payload_schema::QUICK_PAYLOAD_BYTES);
+        if in_place {
+            let rules = Rules {
+                now,
+                egress: &self.settings.egress,
+                limits: &self.settings.limits,
+            };
+            return Ok(def.validate(&rules, purpose)?);
+        }
         let (def, egress, limits) = (
             def.clone(),
             self.settings.egress.clone(),

@@ -536,6 +536,12 @@ impl LocalTimer {
     }
 
     async fn remove_job(&self, key: String) -> Result<(), SchedulerError> {
+        // Memory holds every stored job (loaded at open, written after the store): a key it
+        // lacks has no row, so removing it (an api trigger's create or edit) costs no write.
+        // A job whose removal waits in the batched moves is deleted by them.
+        if !self.state().live.contains_key(&key) {
+            return Ok(());
+        }
         self.inner.jobs.delete_timer_job(key.clone()).await?;
         self.state().live.remove(&key);
         Ok(())

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::intake::loggable;
 use super::{
-    Filter, SqliteStore, decode, encode, event_group, from_ms, ms, note_trigger_write, text,
+    Filter, SqliteStore, bare, decode, encode, event_group, from_ms, ms, note_trigger_write, text,
     unavailable,
 };
 use crate::domain::delivery::DeliveryPlan;
@@ -21,21 +21,74 @@ use crate::ports::{
 /// Rows deleted per purge transaction, so a big purge never blocks writers for long.
 const PURGE_BATCH: i64 = 5_000;
 
-pub(super) fn record(tx: &Connection, new: NewEvent) -> Result<Recorded, StoreError> {
-    if let Some(key) = &new.dedupe_key {
-        let existing: Option<String> = tx
-            .prepare_cached("SELECT body FROM events WHERE dedupe_key = ?1")
-            .and_then(|mut st| st.query_row(params![key], |r| r.get(0)).optional())
-            .map_err(unavailable)?;
-        if let Some(body) = existing {
-            return Ok(Recorded::Duplicate(decode(&body)?));
-        }
+/// A firing with its bodies encoded: encoding happens on the caller's task, so the single
+/// writer thread spends its time on the rows alone.
+pub(super) struct EncodedEvent {
+    new: NewEvent,
+    body: String,
+    plan: Option<String>,
+    done: Option<String>,
+}
+
+impl EncodedEvent {
+    pub(super) fn new(new: NewEvent) -> Result<Self, StoreError> {
+        Ok(Self {
+            body: encode(&new.event)?,
+            plan: new.delivery.as_ref().map(encode).transpose()?,
+            done: new.complete.as_ref().map(|c| encode(&c.done)).transpose()?,
+            new,
+        })
     }
-    let e = &new.event;
+}
+
+/// Records a firing (in the caller's savepoint).
+pub(super) fn record(tx: &Connection, encoded: EncodedEvent) -> Result<Recorded, StoreError> {
+    if let Some(first) = duplicate_of(tx, &encoded.new)? {
+        return Ok(Recorded::Duplicate(first));
+    }
+    let rank = insert_event(tx, &encoded)?;
+    finish_event(tx, encoded, rank)
+}
+
+/// Records a firing without a savepoint of its own: a savepoint copies every page the firing
+/// touches into a sub-journal, a quarter of the writer's time per firing. Up to and including
+/// the event's insert nothing else is written, so a failure there (an unreadable duplicate, an
+/// id already taken) fails this firing alone; a failure after it rolls back the whole batch
+/// (see [`bare`]).
+pub(super) fn record_bare(tx: &Connection, encoded: EncodedEvent) -> Result<Recorded, StoreError> {
+    if let Some(first) = duplicate_of(tx, &encoded.new)? {
+        return Ok(Recorded::Duplicate(first));
+    }
+    let rank = insert_event(tx, &encoded)?;
+    bare(tx, |tx| finish_event(tx, encoded, rank))
+}
+
+/// The event already recorded for this firing's dedupe key, if any.
+fn duplicate_of(tx: &Connection, new: &NewEvent) -> Result<Option<Event>, StoreError> {
+    let Some(key) = &new.dedupe_key else {
+        return Ok(None);
+    };
+    let existing: Option<String> = tx
+        .prepare_cached("SELECT body FROM events WHERE dedupe_key = ?1")
+        .and_then(|mut st| st.query_row(params![key], |r| r.get(0)).optional())
+        .map_err(unavailable)?;
+    existing.map(|body| decode(&body)).transpose()
+}
+
+/// Where a new event goes among its key's events (see [`take_rank`]).
+struct Rank {
+    seq: i64,
+    highest: i64,
+    /// Events recorded already sort after it: their ranks move up by one.
+    shift: bool,
+}
+
+/// The firing's first write: its event row, at its rank.
+fn insert_event(tx: &Connection, encoded: &EncodedEvent) -> Result<Rank, StoreError> {
+    let e = &encoded.new.event;
     let key = event_group(e.trigger_id.as_deref());
     let fired = ms(e.fired_at);
-    let body = encode(e)?;
-    let (seq, highest) = take_rank(tx, key, fired, &e.id)?;
+    let rank = take_rank(tx, key, fired, &e.id)?;
     tx.prepare_cached(
         "INSERT INTO events (id, trigger_key, source, is_test, fired_ms, dedupe_key, body, seq)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -47,15 +100,37 @@ pub(super) fn record(tx: &Connection, new: NewEvent) -> Result<Recorded, StoreEr
             e.source.as_str(),
             e.is_test,
             fired,
-            new.dedupe_key,
-            body,
-            seq
+            encoded.new.dedupe_key,
+            encoded.body,
+            rank.seq
         ])
     })
     .map_err(unavailable)?;
-    count_event(tx, key, fired, &e.trigger_name, highest)?;
-    if let Some(delivery) = &new.delivery {
-        let plan = encode(delivery)?;
+    Ok(rank)
+}
+
+/// The rest of a firing once its event is in: the ranks after it, the totals, the delivery
+/// and the one-time trigger's completion.
+fn finish_event(
+    tx: &Connection,
+    encoded: EncodedEvent,
+    rank: Rank,
+) -> Result<Recorded, StoreError> {
+    let EncodedEvent {
+        new, plan, done, ..
+    } = encoded;
+    let e = &new.event;
+    let key = event_group(e.trigger_id.as_deref());
+    let fired = ms(e.fired_at);
+    if rank.shift {
+        tx.prepare_cached(
+            "UPDATE events SET seq = seq + 1 WHERE trigger_key = ?1 AND (fired_ms, id) > (?2, ?3)",
+        )
+        .and_then(|mut st| st.execute(params![key, fired, e.id]))
+        .map_err(unavailable)?;
+    }
+    count_event(tx, key, fired, &e.trigger_name, rank.highest)?;
+    if let (Some(delivery), Some(plan)) = (&new.delivery, plan) {
         let host = host_of(&delivery.target.url);
         tx.prepare_cached(
             "INSERT INTO deliveries (event_id, due_ms, plan, host) VALUES (?1, ?2, ?3, ?4)",
@@ -63,10 +138,9 @@ pub(super) fn record(tx: &Connection, new: NewEvent) -> Result<Recorded, StoreEr
         .and_then(|mut st| st.execute(params![e.id, fired, plan, host]))
         .map_err(unavailable)?;
     }
-    if let Some(c) = &new.complete {
+    if let (Some(c), Some(body)) = (&new.complete, done) {
         // Only over the active trigger it was made from: an edit meanwhile wins.
         note_trigger_write();
-        let body = encode(&c.done)?;
         tx.prepare_cached(
             "UPDATE triggers SET status = ?2, version = ?3, body = ?4
              WHERE id = ?1 AND version = ?5 AND status = 'active'",
@@ -88,12 +162,29 @@ pub(super) fn record(tx: &Connection, new: NewEvent) -> Result<Recorded, StoreEr
 /// The rank a new event of `key` fired at `fired` takes, and the key's highest rank once it is
 /// in. Firings arrive in time order, so the rank is almost always one past the highest; an event
 /// that sorts before some already recorded (a concurrent firing that committed late) takes the
-/// first one's rank and shifts those after it.
-fn take_rank(tx: &Connection, key: &str, fired: i64, id: &str) -> Result<(i64, i64), StoreError> {
-    let highest: Option<i64> = tx
-        .prepare_cached("SELECT last_seq FROM trigger_event_totals WHERE trigger_key = ?1")
-        .and_then(|mut st| st.query_row(params![key], |r| r.get(0)).optional())
+/// first one's rank, and those after it move up (in [`finish_event`], after the insert).
+fn take_rank(tx: &Connection, key: &str, fired: i64, id: &str) -> Result<Rank, StoreError> {
+    let totals: Option<(i64, i64)> = tx
+        .prepare_cached(
+            "SELECT last_seq, last_fired_ms FROM trigger_event_totals WHERE trigger_key = ?1",
+        )
+        .and_then(|mut st| {
+            st.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
         .map_err(unavailable)?;
+    // No recorded event of the key fired after `last_fired_ms` (purges only remove events), so
+    // a later event is last: the usual case, one read.
+    if let Some((last_seq, last_fired)) = totals
+        && fired > last_fired
+    {
+        return Ok(Rank {
+            seq: last_seq + 1,
+            highest: last_seq + 1,
+            shift: false,
+        });
+    }
+    let highest = totals.map(|(seq, _)| seq);
     let successor: Option<i64> = tx
         .prepare_cached(
             "SELECT seq FROM events WHERE trigger_key = ?1 AND (fired_ms, id) > (?2, ?3)
@@ -104,27 +195,30 @@ fn take_rank(tx: &Connection, key: &str, fired: i64, id: &str) -> Result<(i64, i
                 .optional()
         })
         .map_err(unavailable)?;
-    if let Some(rank) = successor {
-        tx.prepare_cached(
-            "UPDATE events SET seq = seq + 1 WHERE trigger_key = ?1 AND (fired_ms, id) > (?2, ?3)",
-        )
-        .and_then(|mut st| st.execute(params![key, fired, id]))
-        .map_err(unavailable)?;
+    if let Some(seq) = successor {
         let highest = match highest {
             Some(h) => h,
             // No totals row beside recorded events: only while a purge is between its steps.
             None => tx
                 .prepare_cached(
-                    "SELECT seq - 1 FROM events WHERE trigger_key = ?1
+                    "SELECT seq FROM events WHERE trigger_key = ?1
                      ORDER BY fired_ms DESC, id DESC LIMIT 1",
                 )
                 .and_then(|mut st| st.query_row(params![key], |r| r.get(0)))
                 .map_err(unavailable)?,
         };
-        return Ok((rank, highest + 1));
+        return Ok(Rank {
+            seq,
+            highest: highest + 1,
+            shift: true,
+        });
     }
-    let rank = highest.unwrap_or(0) + 1;
-    Ok((rank, rank))
+    let seq = highest.unwrap_or(0) + 1;
+    Ok(Rank {
+        seq,
+        highest: seq,
+        shift: false,
+    })
 }
 
 /// Records a just-inserted event in its key's totals row (the newest name wins).
@@ -175,7 +269,8 @@ impl EventStore for SqliteStore {
         if loggable(&new) {
             return self.record_logged(new).await;
         }
-        self.write(move |c| record(c, new)).await
+        let encoded = EncodedEvent::new(new)?;
+        self.write_bare(move |c| record_bare(c, encoded)).await
     }
 
     async fn get_event(&self, id: &str) -> Result<Option<Event>, StoreError> {

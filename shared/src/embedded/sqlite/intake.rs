@@ -136,7 +136,9 @@ fn replay(conn: &mut Connection, dir: &Path) -> Result<(u64, u64), StoreError> {
             }
             let id = record.event.id.clone();
             let sp = tx.savepoint().map_err(unavailable)?;
-            match super::events::record(&sp, record.into_new_event()) {
+            let outcome = super::events::EncodedEvent::new(record.into_new_event())
+                .and_then(|encoded| super::events::record(&sp, encoded));
+            match outcome {
                 Ok(_) => {
                     sp.commit().map_err(unavailable)?;
                     recorded += 1;

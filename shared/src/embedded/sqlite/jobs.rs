@@ -72,7 +72,8 @@ impl TimerJobs for SqliteStore {
 
     async fn delete_timer_job(&self, key: String) -> Result<(), StoreError> {
         self.write(move |c| {
-            c.execute("DELETE FROM timer_jobs WHERE key = ?1", params![key])
+            c.prepare_cached("DELETE FROM timer_jobs WHERE key = ?1")
+                .and_then(|mut st| st.execute(params![key]))
                 .map_err(unavailable)?;
             Ok(())
         })

@@ -321,3 +321,39 @@ async fn a_logged_firing_that_fails_to_commit_stalls_no_reader() {
     let read = tokio::time::timeout(std::time::Duration::from_secs(5), store.get_event(&e.id));
     assert_eq!(read.await.expect("answered").unwrap(), Some(e));
 }
+
+/// A firing that fails after its event row is in (no savepoint to undo it alone) leaves
+/// nothing half-written: its batch is rolled back, the caller hears of it, and the writer goes
+/// on. A keyed firing takes the same path.
+#[tokio::test]
+async fn a_firing_that_fails_part_way_leaves_nothing_half_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("etp.sqlite3");
+    let store = SqliteStore::open(&path).unwrap();
+    // The totals row comes after the event's insert: refused for trigger "boom" only.
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER refuse_boom BEFORE INSERT ON trigger_event_totals
+             WHEN NEW.trigger_name = 'name of boom' BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .unwrap();
+    let now = Utc::now();
+    let bad = event("boom", now);
+    let keyed = NewEvent {
+        dedupe_key: Some("boom@1".into()),
+        ..plain(bad.clone())
+    };
+    assert!(store.record_event(keyed).await.is_err());
+    assert!(
+        store.record_event(plain(bad.clone())).await.is_ok(),
+        "acknowledged from the log"
+    );
+    let good = event("fine", now);
+    store.record_event(plain(good.clone())).await.unwrap();
+    assert_eq!(store.get_event(&bad.id).await.unwrap(), None);
+    assert_eq!(store.get_event(&good.id).await.unwrap(), Some(good));
+    let stats = stats_at(&store, now).await;
+    assert_eq!(stats.len(), 1, "no totals for the failed firing: {stats:?}");
+    assert_eq!(stats[0].active, 1);
+}

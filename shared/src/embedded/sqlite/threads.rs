@@ -31,6 +31,27 @@ thread_local! {
     /// Set on the writer thread by every statement that changes the `triggers` table, for the
     /// write that ran it (see [`note_trigger_write`]).
     static TRIGGERS_TOUCHED: Cell<bool> = const { Cell::new(false) };
+    /// Set on the writer thread while a write runs outside a savepoint (see [`bare`]).
+    static BARE_RUNNING: Cell<bool> = const { Cell::new(false) };
+    /// Set when such a write fails or panics part-way: its batch is rolled back whole.
+    static BATCH_SPOILED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` outside any savepoint, for writes that fail only on a storage error (a full disk,
+/// an I/O error), which dooms the transaction anyway. If it fails (or panics) part-way, what
+/// it wrote cannot be undone alone, so the whole batch is rolled back and every write in it
+/// fails, as when a commit fails.
+pub(super) fn bare<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    BARE_RUNNING.set(true);
+    let result = f(conn);
+    BARE_RUNNING.set(false);
+    if result.is_err() {
+        BATCH_SPOILED.set(true);
+    }
+    result
 }
 
 /// Records that the write running on this (the writer) thread changes stored triggers: once it
@@ -44,10 +65,53 @@ pub(super) fn in_savepoint<T>(
     conn: &mut Connection,
     f: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let sp = conn.savepoint().map_err(unavailable)?;
-    let value = f(&sp)?;
-    sp.commit().map_err(unavailable)?;
+    let mut open = OpenSavepoint::begin(conn)?;
+    let value = f(open.conn)?;
+    open.release()?;
     Ok(value)
+}
+
+/// A savepoint from cached statements (a fresh `SAVEPOINT` parses its SQL on every write,
+/// about a tenth of a firing's writer time); rolled back when dropped unreleased, so a write
+/// that fails or panics leaves nothing in the batch.
+struct OpenSavepoint<'c> {
+    conn: &'c Connection,
+    released: bool,
+}
+
+impl<'c> OpenSavepoint<'c> {
+    fn begin(conn: &'c Connection) -> Result<Self, StoreError> {
+        run_cached(conn, "SAVEPOINT job")?;
+        Ok(Self {
+            conn,
+            released: false,
+        })
+    }
+
+    fn release(&mut self) -> Result<(), StoreError> {
+        run_cached(self.conn, "RELEASE job")?;
+        self.released = true;
+        Ok(())
+    }
+}
+
+impl Drop for OpenSavepoint<'_> {
+    fn drop(&mut self) {
+        if !self.released {
+            let rolled_back = run_cached(self.conn, "ROLLBACK TO job")
+                .and_then(|()| run_cached(self.conn, "RELEASE job"));
+            if let Err(e) = rolled_back {
+                tracing::error!(error = %e, "could not roll back a failed write");
+            }
+        }
+    }
+}
+
+fn run_cached(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut st| st.execute([]))
+        .map(|_| ())
+        .map_err(unavailable)
 }
 
 /// Lowers the calling thread's CPU priority (Linux: the nice value is per thread). Best effort:
@@ -101,16 +165,25 @@ pub(super) fn run_writer(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
             }
         }
         let began = conn.execute_batch("BEGIN IMMEDIATE").map_err(unavailable);
+        BATCH_SPOILED.set(false);
         // A write that panics is rolled back to its savepoint and fails alone (its caller hears
-        // the writer dropped it); the thread, and every other write, go on.
+        // the writer dropped it); the thread, and every other write, go on. One without a
+        // savepoint spoils the batch instead.
         let done: Vec<Completion> = batch
             .into_iter()
             .filter_map(|job| {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut conn))).ok()
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut conn)));
+                if ran.is_err() && BARE_RUNNING.replace(false) {
+                    BATCH_SPOILED.set(true);
+                }
+                ran.ok()
             })
             .collect();
         let failed = match began {
             Err(e) => Some(e),
+            Ok(()) if BATCH_SPOILED.get() => Some(unavailable(
+                "a write failed part-way outside a savepoint; its batch is rolled back",
+            )),
             Ok(()) => conn.execute_batch("COMMIT").map_err(unavailable).err(),
         };
         if failed.is_some() {
@@ -124,7 +197,25 @@ pub(super) fn run_writer(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
 }
 
 impl SqliteStore {
+    /// A write in a savepoint of its own: if it fails, it fails alone.
     pub(super) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.queue_write(true, f).await
+    }
+
+    /// A write that keeps to [`bare`]'s rules itself (no savepoint).
+    pub(super) async fn write_bare<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.queue_write(false, f).await
+    }
+
+    async fn queue_write<T, F>(&self, savepoint: bool, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -134,7 +225,11 @@ impl SqliteStore {
         let all_writes = self.inner.all_writes.clone();
         let job: Job = Box::new(move |conn| {
             TRIGGERS_TOUCHED.with(|t| t.set(false));
-            let result = in_savepoint(conn, f);
+            let result = if savepoint {
+                in_savepoint(conn, f)
+            } else {
+                f(conn)
+            };
             let touched = TRIGGERS_TOUCHED.with(Cell::take);
             Box::new(move |failed: Option<&StoreError>| {
                 // After the commit and before the answer: whoever hears of the write and then
@@ -172,10 +267,11 @@ impl SqliteStore {
         .map_err(unavailable)?;
         line.push(b'\n');
         let event = new.event.clone();
+        let new = super::events::EncodedEvent::new(new)?;
         intake.append(&line, |seq| {
             let applied = Applied::new(intake.clone(), seq);
             let job: Job = Box::new(move |conn| {
-                let ok = in_savepoint(conn, |c| super::events::record(c, new)).is_ok();
+                let ok = super::events::record_bare(conn, new).is_ok();
                 Box::new(move |failed: Option<&StoreError>| {
                     applied.report(ok && failed.is_none());
                 })

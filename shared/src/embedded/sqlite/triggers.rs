@@ -36,29 +36,35 @@ pub(super) fn write_trigger(
     let body = encode(t)?;
     note_trigger_write();
     let changed = match expected {
-        None => c.execute(
-            "INSERT INTO triggers (id, kind, status, version, body) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(id) DO NOTHING",
-            params![
-                t.id,
-                t.kind.as_str(),
-                t.status.as_str(),
-                t.version as i64,
-                body
-            ],
-        ),
-        Some(v) => c.execute(
-            "UPDATE triggers SET kind = ?2, status = ?3, version = ?4, body = ?5
-             WHERE id = ?1 AND version = ?6",
-            params![
-                t.id,
-                t.kind.as_str(),
-                t.status.as_str(),
-                t.version as i64,
-                body,
-                v as i64
-            ],
-        ),
+        None => c
+            .prepare_cached(
+                "INSERT INTO triggers (id, kind, status, version, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(id) DO NOTHING",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    t.id,
+                    t.kind.as_str(),
+                    t.status.as_str(),
+                    t.version as i64,
+                    body
+                ])
+            }),
+        Some(v) => c
+            .prepare_cached(
+                "UPDATE triggers SET kind = ?2, status = ?3, version = ?4, body = ?5
+                 WHERE id = ?1 AND version = ?6",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    t.id,
+                    t.kind.as_str(),
+                    t.status.as_str(),
+                    t.version as i64,
+                    body,
+                    v as i64
+                ])
+            }),
     }
     .map_err(unavailable)?;
     // What the body never holds: the secrets and the target's header values. A stand-in
@@ -273,9 +279,11 @@ impl TriggerStore for SqliteStore {
         self.write(move |c| {
             note_trigger_write();
             let n = c
-                .execute("DELETE FROM triggers WHERE id = ?1", params![id])
+                .prepare_cached("DELETE FROM triggers WHERE id = ?1")
+                .and_then(|mut st| st.execute(params![id]))
                 .map_err(unavailable)?;
-            c.execute("DELETE FROM trigger_secrets WHERE id = ?1", params![id])
+            c.prepare_cached("DELETE FROM trigger_secrets WHERE id = ?1")
+                .and_then(|mut st| st.execute(params![id]))
                 .map_err(unavailable)?;
             if n == 1 {
                 add_to_counter(c, TRIGGERS, -1)?;
