@@ -35,38 +35,25 @@ pub(super) fn write_trigger(
 ) -> Result<(), StoreError> {
     let body = encode(t)?;
     note_trigger_write();
-    let changed = match expected {
-        None => c
-            .prepare_cached(
-                "INSERT INTO triggers (id, kind, status, version, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(id) DO NOTHING",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
-                    t.id,
-                    t.kind.as_str(),
-                    t.status.as_str(),
-                    t.version as i64,
-                    body
-                ])
-            }),
-        Some(v) => c
-            .prepare_cached(
-                "UPDATE triggers SET kind = ?2, status = ?3, version = ?4, body = ?5
-                 WHERE id = ?1 AND version = ?6",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
-                    t.id,
-                    t.kind.as_str(),
-                    t.status.as_str(),
-                    t.version as i64,
-                    body,
-                    v as i64
-                ])
-            }),
-    }
-    .map_err(unavailable)?;
+    let (sql, expected) = match expected {
+        None => (
+            "INSERT INTO triggers (id, kind, status, version, body)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(id) DO NOTHING",
+            None,
+        ),
+        Some(v) => (
+            "UPDATE triggers SET kind = ?2, status = ?3, version = ?4, body = ?5
+             WHERE id = ?1 AND version = ?6",
+            Some(v as i64),
+        ),
+    };
+    let (kind, status, version) = (t.kind.as_str(), t.status.as_str(), t.version as i64);
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&t.id, &kind, &status, &version, &body];
+    values.extend(expected.as_ref().map(|v| v as &dyn rusqlite::ToSql));
+    let changed = c
+        .prepare_cached(sql)
+        .and_then(|mut st| st.execute(values.as_slice()))
+        .map_err(unavailable)?;
     // What the body never holds: the secrets and the target's header values. A stand-in
     // (no secret) leaves the row of the trigger it stands in for as it was.
     if changed == 1
