@@ -850,7 +850,6 @@ async fn the_readme_cost_table_is_the_measured_one() {
 async fn a_corrupt_stats_snapshot_is_rebuilt() {
     use aws_sdk_dynamodb::primitives::Blob;
     use aws_sdk_dynamodb::types::AttributeValue;
-    use etp::domain::lifecycle::{EventState, Lifecycle};
 
     let client = moto::dynamo_client();
     let (store, tables) = dynamo_with(client.clone()).await;
@@ -859,18 +858,9 @@ async fn a_corrupt_stats_snapshot_is_rebuilt() {
         let e = event(Some(&t), EventSource::Api, t0() + Duration::seconds(s));
         etp::testing::contract::put(&store, &e).await;
     }
-    let l = Lifecycle::default();
     let now = t0() + Duration::minutes(10);
-    let stats = |store: DynamoStore| async move {
-        store
-            .event_stats(
-                now,
-                l.window(EventState::Active, now),
-                l.window(EventState::Archived, now),
-            )
-            .await
-            .expect("stats")
-    };
+    let stats =
+        |store: DynamoStore| async move { etp::testing::contract::stats_at(&store, now).await };
     let first = stats(store.clone()).await;
     assert_eq!(first[0].active, 3);
     for (data, parts) in [(b"not deflate".to_vec(), "1"), (Vec::new(), "3")] {

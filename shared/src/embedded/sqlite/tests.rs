@@ -10,6 +10,7 @@ use crate::domain::event::{Event, EventSource, EventStatus};
 use crate::domain::lifecycle::{EventState, Lifecycle};
 use crate::domain::trigger::{Trigger, TriggerKind};
 use crate::ports::{EventQuery, EventStore, NewEvent};
+use crate::testing::contract::stats_at;
 
 fn event(trigger: &str, fired_at: DateTime<Utc>) -> Event {
     Event {
@@ -51,19 +52,6 @@ fn all_in(state: EventState, now: DateTime<Utc>) -> EventQuery {
         limit: 10,
         cursor: None,
     }
-}
-
-/// Per-trigger stats at `now` under the default lifecycle.
-async fn stats_at(store: &SqliteStore, now: DateTime<Utc>) -> Vec<crate::ports::TriggerStats> {
-    let l = Lifecycle::default();
-    store
-        .event_stats(
-            now,
-            l.window(EventState::Active, now),
-            l.window(EventState::Archived, now),
-        )
-        .await
-        .unwrap()
 }
 
 /// A data directory written by the version with per-hour counters opens with exact stats,

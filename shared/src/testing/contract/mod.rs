@@ -92,6 +92,22 @@ pub fn event(trigger: Option<&Trigger>, source: EventSource, fired_at: DateTime<
     }
 }
 
+/// Per-trigger stats at `now` under the default lifecycle.
+pub async fn stats_at(
+    store: &dyn crate::ports::EventStore,
+    now: DateTime<Utc>,
+) -> Vec<crate::ports::TriggerStats> {
+    let l = crate::domain::lifecycle::Lifecycle::default();
+    let (active, archived) = (
+        crate::domain::lifecycle::EventState::Active,
+        crate::domain::lifecycle::EventState::Archived,
+    );
+    store
+        .event_stats(now, l.window(active, now), l.window(archived, now))
+        .await
+        .expect("stats")
+}
+
 /// Records `e` as a plain firing: no dedupe key, no completion, no delivery.
 pub async fn put(store: &dyn Store, e: &Event) {
     store
