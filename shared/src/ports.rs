@@ -229,6 +229,15 @@ pub trait TriggerStore: Send + Sync {
     /// The trigger; one whose stored definition cannot be read comes back as
     /// [`Trigger::unreadable`] (status `broken`), so a reader sees it and can replace it.
     async fn get_trigger(&self, id: &str) -> Result<Option<Trigger>, StoreError>;
+    /// [`Self::get_trigger`] for each of `ids`, in their order: the timer reads a burst's due
+    /// triggers together. A store that can read them in one go does; this default reads each.
+    async fn get_triggers(&self, ids: &[&str]) -> Result<Vec<Option<Trigger>>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.get_trigger(id).await?);
+        }
+        Ok(out)
+    }
     /// Triggers in id (creation) order, without their secrets (only single reads carry them);
     /// unreadable ones as [`Trigger::unreadable`].
     async fn list_triggers(&self, query: &TriggerQuery) -> Result<Page<Trigger>, StoreError>;

@@ -43,6 +43,28 @@ pub fn panics() -> u64 {
     PANICS.load(Ordering::Relaxed)
 }
 
+/// Runs `job` on the calling task and catches a panic in it: `None` when it panicked (already
+/// logged and counted by the hook). [`contained`] without the task, for jobs run many at once
+/// (a burst of firings), where a task each costs more than the job's own work.
+pub async fn caught<F: Future>(what: &'static str, job: F) -> Option<F::Output> {
+    let mut job = std::pin::pin!(job);
+    let out = std::future::poll_fn(|cx| {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.as_mut().poll(cx))) {
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Some(v)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(_) => std::task::Poll::Ready(None),
+        }
+    })
+    .await;
+    if out.is_none() {
+        tracing::error!(
+            job = what,
+            "job panicked; it is given up and the loop goes on"
+        );
+    }
+    out
+}
+
 /// Runs `job` as its own task so a panic in it ends only it: `None` when it panicked (already
 /// logged and counted by the hook; `what` names the job for the log).
 pub async fn contained<F>(what: &'static str, job: F) -> Option<F::Output>
@@ -74,5 +96,16 @@ mod tests {
         let panicked: Option<()> = contained("boom", async { panic!("boom") }).await;
         assert_eq!(panicked, None);
         assert_eq!(contained("after", async { 8 }).await, Some(8));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_on_the_calling_task_ends_alone() {
+        let panicked: Option<()> = caught("boom", async {
+            tokio::task::yield_now().await;
+            panic!("boom after a yield")
+        })
+        .await;
+        assert_eq!(panicked, None);
+        assert_eq!(caught("after", async { 8 }).await, Some(8));
     }
 }

@@ -25,6 +25,9 @@ use crate::supervise::{self, lock};
 /// commit, so this must cover a typical burst: with fewer slots than due jobs, the rest take
 /// their `fired_at` only after earlier group commits, and lateness grows with the burst.
 const MAX_IN_FLIGHT: usize = 4_096;
+/// Due jobs handled by one task: their triggers are read in one go and their firings run
+/// side by side on it (a task and a read each cost more than a firing's own work).
+const CHUNK: usize = 128;
 /// Later than this, a job first looks for newer occurrences to coalesce into one catch-up.
 const LATE_MS: i64 = 1_000;
 /// How long job moves gather before they are written together.
@@ -273,14 +276,22 @@ impl LocalTimer {
                 let mut state = self.state();
                 (state.take_due(now_ms), state.next_due())
             };
-            for (key, live) in due {
-                let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
+            let mut due = due.into_iter().peekable();
+            while due.peek().is_some() {
+                let chunk: Vec<_> = due.by_ref().take(CHUNK).collect();
+                let Ok(permits) = self
+                    .inner
+                    .permits
+                    .clone()
+                    .acquire_many_owned(chunk.len() as u32)
+                    .await
+                else {
                     return;
                 };
                 let timer = self.clone();
                 tokio::spawn(async move {
-                    timer.process_contained(key, live).await;
-                    drop(permit);
+                    timer.process_chunk(chunk).await;
+                    drop(permits);
                 });
             }
             let wait = next.map_or(TICK_MS, |d| (d - now_ms).clamp(0, TICK_MS));
@@ -297,8 +308,9 @@ impl LocalTimer {
         let now_ms = self.inner.clock.now().timestamp_millis();
         let due = self.state().take_due(now_ms);
         let n = due.len();
-        for (key, live) in due {
-            self.process_contained(key, live).await;
+        let mut due = due.into_iter().peekable();
+        while due.peek().is_some() {
+            self.process_chunk(due.by_ref().take(CHUNK).collect()).await;
         }
         self.flush_moves().await;
         n
@@ -320,23 +332,45 @@ impl LocalTimer {
             .and_then(|l| ms_to_time(l.due_ms))
     }
 
-    /// Processes one job; a panic in it (a bug, logged and counted by the hook) ends only it:
-    /// the job is put back a minute later, so the loop and every other job go on.
-    async fn process_contained(&self, key: String, live: Live) {
-        let timer = self.clone();
-        let (k, l) = (key.clone(), live);
-        if supervise::contained("timer job", async move { timer.process(k, l).await })
-            .await
-            .is_none()
-        {
-            let due_ms = self
-                .inner
-                .clock
-                .now()
-                .timestamp_millis()
-                .saturating_add(AFTER_PANIC_MS);
-            self.requeue(key, live, due_ms);
+    /// Processes due jobs side by side on this task, their triggers read together first. A
+    /// panic in one (a bug, logged and counted by the hook) ends only it: the job is put back
+    /// a minute later, so the loop and every other job go on.
+    async fn process_chunk(&self, chunk: Vec<(String, Live)>) {
+        let ids: Vec<&str> = chunk
+            .iter()
+            .filter_map(|(key, _)| key.strip_prefix(TRIGGER_PREFIX))
+            .collect();
+        let mut read = match self.inner.store.get_triggers(&ids).await {
+            Ok(triggers) => triggers.into_iter().map(Some).collect(),
+            // Each job reads its own trigger then (and retries on its own if that fails too).
+            Err(e) => {
+                tracing::warn!(jobs = ids.len(), error = %e, "could not read due triggers together");
+                vec![None; ids.len()]
+            }
         }
+        .into_iter();
+        let jobs = chunk.into_iter().map(|(key, live)| {
+            let trigger = if key.starts_with(TRIGGER_PREFIX) {
+                read.next().flatten()
+            } else {
+                None
+            };
+            async move {
+                if supervise::caught("timer job", self.process(&key, live, trigger))
+                    .await
+                    .is_none()
+                {
+                    let due_ms = self
+                        .inner
+                        .clock
+                        .now()
+                        .timestamp_millis()
+                        .saturating_add(AFTER_PANIC_MS);
+                    self.requeue(key, live, due_ms);
+                }
+            }
+        });
+        futures_util::future::join_all(jobs).await;
     }
 
     /// Puts job `key` back in memory at `due_ms`, unless it was rescheduled meanwhile.
@@ -351,19 +385,20 @@ impl LocalTimer {
         }
     }
 
-    async fn process(&self, key: String, live: Live) {
+    /// Processes job `key`; `read` is its trigger when already read (`Some(None)`: not stored).
+    async fn process(&self, key: &str, live: Live, read: Option<Option<Trigger>>) {
         let result = match (
             key.strip_prefix(TEST_PREFIX),
             key.strip_prefix(TRIGGER_PREFIX),
         ) {
-            (Some(run_id), _) => self.process_test_run(&key, run_id, live).await,
-            (None, Some(id)) => self.process_trigger(&key, id, live).await,
-            (None, None) => self.advance(&key, live.generation, None).await,
+            (Some(run_id), _) => self.process_test_run(key, run_id, live).await,
+            (None, Some(id)) => self.process_trigger(key, id, live, read).await,
+            (None, None) => self.advance(key, live.generation, None).await,
         };
         if let Err(e) = result {
             tracing::error!(key = %key, error = %e, "firing failed; retrying shortly");
             let due_ms = self.inner.clock.now().timestamp_millis() + RETRY_MS;
-            self.requeue(key, live, due_ms);
+            self.requeue(key.to_string(), live, due_ms);
         }
     }
 
@@ -391,15 +426,25 @@ impl LocalTimer {
         self.advance(key, live.generation, None).await
     }
 
-    async fn process_trigger(&self, key: &str, id: &str, live: Live) -> Result<(), StoreError> {
+    async fn process_trigger(
+        &self,
+        key: &str,
+        id: &str,
+        live: Live,
+        read: Option<Option<Trigger>>,
+    ) -> Result<(), StoreError> {
         let store = self.inner.store.as_ref();
         let clock = self.inner.clock.as_ref();
         let Some(mut scheduled_for) = ms_to_time(live.due_ms) else {
             return self.advance(key, live.generation, None).await;
         };
         let now = clock.now();
-        // Read once, here: the firing below uses the same read.
-        let trigger = store.get_trigger(id).await?;
+        // Read once (here, or with the rest of its chunk just before): the firing below uses
+        // the same read.
+        let trigger = match read {
+            Some(trigger) => trigger,
+            None => store.get_trigger(id).await?,
+        };
         if let Some(trigger) = &trigger
             && (now - scheduled_for).num_milliseconds() > LATE_MS
         {

@@ -42,6 +42,9 @@ impl<S: TriggerStore + ?Sized> TriggerStore for Timed<S> {
     async fn get_trigger(&self, id: &str) -> Result<Option<Trigger>, StoreError> {
         timed("get_trigger", self.0.get_trigger(id)).await
     }
+    async fn get_triggers(&self, ids: &[&str]) -> Result<Vec<Option<Trigger>>, StoreError> {
+        timed("get_triggers", self.0.get_triggers(ids)).await
+    }
     async fn list_triggers(&self, query: &TriggerQuery) -> Result<Page<Trigger>, StoreError> {
         timed("list_triggers", self.0.list_triggers(query)).await
     }

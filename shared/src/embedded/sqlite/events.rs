@@ -43,11 +43,10 @@ impl EncodedEvent {
 
 /// Records a firing (in the caller's savepoint).
 pub(super) fn record(tx: &Connection, encoded: EncodedEvent) -> Result<Recorded, StoreError> {
-    if let Some(first) = duplicate_of(tx, &encoded.new)? {
-        return Ok(Recorded::Duplicate(first));
+    match insert_event(tx, &encoded)? {
+        Some(rank) => finish_event(tx, encoded, rank),
+        None => first_recorded(tx, &encoded.new),
     }
-    let rank = insert_event(tx, &encoded)?;
-    finish_event(tx, encoded, rank)
 }
 
 /// Records a firing without a savepoint of its own: a savepoint copies every page the firing
@@ -56,23 +55,19 @@ pub(super) fn record(tx: &Connection, encoded: EncodedEvent) -> Result<Recorded,
 /// id already taken) fails this firing alone; a failure after it rolls back the whole batch
 /// (see [`bare`]).
 pub(super) fn record_bare(tx: &Connection, encoded: EncodedEvent) -> Result<Recorded, StoreError> {
-    if let Some(first) = duplicate_of(tx, &encoded.new)? {
-        return Ok(Recorded::Duplicate(first));
+    match insert_event(tx, &encoded)? {
+        Some(rank) => bare(tx, |tx| finish_event(tx, encoded, rank)),
+        None => first_recorded(tx, &encoded.new),
     }
-    let rank = insert_event(tx, &encoded)?;
-    bare(tx, |tx| finish_event(tx, encoded, rank))
 }
 
-/// The event already recorded for this firing's dedupe key, if any.
-fn duplicate_of(tx: &Connection, new: &NewEvent) -> Result<Option<Event>, StoreError> {
-    let Some(key) = &new.dedupe_key else {
-        return Ok(None);
-    };
-    let existing: Option<String> = tx
+/// The event recorded first under this firing's dedupe key (its insert found the key taken).
+fn first_recorded(tx: &Connection, new: &NewEvent) -> Result<Recorded, StoreError> {
+    let body: String = tx
         .prepare_cached("SELECT body FROM events WHERE dedupe_key = ?1")
-        .and_then(|mut st| st.query_row(params![key], |r| r.get(0)).optional())
+        .and_then(|mut st| st.query_row(params![new.dedupe_key], |r| r.get(0)))
         .map_err(unavailable)?;
-    existing.map(|body| decode(&body)).transpose()
+    Ok(Recorded::Duplicate(decode(&body)?))
 }
 
 /// Where a new event goes among its key's events (see [`take_rank`]).
@@ -83,30 +78,32 @@ struct Rank {
     shift: bool,
 }
 
-/// The firing's first write: its event row, at its rank.
-fn insert_event(tx: &Connection, encoded: &EncodedEvent) -> Result<Rank, StoreError> {
+/// The firing's first write: its event row, at its rank; `None` (nothing written) when its
+/// dedupe key is taken, so a duplicate costs no read before the insert of an original.
+fn insert_event(tx: &Connection, encoded: &EncodedEvent) -> Result<Option<Rank>, StoreError> {
     let e = &encoded.new.event;
     let key = event_group(e.trigger_id.as_deref());
     let fired = ms(e.fired_at);
     let rank = take_rank(tx, key, fired, &e.id)?;
-    tx.prepare_cached(
-        "INSERT INTO events (id, trigger_key, source, is_test, fired_ms, dedupe_key, body, seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )
-    .and_then(|mut st| {
-        st.execute(params![
-            e.id,
-            key,
-            e.source.as_str(),
-            e.is_test,
-            fired,
-            encoded.new.dedupe_key,
-            encoded.body,
-            rank.seq
-        ])
-    })
-    .map_err(unavailable)?;
-    Ok(rank)
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO events (id, trigger_key, source, is_test, fired_ms, dedupe_key, body, seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (dedupe_key) DO NOTHING",
+        )
+        .and_then(|mut st| {
+            st.execute(params![
+                e.id,
+                key,
+                e.source.as_str(),
+                e.is_test,
+                fired,
+                encoded.new.dedupe_key,
+                encoded.body,
+                rank.seq
+            ])
+        })
+        .map_err(unavailable)?;
+    Ok((inserted == 1).then_some(rank))
 }
 
 /// The rest of a firing once its event is in: the ranks after it, the totals, the delivery

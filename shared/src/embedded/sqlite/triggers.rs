@@ -166,6 +166,58 @@ impl SqliteStore {
     }
 }
 
+/// A trigger's row with its secrets' (see [`read_trigger_row`]).
+struct TriggerRow {
+    kind: String,
+    version: i64,
+    body: String,
+    secret: Option<String>,
+    retiring: Option<String>,
+    retiring_until_ms: Option<i64>,
+    headers: Option<String>,
+}
+
+impl TriggerRow {
+    fn into_trigger(self, id: &str) -> Result<Trigger, StoreError> {
+        let mut t = trigger_from_row(id, &self.kind, self.version, &self.body);
+        t.secret = self.secret.map(Secret::from_stored);
+        t.retiring_secret = self
+            .retiring
+            .zip(self.retiring_until_ms.and_then(from_ms))
+            .map(|(s, until)| RetiringSecret {
+                secret: Secret::from_stored(s),
+                until,
+            });
+        if let (Some(target), Some(headers)) = (t.target.as_mut(), self.headers) {
+            target.headers = decode(&headers)?;
+        }
+        Ok(t)
+    }
+}
+
+/// The row of trigger `id` and its secrets, if it is stored.
+fn read_trigger_row(c: &Connection, id: &str) -> Result<Option<TriggerRow>, StoreError> {
+    c.prepare_cached(
+        "SELECT t.kind, t.version, t.body, s.secret, s.retiring, s.retiring_until_ms, s.headers
+         FROM triggers t LEFT JOIN trigger_secrets s ON s.id = t.id WHERE t.id = ?1",
+    )
+    .and_then(|mut s| {
+        s.query_row(params![id], |r| {
+            Ok(TriggerRow {
+                kind: r.get(0)?,
+                version: r.get(1)?,
+                body: r.get(2)?,
+                secret: r.get(3)?,
+                retiring: r.get(4)?,
+                retiring_until_ms: r.get(5)?,
+                headers: r.get(6)?,
+            })
+        })
+        .optional()
+    })
+    .map_err(unavailable)
+}
+
 #[async_trait]
 impl TriggerStore for SqliteStore {
     async fn insert_trigger(&self, trigger: &Trigger, max_triggers: u64) -> Result<(), StoreError> {
@@ -185,53 +237,26 @@ impl TriggerStore for SqliteStore {
     }
 
     async fn get_trigger(&self, id: &str) -> Result<Option<Trigger>, StoreError> {
-        type Row = (
-            String,
-            i64,
-            String,
-            Option<String>,
-            Option<String>,
-            Option<i64>,
-            Option<String>,
-        );
-        let row: Option<Row> = self.read_now(|c| {
-            c.prepare_cached(
-                "SELECT t.kind, t.version, t.body, s.secret, s.retiring, s.retiring_until_ms,
-                   s.headers
-                 FROM triggers t LEFT JOIN trigger_secrets s ON s.id = t.id WHERE t.id = ?1",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![id], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                    ))
-                })
-                .optional()
-            })
-            .map_err(unavailable)
+        let row = self.read_now(|c| read_trigger_row(c, id))?;
+        row.map(|row| row.into_trigger(id)).transpose()
+    }
+
+    async fn get_triggers(&self, ids: &[&str]) -> Result<Vec<Option<Trigger>>, StoreError> {
+        // One read transaction for all: a new one would see the writer's latest commit and
+        // drop the connection's page cache, which a burst's commits do every few milliseconds.
+        let rows = self.read_now(|c| {
+            let tx = c.unchecked_transaction().map_err(unavailable)?;
+            let rows = ids
+                .iter()
+                .map(|id| read_trigger_row(&tx, id))
+                .collect::<Result<Vec<_>, _>>()?;
+            tx.finish().map_err(unavailable)?;
+            Ok(rows)
         })?;
-        let Some((kind, version, body, secret, retiring, until, headers)) = row else {
-            return Ok(None);
-        };
-        let mut t = trigger_from_row(id, &kind, version, &body);
-        t.secret = secret.map(Secret::from_stored);
-        t.retiring_secret =
-            retiring
-                .zip(until.and_then(from_ms))
-                .map(|(s, until)| RetiringSecret {
-                    secret: Secret::from_stored(s),
-                    until,
-                });
-        if let (Some(target), Some(headers)) = (t.target.as_mut(), headers) {
-            target.headers = decode(&headers)?;
-        }
-        Ok(Some(t))
+        rows.into_iter()
+            .zip(ids)
+            .map(|(row, id)| row.map(|row| row.into_trigger(id)).transpose())
+            .collect()
     }
 
     async fn list_triggers(&self, query: &TriggerQuery) -> Result<Page<Trigger>, StoreError> {

@@ -16,6 +16,9 @@ pub async fn secrets_are_kept_with_the_trigger(store: &dyn Store) {
     let got = store.get_trigger(&t.id).await.expect("get").expect("found");
     assert_eq!(got.secret, rotated.secret);
     assert_ne!(got.secret, t.secret);
+    // A read of several carries the secrets too, the retiring one with them.
+    let together = store.get_triggers(&[&t.id]).await.expect("get several");
+    assert_eq!(together, vec![Some(got)]);
 }
 
 pub async fn deliveries_record_attempts_once(store: &dyn Store) {

@@ -5,8 +5,22 @@ use super::*;
 pub async fn trigger_round_trip(store: &dyn Store) {
     let t = trigger("round trip", TriggerKind::Scheduled);
     store.insert_trigger(&t, u64::MAX).await.expect("insert");
-    assert_eq!(store.get_trigger(&t.id).await.expect("get"), Some(t));
+    assert_eq!(
+        store.get_trigger(&t.id).await.expect("get"),
+        Some(t.clone())
+    );
     assert_eq!(store.get_trigger("missing").await.expect("get"), None);
+    // Read together (a burst's due triggers): each as alone, in the order asked.
+    let u = trigger("round trip too", TriggerKind::Api);
+    store.insert_trigger(&u, u64::MAX).await.expect("insert");
+    assert_eq!(
+        store
+            .get_triggers(&[&u.id, "missing", &t.id, &u.id])
+            .await
+            .expect("get several"),
+        vec![Some(u.clone()), None, Some(t), Some(u)]
+    );
+    assert_eq!(store.get_triggers(&[]).await.expect("get none"), vec![]);
 }
 
 pub async fn duplicate_trigger_insert_is_rejected(store: &dyn Store) {
