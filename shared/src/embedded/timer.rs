@@ -342,13 +342,17 @@ impl LocalTimer {
             .iter()
             .filter_map(|(key, _)| key.strip_prefix(TRIGGER_PREFIX))
             .collect();
-        let mut read = match self.inner.store.get_triggers(&ids).await {
-            Ok(triggers) => triggers.into_iter().map(Some).collect(),
-            // Each job reads its own trigger then (and retries on its own if that fails too).
-            Err(e) => {
+        // Should the read fail (or panic), each job reads its own trigger instead, and retries
+        // or is put back on its own.
+        let mut read = match supervise::caught("timer read", self.inner.store.get_triggers(&ids))
+            .await
+        {
+            Some(Ok(triggers)) => triggers.into_iter().map(Some).collect(),
+            Some(Err(e)) => {
                 tracing::warn!(jobs = ids.len(), error = %e, "could not read due triggers together");
                 vec![None; ids.len()]
             }
+            None => vec![None; ids.len()],
         }
         .into_iter();
         let jobs = chunk.into_iter().map(|(key, live)| {
