@@ -32,7 +32,9 @@ const READERS: usize = 4;
 /// default). A passive checkpoint thread alone let the log grow without bound under constant
 /// writes (1.1 GB in 10 s of firings). A larger threshold drains a burst of firings faster
 /// (100,000: 43k/s at 1,000 pages, 46k/s at 4,096, 52k/s at 65,536) but stalls the writer
-/// for longer: `POST /triggers` p99 at 2 connections went from 11 ms to 38 and 293 ms.
+/// for longer: `POST /triggers` p99 at 2 connections went from 11 ms to 38 and 293 ms. So
+/// the larger threshold applies only while the writer works through a backlog (see
+/// `threads::BACKLOG_CHECKPOINT_PAGES`), when no client waits on a lone write.
 const WRITER_CHECKPOINT_PAGES: u32 = 1_000;
 /// Threads (each with its own connection) for long reads.
 const LONG_READERS: usize = 2;

@@ -347,3 +347,44 @@ async fn a_firing_that_fails_part_way_leaves_nothing_half_written() {
     assert_eq!(stats.len(), 1, "no totals for the failed firing: {stats:?}");
     assert_eq!(stats[0].active, 1);
 }
+
+/// Writes that arrive one at a time are no backlog: the writer checkpoints at its usual
+/// threshold, so the write-ahead log stays a few MiB however many commits there are (here
+/// about 60 MiB of log frames in all).
+#[tokio::test]
+async fn the_log_stays_small_under_steady_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("etp.sqlite3");
+    let store = SqliteStore::open(&path).unwrap();
+    let now = Utc::now();
+    for i in 0..3_000 {
+        let mut e = event(&format!("t{}", i % 50), now);
+        e.payload = serde_json::json!("x".repeat(2_000));
+        let new = NewEvent {
+            dedupe_key: Some(format!("k{i}")),
+            ..plain(e)
+        };
+        store.record_event(new).await.unwrap();
+    }
+    let wal = std::fs::metadata(path.with_extension("sqlite3-wal"))
+        .unwrap()
+        .len();
+    assert!(wal <= 8 << 20, "write-ahead log grew to {wal} bytes");
+}
+
+/// A backlog raises the writer's checkpoint threshold and its end lowers it again.
+#[test]
+fn a_backlog_defers_the_writers_checkpoints() {
+    let conn = Connection::open_in_memory().unwrap();
+    let threshold = |c: &Connection| -> i64 {
+        c.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+            .unwrap()
+    };
+    let mut backlog = false;
+    super::threads::checkpoint_for(&conn, true, &mut backlog);
+    assert!(backlog);
+    assert_eq!(threshold(&conn), 16_384);
+    super::threads::checkpoint_for(&conn, false, &mut backlog);
+    assert!(!backlog);
+    assert_eq!(threshold(&conn), i64::from(super::WRITER_CHECKPOINT_PAGES));
+}
