@@ -383,7 +383,10 @@ fn a_backlog_defers_the_writers_checkpoints() {
     let mut backlog = false;
     super::threads::checkpoint_for(&conn, true, &mut backlog);
     assert!(backlog);
-    assert_eq!(threshold(&conn), 16_384);
+    assert_eq!(
+        threshold(&conn),
+        i64::from(super::threads::BACKLOG_CHECKPOINT_PAGES)
+    );
     super::threads::checkpoint_for(&conn, false, &mut backlog);
     assert!(!backlog);
     assert_eq!(threshold(&conn), i64::from(super::WRITER_CHECKPOINT_PAGES));

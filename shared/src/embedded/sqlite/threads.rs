@@ -162,7 +162,7 @@ const BACKLOG_BATCH: usize = 64;
 /// firings the writer spent a quarter of its time there. Without a backlog (at most a few
 /// dozen writes queued, as under 32 clients) it stays at [`super::WRITER_CHECKPOINT_PAGES`],
 /// whose shorter stalls keep request latency low.
-const BACKLOG_CHECKPOINT_PAGES: u32 = 16_384;
+pub(super) const BACKLOG_CHECKPOINT_PAGES: u32 = 16_384;
 
 /// Sets the writer's checkpoint threshold for a backlog or for none, when that changes.
 pub(super) fn checkpoint_for(conn: &Connection, backlog: bool, current: &mut bool) {
