@@ -97,11 +97,13 @@ impl<'a> Firing<'a> {
 
     /// The event a firing at `fired_at` would record, without recording it (a dry run).
     pub fn preview(&self, fired_at: DateTime<Utc>) -> Event {
-        self.event(fired_at, self.target.is_some() && self.secret.is_some())
+        let delivering = self.target.is_some() && self.secret.is_some();
+        self.event(fired_at, delivering, self.payload.clone())
     }
 
-    /// The event it records at `fired_at`: `pending` until delivered when it has a target.
-    fn event(&self, fired_at: DateTime<Utc>, delivering: bool) -> Event {
+    /// The event it records at `fired_at` with `payload` (the firing's own, moved out or
+    /// copied): `pending` until delivered when it has a target.
+    fn event(&self, fired_at: DateTime<Utc>, delivering: bool, payload: Value) -> Event {
         Event {
             id: new_id(),
             trigger_id: self.trigger_id.map(str::to_string),
@@ -111,7 +113,7 @@ impl<'a> Firing<'a> {
             is_test: self.source == EventSource::ManualTest,
             scheduled_for: self.scheduled_for,
             fired_at,
-            payload: self.payload.clone(),
+            payload,
             // Recording without a target is a success.
             status: if delivering {
                 EventStatus::Pending
@@ -133,7 +135,7 @@ impl<'a> Firing<'a> {
 pub async fn record(
     store: &dyn Store,
     clock: &dyn Clock,
-    firing: Firing<'_>,
+    mut firing: Firing<'_>,
 ) -> Result<Recorded, StoreError> {
     let delivery = match (firing.target, firing.secret) {
         _ if firing.delivery_paused => None,
@@ -143,7 +145,8 @@ pub async fn record(
         }),
         _ => None,
     };
-    let event = firing.event(clock.now(), delivery.is_some());
+    let payload = std::mem::take(&mut firing.payload);
+    let event = firing.event(clock.now(), delivery.is_some(), payload);
     let (source, fired_at) = (firing.source, event.fired_at);
     let recorded = store
         .record_event(NewEvent {

@@ -220,6 +220,12 @@ impl Recorded {
             Recorded::Written(e) | Recorded::Duplicate(e) => e,
         }
     }
+
+    pub fn into_event(self) -> Event {
+        match self {
+            Recorded::Written(e) | Recorded::Duplicate(e) => e,
+        }
+    }
 }
 
 #[async_trait]

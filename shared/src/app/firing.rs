@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::{ApiFireResult, App, AppError, AppResult, TestRunOutcome};
-use crate::domain::event::{EventSource, EventView};
+use crate::domain::event::{Event, EventSource, EventView};
 use crate::domain::lifecycle::EventState;
 use crate::domain::new_id;
 use crate::domain::target::Secret;
@@ -25,16 +25,19 @@ impl App {
         Ok(())
     }
 
-    fn event_view(&self, recorded: &Recorded) -> EventView {
-        let event = recorded.event().clone();
+    /// The event as a reader sees it now; one that has expired already (a replay of a firing
+    /// older than the lifecycle) shows as archived.
+    fn event_view(&self, event: Event) -> EventView {
         let lifecycle = self.settings.lifecycle;
         let fired_at = event.fired_at;
-        EventView::at(event.clone(), &lifecycle, self.now()).unwrap_or(EventView {
-            state: EventState::Archived,
+        EventView {
+            state: lifecycle
+                .state(fired_at, self.now())
+                .unwrap_or(EventState::Archived),
             archives_at: lifecycle.archives_at(fired_at),
             expires_at: lifecycle.expires_at(fired_at),
             event,
-        })
+        }
     }
 
     /// The api trigger `id`, if it may fire `payload` now.
@@ -61,7 +64,7 @@ impl App {
     pub async fn fire_dry_run(&self, id: &str, payload: Value) -> AppResult<EventView> {
         let trigger = self.fireable(id, &payload).await?;
         let event = Firing::of_trigger(&trigger, EventSource::Api, payload).preview(self.now());
-        Ok(self.event_view(&Recorded::Written(event)))
+        Ok(self.event_view(event))
     }
 
     /// Fires an api trigger with a client's payload.
@@ -72,13 +75,15 @@ impl App {
         key: Option<&str>,
     ) -> AppResult<ApiFireResult> {
         let trigger = self.fireable(id, &payload).await?;
+        // Kept only to compare with a replayed key's first payload.
+        let keyed_payload = key.map(|_| payload.clone());
         let firing = Firing {
             dedupe_key: key.map(|k| idempotency_key(&trigger.id, k)),
-            ..Firing::of_trigger(&trigger, EventSource::Api, payload.clone())
+            ..Firing::of_trigger(&trigger, EventSource::Api, payload)
         };
         let recorded = record(self.store.as_ref(), self.clock.as_ref(), firing).await?;
-        if let Recorded::Duplicate(earlier) = &recorded
-            && earlier.payload != payload
+        if let (Recorded::Duplicate(earlier), Some(payload)) = (&recorded, &keyed_payload)
+            && earlier.payload != *payload
         {
             return Err(ValidationError::field(
                 "Idempotency-Key",
@@ -87,9 +92,10 @@ impl App {
             .into());
         }
         self.start_delivery(&recorded).await?;
+        let replayed = matches!(recorded, Recorded::Duplicate(_));
         Ok(ApiFireResult {
-            event: self.event_view(&recorded),
-            replayed: matches!(recorded, Recorded::Duplicate(_)),
+            event: self.event_view(recorded.into_event()),
+            replayed,
         })
     }
 
@@ -116,7 +122,7 @@ impl App {
         let firing = Firing::of_trigger(&trigger, EventSource::ManualTest, payload);
         let recorded = record(self.store.as_ref(), self.clock.as_ref(), firing).await?;
         self.start_delivery(&recorded).await?;
-        Ok(self.event_view(&recorded))
+        Ok(self.event_view(recorded.into_event()))
     }
 
     /// Validates a definition like a create and fires it once without storing a trigger.
@@ -142,7 +148,7 @@ impl App {
                 .await?;
                 self.start_delivery(&recorded).await?;
                 Ok(TestRunOutcome::Fired {
-                    event: self.event_view(&recorded),
+                    event: self.event_view(recorded.into_event()),
                     secret: shown,
                 })
             }

@@ -134,6 +134,24 @@ pub struct EventView {
     pub expires_at: DateTime<Utc>,
 }
 
+/// The read-time fields of a view, after the event's own.
+fn push_view_fields(
+    out: &mut String,
+    state: EventState,
+    archives_at: &DateTime<Utc>,
+    expires_at: &DateTime<Utc>,
+) {
+    out.push_str(",\"state\":");
+    out.push_str(match state {
+        EventState::Active => "\"active\"",
+        EventState::Archived => "\"archived\"",
+    });
+    out.push_str(",\"archives_at\":");
+    super::timestamp::push_json(out, archives_at);
+    out.push_str(",\"expires_at\":");
+    super::timestamp::push_json(out, expires_at);
+}
+
 impl EventView {
     /// The JSON of [`EventView::at`] built from the event's own JSON (`serde_json::to_string` of
     /// the `Event`) without decoding it: the view is the event's fields, then the read-time ones.
@@ -145,17 +163,25 @@ impl EventView {
         now: DateTime<Utc>,
     ) -> Option<String> {
         let state = lifecycle.state(fired_at, now)?;
+        let (archives_at, expires_at) = (
+            lifecycle.archives_at(fired_at),
+            lifecycle.expires_at(fired_at),
+        );
         super::extend_object(event_json, |out| {
-            out.push_str(",\"state\":");
-            out.push_str(match state {
-                EventState::Active => "\"active\"",
-                EventState::Archived => "\"archived\"",
-            });
-            out.push_str(",\"archives_at\":");
-            super::timestamp::push_json(out, &lifecycle.archives_at(fired_at));
-            out.push_str(",\"expires_at\":");
-            super::timestamp::push_json(out, &lifecycle.expires_at(fired_at));
+            push_view_fields(out, state, &archives_at, &expires_at);
         })
+    }
+
+    /// What `serde_json::to_string` writes for the view, without serde's `flatten`, which
+    /// buffers every field of the event on the way (a tenth of a firing's response time).
+    pub fn to_json(&self) -> serde_json::Result<String> {
+        let event = serde_json::to_string(&self.event)?;
+        match super::extend_object(&event, |out| {
+            push_view_fields(out, self.state, &self.archives_at, &self.expires_at);
+        }) {
+            Some(json) => Ok(json),
+            None => serde_json::to_string(self),
+        }
     }
 
     /// The event as seen at `now`, or `None` once it has expired.
@@ -215,5 +241,26 @@ mod tests {
             assert_eq!(spliced, view);
         }
         assert_eq!(EventView::json_at("{}", Utc::now(), &l, Utc::now()), None);
+    }
+
+    /// A firing's answer is written without serde's flatten: byte for byte the same JSON.
+    #[test]
+    fn to_json_is_the_views_json() {
+        let l = Lifecycle::default();
+        let mut failed = sample(Vec::new(), None);
+        failed.reason = Some(FailureReason::DeliveryPaused);
+        failed.payload = serde_json::json!({"quote": "\"", "nested": [1, {"é": null}]});
+        for event in [
+            sample(Vec::new(), None),
+            sample(Vec::new(), Some(Utc::now())),
+            failed,
+        ] {
+            let now = event.fired_at + Duration::seconds(7200);
+            let view = EventView::at(event, &l, now).unwrap();
+            assert_eq!(
+                view.to_json().unwrap(),
+                serde_json::to_string(&view).unwrap()
+            );
+        }
     }
 }

@@ -303,7 +303,20 @@ pub async fn resume(
 
 fn accepted(event: EventView, replayed: bool) -> Response {
     let location = HeaderValue::from_str(&format!("/events/{}", event.event.id)).ok();
-    let mut response = (StatusCode::ACCEPTED, Json(event)).into_response();
+    let mut response = match event.to_json() {
+        Ok(body) => (
+            StatusCode::ACCEPTED,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            ApiError::from(crate::app::AppError::from(crate::ports::unavailable(e))).into_response()
+        }
+    };
     let headers = response.headers_mut();
     if let Some(location) = location {
         headers.insert(header::LOCATION, location);

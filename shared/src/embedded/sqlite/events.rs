@@ -41,6 +41,18 @@ impl EncodedEvent {
     }
 }
 
+impl EncodedEvent {
+    /// The event's JSON, as stored.
+    pub(super) fn body(&self) -> &str {
+        &self.body
+    }
+
+    /// The delivery plan's JSON, when it has one.
+    pub(super) fn plan(&self) -> Option<&str> {
+        self.plan.as_deref()
+    }
+}
+
 /// Records a firing (in the caller's savepoint).
 pub(super) fn record(tx: &Connection, encoded: EncodedEvent) -> Result<Recorded, StoreError> {
     match insert_event(tx, &encoded)? {

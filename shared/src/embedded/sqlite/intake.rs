@@ -47,6 +47,19 @@ impl IntakeRecord {
     }
 }
 
+/// The log line of a firing from its encoded event and delivery plan: the JSON of an
+/// [`IntakeRecord`] and a newline, spliced rather than encoded again.
+pub(super) fn intake_line(event_json: &str, plan_json: Option<&str>) -> Vec<u8> {
+    let plan = plan_json.unwrap_or("null");
+    let mut line = Vec::with_capacity(event_json.len() + plan.len() + 24);
+    line.extend_from_slice(b"{\"event\":");
+    line.extend_from_slice(event_json.as_bytes());
+    line.extend_from_slice(b",\"delivery\":");
+    line.extend_from_slice(plan.as_bytes());
+    line.extend_from_slice(b"}\n");
+    line
+}
+
 /// Whether `new` may be acknowledged from the log: its write cannot turn out a duplicate, and it
 /// changes no trigger.
 pub(super) fn loggable(new: &NewEvent) -> bool {
@@ -264,19 +277,23 @@ impl Intake {
     }
 
     /// Waits until every line appended before the call has committed: a read that follows it
-    /// sees every firing acknowledged before it began.
-    pub(super) async fn settled(&self) {
+    /// sees every firing acknowledged before it began. `hurry` runs before each wait (the writer
+    /// may be holding those lines back for a larger commit).
+    pub(super) async fn settled(&self, hurry: impl Fn()) {
         let target = self.appended.load(Ordering::Acquire);
-        self.wait_until(|applied, _| applied >= target).await;
+        self.wait_until(|applied, _| applied >= target, hurry).await;
     }
 
     /// Waits until the writer is less than [`MAX_UNAPPLIED`] lines behind.
-    pub(super) async fn room(&self) {
-        self.wait_until(|applied, appended| appended.saturating_sub(applied) < MAX_UNAPPLIED)
-            .await;
+    pub(super) async fn room(&self, hurry: impl Fn()) {
+        self.wait_until(
+            |applied, appended| appended.saturating_sub(applied) < MAX_UNAPPLIED,
+            hurry,
+        )
+        .await;
     }
 
-    async fn wait_until(&self, done: impl Fn(u64, u64) -> bool) {
+    async fn wait_until(&self, done: impl Fn(u64, u64) -> bool, hurry: impl Fn()) {
         loop {
             // Created before the check: a notification between the two is not missed.
             let notified = self.caught_up.notified();
@@ -284,6 +301,7 @@ impl Intake {
             if done(applied, self.appended.load(Ordering::Acquire)) {
                 return;
             }
+            hurry();
             notified.await;
         }
     }

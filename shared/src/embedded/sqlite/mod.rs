@@ -13,7 +13,7 @@ mod threads;
 mod triggers;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, mpsc};
 
 use chrono::{DateTime, Utc};
@@ -24,7 +24,7 @@ use crate::ports::StoreError;
 use intake::Intake;
 use schema::{INDEXES, TABLES, connect, migrate};
 use threads::{
-    Job, LongRead, bare, note_trigger_write, run_checkpointer, run_long_reader, run_writer,
+    LongRead, Write, bare, note_trigger_write, run_checkpointer, run_long_reader, run_writer,
 };
 
 const READERS: usize = 4;
@@ -40,7 +40,10 @@ const WRITER_CHECKPOINT_PAGES: u32 = 1_000;
 const LONG_READERS: usize = 2;
 
 struct Inner {
-    writes: mpsc::Sender<Job>,
+    writes: mpsc::Sender<Write>,
+    /// The writer, to wake it from a linger, and the flag that tells it why.
+    writer_thread: std::thread::Thread,
+    hurry: Arc<AtomicBool>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
     long_reads: mpsc::Sender<LongRead>,
@@ -92,10 +95,12 @@ impl SqliteStore {
             .map(|_| connect(path).map(Mutex::new))
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(unavailable)?;
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::channel::<Write>();
+        let hurry = Arc::new(AtomicBool::new(false));
+        let writer_hurry = hurry.clone();
         let writer = std::thread::Builder::new()
             .name("etp-sqlite-writer".into())
-            .spawn(move || run_writer(writer, rx))
+            .spawn(move || run_writer(writer, rx, &writer_hurry))
             .map_err(unavailable)?;
         let checkpoints = connect(path).map_err(unavailable)?;
         // The thread stops when the store is dropped (its sender goes with it).
@@ -117,6 +122,8 @@ impl SqliteStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 writes: tx,
+                writer_thread: writer.thread().clone(),
+                hurry,
                 readers,
                 next_reader: AtomicUsize::new(0),
                 long_reads: long_tx,

@@ -391,3 +391,64 @@ fn a_backlog_defers_the_writers_checkpoints() {
     assert!(!backlog);
     assert_eq!(threshold(&conn), i64::from(super::WRITER_CHECKPOINT_PAGES));
 }
+
+/// A firing's log line is spliced from its encoded event and plan: it must be the very line
+/// serde writes for the record, which is what a restart reads back.
+#[test]
+fn an_intake_line_is_the_records_json() {
+    use super::intake::{IntakeRecord, intake_line};
+    use crate::domain::delivery::DeliveryPlan;
+    use crate::domain::target::{Secret, Target};
+    let plan = DeliveryPlan {
+        target: Target {
+            url: "https://example.com/hook?q=\"x\"".into(),
+            headers: Default::default(),
+            timeout_ms: Some(1000),
+            max_attempts: Some(2),
+            pause_after_failures: None,
+        },
+        secret: Secret::generate(),
+    };
+    let mut e = event("a", Utc::now());
+    e.payload = serde_json::json!({"quote": "\"", "line": "a\nb"});
+    for delivery in [None, Some(plan)] {
+        let mut expected = serde_json::to_vec(&IntakeRecord {
+            event: &e,
+            delivery: &delivery,
+        })
+        .unwrap();
+        expected.push(b'\n');
+        let plan_json = delivery.as_ref().map(|p| encode(p).unwrap());
+        let line = intake_line(&encode(&e).unwrap(), plan_json.as_deref());
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            String::from_utf8(expected).unwrap()
+        );
+    }
+}
+
+/// Acknowledged firings that nobody reads are held back only briefly for company: they commit
+/// on their own, and another connection sees them.
+#[tokio::test]
+async fn acknowledged_firings_commit_without_a_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("etp.sqlite3");
+    let store = SqliteStore::open(&path).unwrap();
+    for _ in 0..100 {
+        store
+            .record_event(plain(event("a", Utc::now())))
+            .await
+            .unwrap();
+    }
+    let outside = Connection::open(&path).unwrap();
+    let count = || -> i64 {
+        outside
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while count() < 100 {
+        assert!(std::time::Instant::now() < deadline, "never committed");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
