@@ -1,6 +1,8 @@
 //! Firing use cases: fire an api trigger, test-fire a stored trigger, test-run a definition
 //! (now, or scheduled and then listed and cancellable). All record through `firing::record`.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::{ApiFireResult, App, AppError, AppResult, TestRunOutcome};
@@ -41,8 +43,8 @@ impl App {
     }
 
     /// The api trigger `id`, if it may fire `payload` now.
-    async fn fireable(&self, id: &str, payload: &Value) -> AppResult<Trigger> {
-        let trigger = self.load(id).await?;
+    async fn fireable(&self, id: &str, payload: &Value) -> AppResult<Arc<Trigger>> {
+        let trigger = self.load_shared(id).await?;
         if trigger.kind != TriggerKind::Api {
             return Err(AppError::Conflict(
                 "only api triggers fire through this route; use /test to test-fire a scheduled trigger".into(),

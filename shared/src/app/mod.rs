@@ -162,19 +162,26 @@ impl App {
     /// The stored trigger, from the view cache while no trigger has been written since it was
     /// read (a firing reads its trigger once per request).
     pub(super) async fn load(&self, id: &str) -> AppResult<Trigger> {
+        Ok(Arc::unwrap_or_clone(self.load_shared(id).await?))
+    }
+
+    /// [`Self::load`] without copying a cached trigger, for callers that only read it: a firing
+    /// would otherwise copy the whole trigger, schema and all, on every request.
+    pub(super) async fn load_shared(&self, id: &str) -> AppResult<Arc<Trigger>> {
         let writes = self.store.trigger_writes();
         if let Some(w) = writes
             && let Some(hit) = self.views.trigger(id, w)
         {
-            return Ok((*hit).clone());
+            return Ok(hit);
         }
-        let trigger = self
-            .store
-            .get_trigger(id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
+        let trigger = Arc::new(
+            self.store
+                .get_trigger(id)
+                .await?
+                .ok_or_else(|| not_found(id))?,
+        );
         if let Some(w) = writes {
-            self.views.keep_trigger(id, w, Arc::new(trigger.clone()));
+            self.views.keep_trigger(id, w, trigger.clone());
         }
         Ok(trigger)
     }

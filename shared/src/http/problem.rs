@@ -277,12 +277,14 @@ fn cause_chain(e: &dyn std::error::Error) -> String {
 /// may carry ids), status, and the cause its error carried.
 pub async fn log_failures(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let method = req.method().clone();
-    let route = req
+    // Named only when the request fails: most succeed.
+    let matched = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "(no route)".to_string(), |p| p.as_str().to_string());
+        .cloned();
     let response = next.run(req).await;
     if let Some(FailureCause(cause)) = response.extensions().get::<FailureCause>() {
+        let route = matched.as_ref().map_or("(no route)", |p| p.as_str());
         tracing::error!(%method, %route, status = response.status().as_u16(), %cause, "request failed");
     }
     response

@@ -51,6 +51,15 @@ impl EncodedEvent {
     pub(super) fn plan(&self) -> Option<&str> {
         self.plan.as_deref()
     }
+
+    /// The event for the caller's answer, with the payload moved out: the rows are written from
+    /// the encoded body and the event's other fields, so the payload is not copied.
+    pub(super) fn answer(&mut self) -> Event {
+        let payload = std::mem::take(&mut self.new.event.payload);
+        let mut event = self.new.event.clone();
+        event.payload = payload;
+        event
+    }
 }
 
 /// Records a firing (in the caller's savepoint).
