@@ -2,18 +2,22 @@
 //! open connections, so slow or half-open clients cannot starve the others (`/health` keeps
 //! answering with hundreds of them connected).
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower::Service;
 
 use crate::config::ServerLimits;
 
@@ -22,14 +26,38 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// How long in-flight requests get to finish at shutdown.
 const DRAIN: Duration = Duration::from_secs(10);
 
-/// Answers a request that took longer than the limit, body upload included.
-async fn within(limit: Duration, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => etp::http::problem::ApiError::Timeout {
-            limit_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
-        }
-        .into_response(),
+/// The router with a deadline on each request, body upload included. Wrapped around the whole
+/// router rather than added as a layer: `Router::layer` boxes every route once more, and each
+/// request then pays for one more boxed service and future.
+#[derive(Clone)]
+struct Within {
+    router: Router,
+    limit: Duration,
+}
+
+impl Service<hyper::Request<Incoming>> for Within {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // A router is always ready.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: hyper::Request<Incoming>) -> Self::Future {
+        let answer = self.router.call(req);
+        let limit = self.limit;
+        Box::pin(async move {
+            Ok(match tokio::time::timeout(limit, answer).await {
+                Ok(Ok(response)) => response,
+                Ok(Err(never)) => match never {},
+                Err(_) => etp::http::problem::ApiError::Timeout {
+                    limit_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+                }
+                .into_response(),
+            })
+        })
     }
 }
 
@@ -59,10 +87,10 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     raise_fd_limit();
-    let limit = limits.request_timeout;
-    let router = router.layer(middleware::from_fn(move |req, next| {
-        within(limit, req, next)
-    }));
+    let router = Within {
+        router,
+        limit: limits.request_timeout,
+    };
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();

@@ -93,8 +93,8 @@ impl Caller {
     }
 }
 
-/// The guard's state: the bootstrap token and the app (whose store holds the keys).
-#[derive(Clone)]
+/// The guard's state: the bootstrap token and the app (whose store holds the keys); shared, as
+/// the middleware gets its own copy of its state for every request.
 pub struct Guard {
     pub token: ApiToken,
     pub app: Arc<App>,
@@ -137,7 +137,7 @@ fn authorize(caller: &Caller, parts: &Parts, path_id: Option<&str>) -> Result<()
     Ok(())
 }
 
-pub async fn require_token(State(guard): State<Guard>, req: Request, next: Next) -> Response {
+pub async fn require_token(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
     let caller = match bearer(&req) {
         None => return ApiError::Unauthorized.into_response(),
         Some(t) if guard.token.matches(t) => Caller::Bootstrap,

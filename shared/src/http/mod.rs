@@ -19,9 +19,13 @@ pub mod ui;
 
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Extension, Router, middleware};
+use axum::{Router, middleware};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::app::App;
 use crate::config::ApiToken;
@@ -95,29 +99,51 @@ pub fn router(app: Arc<App>, token: ApiToken) -> Router {
         // The pages hold no data: they ask for the token and send it with each API call.
         .merge(ui::routes())
         .merge(docs::routes());
-    let guard = auth::Guard {
+    let guard = Arc::new(auth::Guard {
         token,
         app: app.clone(),
-    };
+    });
     let guarded =
         protected(app).route_layer(middleware::from_fn_with_state(guard, auth::require_token));
-    let router = public
+    let edge = Edge {
+        limit: BodyLimit(limit),
+        seal,
+    };
+    // One stack, added once: each `Router::layer` call boxes every route again, and a request
+    // then passes through one more boxed service and future per call.
+    public
         .merge(guarded)
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(Extension(BodyLimit(limit)))
-        .layer(Extension(seal))
-        .route_layer(middleware::from_fn(problem::log_failures));
-    contain_panics(router).layer(middleware::from_fn(crate::telemetry::http::track))
+        .layer(
+            ServiceBuilder::new()
+                .layer(middleware::from_fn_with_state(edge, enter))
+                .layer(panic_layer())
+                .layer(DefaultBodyLimit::max(limit)),
+        )
+}
+
+/// What every request carries to its handler: the body limit (which a 413 names) and the key
+/// that seals listing cursors.
+#[derive(Clone)]
+struct Edge {
+    limit: BodyLimit,
+    seal: cursor_seal::CursorSeal,
+}
+
+/// The outermost step of every request: its extensions, then its span, access log, metrics and
+/// failure log ([`crate::telemetry::http::track`]).
+async fn enter(State(edge): State<Edge>, mut req: Request, next: Next) -> Response {
+    let extensions = req.extensions_mut();
+    extensions.insert(edge.limit);
+    extensions.insert(edge.seal);
+    crate::telemetry::http::track(req, next).await
 }
 
 /// A panic in any handler fails that request alone, as a problem+json 500 (the panic hook
 /// logs where it happened).
-fn contain_panics(router: Router) -> Router {
-    router.layer(tower_http::catch_panic::CatchPanicLayer::custom(
-        problem::panic_response,
-    ))
+fn panic_layer() -> CatchPanicLayer<fn(Box<dyn std::any::Any + Send + 'static>) -> Response> {
+    CatchPanicLayer::custom(problem::panic_response)
 }
 
 #[cfg(test)]
@@ -136,11 +162,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_handler_fails_its_request_alone() {
-        let router = contain_panics(
-            Router::new()
-                .route("/boom", get(|| async { boom() }))
-                .route("/fine", get(|| async { "fine" })),
-        );
+        let router = Router::new()
+            .route("/boom", get(|| async { boom() }))
+            .route("/fine", get(|| async { "fine" }))
+            .layer(panic_layer());
         let boom = router
             .clone()
             .oneshot(Request::get("/boom").body(Body::empty()).unwrap())

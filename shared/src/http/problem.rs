@@ -243,7 +243,7 @@ impl IntoResponse for ApiError {
             );
         }
         if status.is_server_error() {
-            // The cause is for operators, logged once by `log_failures`; clients get a generic
+            // The cause is for operators, logged once by `log_failure`; clients get a generic
             // detail.
             response
                 .extensions_mut()
@@ -273,21 +273,13 @@ fn cause_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// The one place a failed request is logged: method, route template (never the raw path, which
-/// may carry ids), status, and the cause its error carried.
-pub async fn log_failures(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let method = req.method().clone();
-    // Named only when the request fails: most succeed.
-    let matched = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .cloned();
-    let response = next.run(req).await;
+/// The one place a failed request is logged (by the request's tracking, which names it):
+/// method, route template (never the raw path, which may carry ids), status, and the cause its
+/// error carried.
+pub fn log_failure(method: &axum::http::Method, route: &str, response: &Response) {
     if let Some(FailureCause(cause)) = response.extensions().get::<FailureCause>() {
-        let route = matched.as_ref().map_or("(no route)", |p| p.as_str());
         tracing::error!(%method, %route, status = response.status().as_u16(), %cause, "request failed");
     }
-    response
 }
 
 /// The answer to a request whose handler panicked (the panic hook has logged where): a

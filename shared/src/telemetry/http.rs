@@ -38,6 +38,7 @@ pub async fn track(req: Request, next: Next) -> Response {
     span.record("latency_ms", latency_ms);
     // Outside the span, which carries the same fields: one line, each field once.
     tracing::info!(%method, route = %route, status, latency_ms, "request");
+    crate::http::problem::log_failure(&method, &route, &response);
     metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "status" => status_label(status))
         .increment(1);
     metrics::histogram!(HTTP_DURATION, "route" => route).record(took.as_secs_f64());

@@ -280,6 +280,46 @@ async fn a_restart_records_logged_firings_that_never_committed() {
     assert_eq!(page(store).await, 3, "a second start records nothing again");
 }
 
+/// The segment a killed process had open is its full preallocated size, zeros after the last
+/// line: the next start records its lines and keeps nothing aside.
+#[tokio::test]
+async fn a_segment_left_open_by_a_killed_process_replays_cleanly() {
+    use super::intake::IntakeRecord;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("etp.sqlite3");
+    drop(SqliteStore::open(&path).unwrap());
+    let now = Utc::now();
+    let logged = [event("a", now - Duration::seconds(1)), event("b", now)];
+    let mut segment = Vec::new();
+    for e in &logged {
+        segment.extend(
+            serde_json::to_vec(&IntakeRecord {
+                event: e,
+                delivery: &None::<crate::domain::delivery::DeliveryPlan>,
+            })
+            .unwrap(),
+        );
+        segment.push(b'\n');
+    }
+    segment.resize(1 << 20, 0);
+    let intake = dir.path().join("etp.intake");
+    std::fs::write(intake.join("000000000003.log"), &segment).unwrap();
+
+    let store = SqliteStore::open(&path).unwrap();
+    for e in &logged {
+        assert_eq!(store.get_event(&e.id).await.unwrap().as_ref(), Some(e));
+    }
+    let left: Vec<String> = std::fs::read_dir(&intake)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    assert!(
+        left.iter()
+            .all(|n| !n.contains("rejected") && !n.starts_with("000000000003.")),
+        "replayed and removed, nothing kept aside: {left:?}"
+    );
+}
+
 /// A logged firing is acknowledged before its commit, yet every read after the answer sees it.
 #[tokio::test]
 async fn reads_after_an_acknowledged_firing_see_it() {
