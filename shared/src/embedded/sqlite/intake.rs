@@ -24,8 +24,10 @@ use crate::domain::delivery::DeliveryPlan;
 use crate::domain::event::Event;
 use crate::ports::{NewEvent, StoreError};
 
-/// A segment is closed at this size; closed segments are deleted once all they hold committed.
-const SEGMENT_BYTES: usize = 4 << 20;
+/// The size of a segment (a larger line gets one of its own size); closed segments are deleted
+/// once all they hold committed. The open one is mapped, and what a firing touched of it counts
+/// in the process's resident memory, hence small.
+const SEGMENT_BYTES: usize = 1 << 20;
 /// Logged firings not yet committed, at most: beyond it a firing waits for the writer, so a
 /// writer that cannot keep up slows the clients down instead of growing memory.
 const MAX_UNAPPLIED: u64 = 4_096;
@@ -68,7 +70,9 @@ pub(super) fn loggable(new: &NewEvent) -> bool {
 }
 
 struct Log {
-    segment: Segment,
+    /// None until the first line: a start needs no room on the disk.
+    segment: Option<Segment>,
+    /// The open segment's number, or the last one's before it is opened.
     number: u64,
     /// Closed segments: (number, sequence number of their last line).
     closed: VecDeque<(u64, u64)>,
@@ -201,12 +205,11 @@ impl Intake {
         let number = segments(dir)
             .map_err(unavailable)?
             .last()
-            .map_or(1, |(n, _)| n + 1);
+            .map_or(0, |(n, _)| *n);
         Ok(Self {
             dir: dir.to_path_buf(),
             log: Mutex::new(Log {
-                segment: Segment::create(&segment_path(dir, number), SEGMENT_BYTES)
-                    .map_err(unavailable)?,
+                segment: None,
                 number,
                 closed: VecDeque::new(),
             }),
@@ -226,27 +229,43 @@ impl Intake {
     ) -> Result<(), StoreError> {
         let mut log = lock(&self.log);
         let seq = self.appended.load(Ordering::Relaxed) + 1;
-        if !log.segment.fits(line.len()) {
-            self.rotate(&mut log, seq - 1, line.len())?;
-        }
-        log.segment.put(line);
+        let segment = match log.segment.take() {
+            Some(open) if open.fits(line.len()) => open,
+            open => self.next_segment(&mut log, open, seq - 1, line.len())?,
+        };
+        log.segment.insert(segment).put(line);
         send(seq)?;
         self.appended.store(seq, Ordering::Release);
         Ok(())
     }
 
-    /// Closes the current segment (its last line is `last`), opens the next (room for at least
-    /// `line` bytes), and deletes the closed segments whose lines have all committed.
-    fn rotate(&self, log: &mut Log, last: u64, line: usize) -> Result<(), StoreError> {
+    /// Opens the next segment (room for at least `line` bytes), closes `open` (its last line
+    /// is `last`), and deletes the closed segments whose lines have all committed. If the next
+    /// cannot be opened, `open` stays the open one.
+    fn next_segment(
+        &self,
+        log: &mut Log,
+        open: Option<Segment>,
+        last: u64,
+        line: usize,
+    ) -> Result<Segment, StoreError> {
         let next = log.number + 1;
-        let segment = Segment::create(&segment_path(&self.dir, next), SEGMENT_BYTES.max(line))
-            .map_err(unavailable)?;
-        // Dropping the old one cuts its file to the lines it holds.
-        log.segment = segment;
-        log.closed.push_back((log.number, last));
+        let segment = match Segment::create(&segment_path(&self.dir, next), SEGMENT_BYTES.max(line))
+        {
+            Ok(segment) => segment,
+            Err(e) => {
+                log.segment = open;
+                return Err(unavailable(e));
+            }
+        };
+        if let Some(closed) = open {
+            // Dropping it cuts its file to the lines it holds.
+            drop(closed);
+            log.closed.push_back((log.number, last));
+        }
         log.number = next;
         if self.keep.load(Ordering::Acquire) {
-            return Ok(());
+            return Ok(segment);
         }
         let applied = self.applied.load(Ordering::Acquire);
         while let Some(&(number, last)) = log.closed.front() {
@@ -258,7 +277,7 @@ impl Intake {
                 tracing::warn!(error = %e, "could not delete an intake segment");
             }
         }
-        Ok(())
+        Ok(segment)
     }
 
     /// Called by the writer, in log order, once line `seq`'s transaction has committed (`ok`)

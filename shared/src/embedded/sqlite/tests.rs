@@ -320,6 +320,52 @@ async fn a_segment_left_open_by_a_killed_process_replays_cleanly() {
     );
 }
 
+/// Lines fill one segment after another (a line larger than a segment gets one of its own
+/// size); segments whose lines have committed are deleted, and every firing is recorded once.
+#[tokio::test]
+async fn logged_firings_span_segments_and_committed_ones_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("etp.sqlite3");
+    let store = SqliteStore::open(&path).unwrap();
+    let intake = dir.path().join("etp.intake");
+    let files = || std::fs::read_dir(&intake).unwrap().count();
+    assert_eq!(files(), 0, "no segment before the first firing");
+    let now = Utc::now();
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let mut e = event("a", now);
+        // 100 KB each, and one of 1.5 MiB: more than a segment holds.
+        let size = if i == 20 { 3 << 19 } else { 100_000 };
+        e.payload = serde_json::json!({ "fill": "x".repeat(size) });
+        ids.push(e.id.clone());
+        store.record_event(plain(e)).await.unwrap();
+    }
+    for id in &ids {
+        assert!(
+            store.get_event(id).await.unwrap().is_some(),
+            "{id} recorded"
+        );
+    }
+    // Closed segments are deleted when the next one opens, once their lines have committed:
+    // of the five this took (ten lines a segment, and one of its own), three are left at most.
+    store.record_event(plain(event("a", now))).await.unwrap();
+    assert!(files() <= 3, "committed segments deleted: {} left", files());
+    drop(store);
+    let store = SqliteStore::open(&path).unwrap();
+    let page = store
+        .list_events(&EventQuery {
+            limit: 200,
+            ..all_in(EventState::Active, now)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page.items.len(),
+        41,
+        "each recorded once, after a restart too"
+    );
+}
+
 /// A logged firing is acknowledged before its commit, yet every read after the answer sees it.
 #[tokio::test]
 async fn reads_after_an_acknowledged_firing_see_it() {
