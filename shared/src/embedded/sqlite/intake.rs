@@ -368,13 +368,21 @@ struct Segment {
 unsafe impl Send for Segment {}
 
 impl Segment {
+    /// A new segment at `path`; on failure no file is left there, so the next try can use the
+    /// same name (a full disk that frees up again is then written to again).
     fn create(path: &Path, len: usize) -> std::io::Result<Self> {
-        use std::os::fd::AsRawFd;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(path)?;
+        Self::map(file, len).inspect_err(|_| {
+            let _ = fs::remove_file(path);
+        })
+    }
+
+    fn map(file: File, len: usize) -> std::io::Result<Self> {
+        use std::os::fd::AsRawFd;
         let size = libc::off_t::try_from(len).map_err(std::io::Error::other)?;
         // SAFETY: plain system calls on a descriptor this function owns; the mapping's pointer
         // and length are kept together and unmapped once, in `Drop`.
@@ -434,5 +442,28 @@ impl Drop for Segment {
         if let Err(e) = self.file.set_len(self.used as u64) {
             tracing::warn!(error = %e, "could not trim a closed intake segment");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A segment that cannot be made (here: an allocation of zero bytes, which the kernel
+    /// refuses as it would a full disk's) leaves no file behind, so the next try succeeds.
+    #[test]
+    fn a_failed_segment_leaves_its_name_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = segment_path(dir.path(), 1);
+        assert!(Segment::create(&path, 0).is_err());
+        assert!(!path.exists(), "no file left behind");
+        let mut segment = Segment::create(&path, SEGMENT_BYTES).unwrap();
+        segment.put(b"line\n");
+        drop(segment);
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            b"line\n",
+            "cut to its lines when closed"
+        );
     }
 }
