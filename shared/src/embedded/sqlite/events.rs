@@ -147,7 +147,7 @@ fn finish_event(
         .and_then(|mut st| st.execute(params![key, fired, e.id]))
         .map_err(unavailable)?;
     }
-    count_event(tx, key, fired, &e.trigger_name, rank.highest)?;
+    count_event(tx, key, fired, &e.trigger_name, rank.highest, &e.id)?;
     if let (Some(delivery), Some(plan)) = (&new.delivery, plan) {
         let host = host_of(&delivery.target.url);
         tx.prepare_cached(
@@ -182,19 +182,22 @@ fn finish_event(
 /// that sorts before some already recorded (a concurrent firing that committed late) takes the
 /// first one's rank, and those after it move up (in [`finish_event`], after the insert).
 fn take_rank(tx: &Connection, key: &str, fired: i64, id: &str) -> Result<Rank, StoreError> {
-    let totals: Option<(i64, i64)> = tx
+    let totals: Option<(i64, i64, Option<String>)> = tx
         .prepare_cached(
-            "SELECT last_seq, last_fired_ms FROM trigger_event_totals WHERE trigger_key = ?1",
+            "SELECT last_seq, last_fired_ms, last_id FROM trigger_event_totals
+             WHERE trigger_key = ?1",
         )
         .and_then(|mut st| {
-            st.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
+            st.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .optional()
         })
         .map_err(unavailable)?;
-    // No recorded event of the key fired after `last_fired_ms` (purges only remove events), so
-    // a later event is last: the usual case, one read.
-    if let Some((last_seq, last_fired)) = totals
-        && fired > last_fired
+    // No recorded event of the key sorts after (`last_fired_ms`, `last_id`) (purges only remove
+    // events), so a later event is last: the usual case, one read. Firings in the same
+    // millisecond are common under load; `last_id` keeps them off the lookup below.
+    if let Some((last_seq, last_fired, last_id)) = &totals
+        && (fired > *last_fired
+            || (fired == *last_fired && last_id.as_deref().is_some_and(|l| id > l)))
     {
         return Ok(Rank {
             seq: last_seq + 1,
@@ -202,7 +205,7 @@ fn take_rank(tx: &Connection, key: &str, fired: i64, id: &str) -> Result<Rank, S
             shift: false,
         });
     }
-    let highest = totals.map(|(seq, _)| seq);
+    let highest = totals.map(|(seq, _, _)| seq);
     let successor: Option<i64> = tx
         .prepare_cached(
             "SELECT seq FROM events WHERE trigger_key = ?1 AND (fired_ms, id) > (?2, ?3)
@@ -246,15 +249,21 @@ fn count_event(
     fired: i64,
     name: &str,
     highest: i64,
+    id: &str,
 ) -> Result<(), StoreError> {
+    // `last_id` follows the key's last event; an unknown one (NULL, from an earlier version)
+    // stays unknown until a later millisecond, since an event it does not name may sort last.
     tx.prepare_cached(
-        "INSERT INTO trigger_event_totals (trigger_key, trigger_name, last_fired_ms, last_seq)
-         VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO trigger_event_totals
+           (trigger_key, trigger_name, last_fired_ms, last_seq, last_id)
+         VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT(trigger_key) DO UPDATE SET last_seq = ?4,
            trigger_name = CASE WHEN ?3 >= last_fired_ms THEN ?2 ELSE trigger_name END,
+           last_id = CASE WHEN ?3 > last_fired_ms THEN ?5
+             WHEN ?3 = last_fired_ms AND ?5 > last_id THEN ?5 ELSE last_id END,
            last_fired_ms = max(last_fired_ms, ?3)",
     )
-    .and_then(|mut st| st.execute(params![key, name, fired, highest]))
+    .and_then(|mut st| st.execute(params![key, name, fired, highest, id]))
     .map_err(unavailable)?;
     Ok(())
 }

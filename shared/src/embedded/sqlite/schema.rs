@@ -30,9 +30,11 @@ CREATE TABLE IF NOT EXISTS events (
     body TEXT NOT NULL, seq INTEGER NOT NULL DEFAULT 0
 );
 -- One row per trigger key with events: the newest name and time, and the highest seq.
+-- last_id: the id of the key's last event at last_fired_ms when known (NULL: not known), so a
+-- firing in the same millisecond as the last one takes its rank without a lookup.
 CREATE TABLE IF NOT EXISTS trigger_event_totals (
     trigger_key TEXT PRIMARY KEY, trigger_name TEXT NOT NULL, last_fired_ms INTEGER NOT NULL,
-    last_seq INTEGER NOT NULL
+    last_seq INTEGER NOT NULL, last_id TEXT
 ) WITHOUT ROWID;
 -- What a trigger's body never holds: its signing secret, the one a rotation replaced (signing
 -- beside it until retiring_until_ms) and its target's header values (JSON; write-only).
@@ -93,6 +95,11 @@ pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         [],
         |r| r.get(0),
     )?;
+    let has_last_id: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('trigger_event_totals') WHERE name = 'last_id'",
+        [],
+        |r| r.get(0),
+    )?;
     let secret_columns: i64 = conn.query_row(
         "SELECT COUNT(*) FROM pragma_table_info('trigger_secrets') WHERE name = 'headers'",
         [],
@@ -111,6 +118,9 @@ pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     }
     if !has_claim {
         tx.execute_batch("ALTER TABLE deliveries ADD COLUMN claim_ms INTEGER;")?;
+    }
+    if !has_last_id {
+        tx.execute_batch("ALTER TABLE trigger_event_totals ADD COLUMN last_id TEXT;")?;
     }
     if !has_seq {
         tracing::info!("migrating the event log to per-trigger ranks (once)");

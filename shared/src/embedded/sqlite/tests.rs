@@ -542,3 +542,68 @@ async fn acknowledged_firings_commit_without_a_reader() {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
+
+/// Firings in the same millisecond take their ranks in id order whichever commits first, also
+/// over a totals row from a version that did not keep the last event's id.
+#[tokio::test]
+async fn same_millisecond_firings_rank_in_id_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("etp.sqlite3");
+    let store = SqliteStore::open(&path).unwrap();
+    let at = Utc::now() - Duration::minutes(5);
+    let record = |id: &'static str| {
+        let store = &store;
+        async move {
+            let e = Event {
+                id: id.into(),
+                ..event("k", at)
+            };
+            store.record_event(plain(e)).await.unwrap();
+            // Settles the intake log: every acknowledged firing has committed.
+            store
+                .list_events_json(&all_in(EventState::Active, Utc::now()))
+                .await
+                .unwrap();
+        }
+    };
+    let ranks = || {
+        Connection::open(&path)
+            .unwrap()
+            .prepare("SELECT id, seq FROM events ORDER BY fired_ms, id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .unwrap()
+    };
+    let in_order = |ranks: Vec<(String, i64)>| {
+        ranks
+            .iter()
+            .enumerate()
+            .all(|(i, (_, seq))| *seq == i as i64 + 1)
+    };
+    for id in ["e2", "e3", "e1", "e4"] {
+        record(id).await;
+    }
+    assert!(in_order(ranks()), "{:?}", ranks());
+    // A totals row as an earlier version left it: the last id is not known.
+    Connection::open(&path)
+        .unwrap()
+        .execute("UPDATE trigger_event_totals SET last_id = NULL", [])
+        .unwrap();
+    for id in ["e0", "e6", "e5"] {
+        record(id).await;
+    }
+    let ranks = ranks();
+    assert_eq!(ranks.len(), 7);
+    assert!(in_order(ranks.clone()), "{ranks:?}");
+    let stats = stats_at(&store, Utc::now());
+    assert_eq!(
+        stats
+            .await
+            .into_iter()
+            .map(|r| (r.active, r.archived))
+            .collect::<Vec<_>>(),
+        vec![(7, 0)]
+    );
+}
