@@ -63,6 +63,29 @@ struct IdempotencyKey {
     idempotency_key: Option<String>,
 }
 
+/// The fire route's `Idempotency-Key`, checked, or why it is unusable; the handler decides
+/// when that matters (a dry run ignores it). Only this header is read: taking the whole
+/// `HeaderMap` copies every header of every firing.
+pub struct KeyHeader(pub Result<Option<String>>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for KeyHeader {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        let checked = header_str(&parts.headers, "idempotency-key").and_then(|key| match key {
+            Some(k) if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY => Err(ApiError::bad_request(
+                "Idempotency-Key",
+                format!("must be 1 to {MAX_IDEMPOTENCY_KEY} characters"),
+            )),
+            key => Ok(key.map(str::to_owned)),
+        });
+        Ok(Self(checked))
+    }
+}
+
 pub(super) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>> {
     headers
         .get(name)
@@ -353,22 +376,13 @@ pub async fn fire(
     State(app): State<Arc<App>>,
     PathId(id): PathId,
     ApiQuery(q): ApiQuery<FireQuery>,
-    headers: HeaderMap,
+    KeyHeader(key): KeyHeader,
     JsonBody(payload): JsonBody<Value>,
 ) -> Result<Response> {
     if q.dry_run {
         return Ok((StatusCode::OK, Json(app.fire_dry_run(&id, payload).await?)).into_response());
     }
-    let key = header_str(&headers, "idempotency-key")?;
-    if let Some(k) = key
-        && (k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY)
-    {
-        return Err(ApiError::bad_request(
-            "Idempotency-Key",
-            format!("must be 1 to {MAX_IDEMPOTENCY_KEY} characters"),
-        ));
-    }
-    let fired = app.fire(&id, payload, key).await?;
+    let fired = app.fire(&id, payload, key?.as_deref()).await?;
     Ok(accepted(fired.event, fired.replayed))
 }
 

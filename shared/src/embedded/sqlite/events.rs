@@ -147,7 +147,7 @@ fn finish_event(
         .and_then(|mut st| st.execute(params![key, fired, e.id]))
         .map_err(unavailable)?;
     }
-    count_event(tx, key, fired, &e.trigger_name, rank.highest, &e.id)?;
+    super::totals::count(tx, key, fired, &e.trigger_name, rank.highest, &e.id)?;
     if let (Some(delivery), Some(plan)) = (&new.delivery, plan) {
         let host = host_of(&delivery.target.url);
         tx.prepare_cached(
@@ -182,22 +182,18 @@ fn finish_event(
 /// that sorts before some already recorded (a concurrent firing that committed late) takes the
 /// first one's rank, and those after it move up (in [`finish_event`], after the insert).
 fn take_rank(tx: &Connection, key: &str, fired: i64, id: &str) -> Result<Rank, StoreError> {
-    let totals: Option<(i64, i64, Option<String>)> = tx
-        .prepare_cached(
-            "SELECT last_seq, last_fired_ms, last_id FROM trigger_event_totals
-             WHERE trigger_key = ?1",
-        )
-        .and_then(|mut st| {
-            st.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .optional()
+    let totals = super::totals::read(tx, key, |t| {
+        t.map(|t| {
+            // Whether an event of this millisecond with this id sorts after the last one.
+            let after_last = t.last_id.as_deref().is_some_and(|l| id > l);
+            (t.last_seq, t.last_fired, after_last)
         })
-        .map_err(unavailable)?;
+    })?;
     // No recorded event of the key sorts after (`last_fired_ms`, `last_id`) (purges only remove
     // events), so a later event is last: the usual case, one read. Firings in the same
     // millisecond are common under load; `last_id` keeps them off the lookup below.
-    if let Some((last_seq, last_fired, last_id)) = &totals
-        && (fired > *last_fired
-            || (fired == *last_fired && last_id.as_deref().is_some_and(|l| id > l)))
+    if let Some((last_seq, last_fired, after_last)) = totals
+        && (fired > last_fired || (fired == last_fired && after_last))
     {
         return Ok(Rank {
             seq: last_seq + 1,
@@ -240,32 +236,6 @@ fn take_rank(tx: &Connection, key: &str, fired: i64, id: &str) -> Result<Rank, S
         highest: seq,
         shift: false,
     })
-}
-
-/// Records a just-inserted event in its key's totals row (the newest name wins).
-fn count_event(
-    tx: &Connection,
-    key: &str,
-    fired: i64,
-    name: &str,
-    highest: i64,
-    id: &str,
-) -> Result<(), StoreError> {
-    // `last_id` follows the key's last event; an unknown one (NULL, from an earlier version)
-    // stays unknown until a later millisecond, since an event it does not name may sort last.
-    tx.prepare_cached(
-        "INSERT INTO trigger_event_totals
-           (trigger_key, trigger_name, last_fired_ms, last_seq, last_id)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT(trigger_key) DO UPDATE SET last_seq = ?4,
-           trigger_name = CASE WHEN ?3 >= last_fired_ms THEN ?2 ELSE trigger_name END,
-           last_id = CASE WHEN ?3 > last_fired_ms THEN ?5
-             WHEN ?3 = last_fired_ms AND ?5 > last_id THEN ?5 ELSE last_id END,
-           last_fired_ms = max(last_fired_ms, ?3)",
-    )
-    .and_then(|mut st| st.execute(params![key, name, fired, highest, id]))
-    .map_err(unavailable)?;
-    Ok(())
 }
 
 #[async_trait]

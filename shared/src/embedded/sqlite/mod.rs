@@ -10,6 +10,7 @@ mod test_runs;
 #[cfg(test)]
 mod tests;
 mod threads;
+mod totals;
 mod triggers;
 
 use std::path::Path;

@@ -10,6 +10,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::intake::{Applied, intake_line};
+use super::totals;
 use super::{SqliteStore, lock, unavailable};
 use crate::ports::{NewEvent, Recorded, StoreError};
 
@@ -201,10 +202,10 @@ pub(super) fn checkpoint_for(conn: &Connection, backlog: bool, current: &mut boo
 /// The next batch, starting with `first`: whatever else is queued, and, when nobody waits for
 /// any of it, what arrives within [`LINGER`] (until `hurry` is set or [`LINGER_BATCH`]). Also
 /// whether the queue alone (before any lingering) held a backlog.
-fn gather(first: Write, jobs: &mpsc::Receiver<Write>, hurry: &AtomicBool) -> (Vec<Job>, bool) {
+fn gather(first: Write, jobs: &mpsc::Receiver<Write>, hurry: &AtomicBool) -> (Vec<Write>, bool) {
     let started = Instant::now();
     let mut awaited = first.awaited;
-    let mut batch = vec![first.job];
+    let mut batch = vec![first];
     let mut first_drain = None;
     loop {
         // Taken before the queue is drained: whatever a hurrying reader waits for was queued
@@ -214,7 +215,7 @@ fn gather(first: Write, jobs: &mpsc::Receiver<Write>, hurry: &AtomicBool) -> (Ve
             match jobs.try_recv() {
                 Ok(write) => {
                     awaited |= write.awaited;
-                    batch.push(write.job);
+                    batch.push(write);
                 }
                 Err(_) => break,
             }
@@ -242,8 +243,19 @@ pub(super) fn run_writer(mut conn: Connection, jobs: mpsc::Receiver<Write>, hurr
         // savepoint spoils the batch instead.
         let done: Vec<Completion> = batch
             .into_iter()
-            .filter_map(|job| {
-                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut conn)));
+            .filter_map(|Write { job, awaited }| {
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    if awaited {
+                        // Any other write may read the totals: it finds them written.
+                        if let Err(e) = totals::flush(&conn) {
+                            tracing::error!(error = %e, "could not write the held totals");
+                            BATCH_SPOILED.set(true);
+                        }
+                        job(&mut conn)
+                    } else {
+                        totals::deferring(|| job(&mut conn))
+                    }
+                }));
                 if ran.is_err() && BARE_RUNNING.replace(false) {
                     BATCH_SPOILED.set(true);
                 }
@@ -255,9 +267,12 @@ pub(super) fn run_writer(mut conn: Connection, jobs: mpsc::Receiver<Write>, hurr
             Ok(()) if BATCH_SPOILED.get() => Some(unavailable(
                 "a write failed part-way outside a savepoint; its batch is rolled back",
             )),
-            Ok(()) => conn.execute_batch("COMMIT").map_err(unavailable).err(),
+            Ok(()) => totals::flush(&conn)
+                .and_then(|()| conn.execute_batch("COMMIT").map_err(unavailable))
+                .err(),
         };
         if failed.is_some() {
+            totals::forget();
             let _ = conn.execute_batch("ROLLBACK");
             tracing::error!(error = ?failed, "write batch failed");
         }
