@@ -92,6 +92,7 @@ pub async fn seed(
             store
                 .record_event(NewEvent {
                     event,
+                    json: None,
                     dedupe_key: None,
                     complete: None,
                     delivery: None,

@@ -1,6 +1,7 @@
 //! `etp-local`: the whole platform in one process (HTTP API, timer, SQLite store).
 
 mod config;
+mod deadlines;
 mod serve;
 mod startup;
 mod tasks;

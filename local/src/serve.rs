@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::response::{IntoResponse, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 use tower::Service;
 
 use crate::config::ServerLimits;
+use crate::deadlines::Deadlines;
 
 /// After an accept error (e.g. out of file descriptors), wait this long before the next.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -33,6 +34,7 @@ const DRAIN: Duration = Duration::from_secs(10);
 struct Within {
     router: Router,
     limit: Duration,
+    deadlines: Deadlines,
 }
 
 impl Service<hyper::Request<Incoming>> for Within {
@@ -48,11 +50,15 @@ impl Service<hyper::Request<Incoming>> for Within {
     fn call(&mut self, req: hyper::Request<Incoming>) -> Self::Future {
         let answer = self.router.call(req);
         let limit = self.limit;
+        let deadline = self.deadlines.after(limit);
         Box::pin(async move {
-            Ok(match tokio::time::timeout(limit, answer).await {
-                Ok(Ok(response)) => response,
-                Ok(Err(never)) => match never {},
-                Err(_) => etp::http::problem::ApiError::Timeout {
+            Ok(tokio::select! {
+                biased;
+                answered = answer => match answered {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                },
+                () = deadline => etp::http::problem::ApiError::Timeout {
                     limit_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
                 }
                 .into_response(),
@@ -87,14 +93,17 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     raise_fd_limit();
+    let deadlines = Deadlines::default();
+    let sweeper = tokio::spawn(deadlines.clone().sweep());
     let router = Within {
         router,
         limit: limits.request_timeout,
+        deadlines: deadlines.clone(),
     };
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
+    http.timer(deadlines)
         .header_read_timeout(limits.header_read_timeout);
     tokio::pin!(shutdown);
     loop {
@@ -127,4 +136,5 @@ pub async fn serve(
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(DRAIN) => tracing::warn!("connections still open after the drain"),
     }
+    sweeper.abort();
 }

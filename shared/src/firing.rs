@@ -135,8 +135,29 @@ impl<'a> Firing<'a> {
 pub async fn record(
     store: &dyn Store,
     clock: &dyn Clock,
-    mut firing: Firing<'_>,
+    firing: Firing<'_>,
 ) -> Result<Recorded, StoreError> {
+    record_encoded(store, clock, firing, false)
+        .await
+        .map(|(recorded, _)| recorded)
+}
+
+/// [`record`], and the new event's JSON (`serde_json::to_string`) when it wrote one: made once,
+/// for the store and for the caller's answer.
+pub async fn record_answered(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    firing: Firing<'_>,
+) -> Result<(Recorded, Option<String>), StoreError> {
+    record_encoded(store, clock, firing, true).await
+}
+
+async fn record_encoded(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    mut firing: Firing<'_>,
+    answer: bool,
+) -> Result<(Recorded, Option<String>), StoreError> {
     let delivery = match (firing.target, firing.secret) {
         _ if firing.delivery_paused => None,
         (Some(target), Some(secret)) => Some(DeliveryPlan {
@@ -148,9 +169,12 @@ pub async fn record(
     let payload = std::mem::take(&mut firing.payload);
     let event = firing.event(clock.now(), delivery.is_some(), payload);
     let (source, fired_at) = (firing.source, event.fired_at);
+    // An event that cannot be encoded is the store's to report, as without an answer.
+    let json = answer.then(|| serde_json::to_string(&event).ok()).flatten();
     let recorded = store
         .record_event(NewEvent {
             event,
+            json: json.clone(),
             dedupe_key: firing.dedupe_key,
             complete: firing.complete.map(|t| Completion::of(t, fired_at)),
             delivery,
@@ -162,7 +186,9 @@ pub async fn record(
         Err(_) => FireOutcome::Failure,
     };
     telemetry::fired(source, outcome, firing.scheduled_for.map(|s| (s, fired_at)));
-    recorded
+    let recorded = recorded?;
+    let json = json.filter(|_| matches!(recorded, Recorded::Written(_)));
+    Ok((recorded, json))
 }
 
 /// Why an occurrence did not fire.

@@ -198,6 +198,9 @@ impl Completion {
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub event: Event,
+    /// `serde_json::to_string(&event)`, when the caller made it already (to answer with it):
+    /// a store that keeps the event's JSON takes this one rather than encoding it again.
+    pub json: Option<String>,
     /// Identity of the firing, e.g. trigger + scheduled time, or trigger + Idempotency-Key.
     pub dedupe_key: Option<String>,
     /// Mark this trigger completed in the same atomic write, if it is still active at the

@@ -13,7 +13,7 @@ use crate::domain::target::Secret;
 use crate::domain::test_run::ScheduledTestRun;
 use crate::domain::trigger::{Purpose, Trigger, TriggerDefinition, TriggerKind, TriggerStatus};
 use crate::domain::validation::ValidationError;
-use crate::firing::{Firing, fire_test_run, idempotency_key, record};
+use crate::firing::{Firing, fire_test_run, idempotency_key, record, record_answered};
 use crate::ports::{Page, Recorded};
 
 impl App {
@@ -83,7 +83,8 @@ impl App {
             dedupe_key: key.map(|k| idempotency_key(&trigger.id, k)),
             ..Firing::of_trigger(&trigger, EventSource::Api, payload)
         };
-        let recorded = record(self.store.as_ref(), self.clock.as_ref(), firing).await?;
+        let (recorded, event_json) =
+            record_answered(self.store.as_ref(), self.clock.as_ref(), firing).await?;
         if let (Recorded::Duplicate(earlier), Some(payload)) = (&recorded, &keyed_payload)
             && earlier.payload != *payload
         {
@@ -98,6 +99,7 @@ impl App {
         Ok(ApiFireResult {
             event: self.event_view(recorded.into_event()),
             replayed,
+            event_json,
         })
     }
 

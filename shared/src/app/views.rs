@@ -106,6 +106,8 @@ pub enum TestRunOutcome {
 pub struct ApiFireResult {
     pub event: EventView,
     pub replayed: bool,
+    /// The event's JSON as it was stored, when this firing wrote it (not on a replay).
+    pub event_json: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -324,9 +324,14 @@ pub async fn resume(
     Ok(with_etag(StatusCode::OK, app.view(t)))
 }
 
-fn accepted(event: EventView, replayed: bool) -> Response {
+/// The 202 of a firing; `event_json`: the event's JSON, when the firing made it already.
+fn accepted(event: EventView, replayed: bool, event_json: Option<&str>) -> Response {
     let location = HeaderValue::from_str(&format!("/events/{}", event.event.id)).ok();
-    let mut response = match event.to_json() {
+    let json = match event_json {
+        Some(made) => event.to_json_from(made),
+        None => event.to_json(),
+    };
+    let mut response = match json {
         Ok(body) => (
             StatusCode::ACCEPTED,
             [(
@@ -383,7 +388,11 @@ pub async fn fire(
         return Ok((StatusCode::OK, Json(app.fire_dry_run(&id, payload).await?)).into_response());
     }
     let fired = app.fire(&id, payload, key?.as_deref()).await?;
-    Ok(accepted(fired.event, fired.replayed))
+    Ok(accepted(
+        fired.event,
+        fired.replayed,
+        fired.event_json.as_deref(),
+    ))
 }
 
 /// Fire a stored trigger once, now, as a test (`source` = `manual_test`, `is_test` = true).
@@ -403,7 +412,7 @@ pub async fn test_stored(
     OptionalJsonBody(payload): OptionalJsonBody<Value>,
 ) -> Result<Response> {
     let event = app.test_trigger(&id, payload).await?;
-    Ok(accepted(event, false))
+    Ok(accepted(event, false, None))
 }
 
 /// Test-run a definition without storing a trigger: api definitions fire now (with `payload`),

@@ -576,6 +576,25 @@ async fn test_runs_are_marked_and_store_no_trigger() {
     );
 }
 
+/// A firing answers with the event it stored (its JSON is made once, for the store and the
+/// answer): the 202's body is what a read of the event returns at the same instant.
+#[tokio::test]
+async fn a_firings_answer_is_the_event_as_read_back() {
+    let api = api();
+    let id = api.api_trigger().await;
+    let fired = api
+        .post(
+            &format!("/triggers/{id}/fire"),
+            json!({"order_id": 7, "note": "quote \" and é"}),
+        )
+        .await;
+    assert_eq!(fired.status, StatusCode::ACCEPTED);
+    let event_id = fired.body["id"].as_str().unwrap();
+    let read = api.get(&format!("/events/{event_id}")).await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert_eq!(read.body, fired.body);
+}
+
 #[tokio::test]
 async fn lifecycle_is_exact_at_read_time() {
     let api = api();

@@ -44,6 +44,7 @@ async fn a_firing_costs_at_most_two_writes() {
     let written = store
         .record_event(NewEvent {
             event: first.clone(),
+            json: None,
             dedupe_key: key.clone(),
             complete: Some(Completion::of(&t, t0())),
             delivery: None,
@@ -57,6 +58,7 @@ async fn a_firing_costs_at_most_two_writes() {
     store
         .record_event(NewEvent {
             event: plain,
+            json: None,
             dedupe_key: None,
             complete: None,
             delivery: None,
@@ -69,6 +71,7 @@ async fn a_firing_costs_at_most_two_writes() {
     let dup = store
         .record_event(NewEvent {
             event: again,
+            json: None,
             dedupe_key: key,
             complete: None,
             delivery: None,
@@ -91,6 +94,7 @@ async fn a_redelivery_finishes_an_interrupted_completion() {
     store
         .record_event(NewEvent {
             event: first.clone(),
+            json: None,
             dedupe_key: key.clone(),
             complete: None,
             delivery: None,
@@ -100,6 +104,7 @@ async fn a_redelivery_finishes_an_interrupted_completion() {
     let redelivered = store
         .record_event(NewEvent {
             event: event(Some(&t), EventSource::Schedule, t0()),
+            json: None,
             dedupe_key: key,
             complete: Some(Completion::of(&t, t0())),
             delivery: None,
@@ -521,6 +526,7 @@ async fn write_units_of_a_firing_follow_from_its_item_sizes() {
     store
         .record_event(NewEvent {
             event: e.clone(),
+            json: None,
             dedupe_key: Some(dedupe.clone()),
             complete: None,
             delivery: Some(plan),

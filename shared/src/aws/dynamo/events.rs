@@ -125,7 +125,10 @@ impl DynamoStore {
     /// The one transaction a firing costs: the event, its dedupe marker, its hour's counter.
     fn firing_items(&self, new: &NewEvent) -> Result<Vec<TransactWriteItem>, StoreError> {
         let e = &new.event;
-        let body = encode(e)?;
+        let body = match &new.json {
+            Some(json) => json.clone(),
+            None => encode(e)?,
+        };
         let fired = ms(e.fired_at);
         let shard = shard_of(&e.id);
         let hour = hour_of(fired);

@@ -31,9 +31,12 @@ pub(super) struct EncodedEvent {
 }
 
 impl EncodedEvent {
-    pub(super) fn new(new: NewEvent) -> Result<Self, StoreError> {
+    pub(super) fn new(mut new: NewEvent) -> Result<Self, StoreError> {
         Ok(Self {
-            body: encode(&new.event)?,
+            body: match new.json.take() {
+                Some(json) => json,
+                None => encode(&new.event)?,
+            },
             plan: new.delivery.as_ref().map(encode).transpose()?,
             done: new.complete.as_ref().map(|c| encode(&c.done)).transpose()?,
             new,

@@ -43,6 +43,7 @@ impl IntakeRecord {
     pub(super) fn into_new_event(self) -> NewEvent {
         NewEvent {
             event: self.event,
+            json: None,
             dedupe_key: None,
             complete: None,
             delivery: self.delivery,

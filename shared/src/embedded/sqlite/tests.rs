@@ -35,6 +35,7 @@ fn event(trigger: &str, fired_at: DateTime<Utc>) -> Event {
 fn plain(event: Event) -> NewEvent {
     NewEvent {
         event,
+        json: None,
         dedupe_key: None,
         complete: None,
         delivery: None,

@@ -41,6 +41,7 @@ pub async fn deliveries_record_attempts_once(store: &dyn Store) {
     store
         .record_event(NewEvent {
             event: e.clone(),
+            json: None,
             dedupe_key: None,
             complete: None,
             delivery: Some(plan.clone()),
@@ -198,6 +199,7 @@ pub async fn redelivery_starts_one_new_series(store: &dyn Store) {
     store
         .record_event(NewEvent {
             event: e.clone(),
+            json: None,
             dedupe_key: None,
             complete: None,
             delivery: Some(plan("https://example.com/old")),

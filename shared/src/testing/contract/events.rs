@@ -12,6 +12,7 @@ pub async fn recording_is_idempotent_per_key(store: &dyn Store) {
     let a = store
         .record_event(NewEvent {
             event: first.clone(),
+            json: None,
             dedupe_key: key.clone(),
             complete: None,
             delivery: None,
@@ -22,6 +23,7 @@ pub async fn recording_is_idempotent_per_key(store: &dyn Store) {
     let b = store
         .record_event(NewEvent {
             event: second.clone(),
+            json: None,
             dedupe_key: key,
             complete: None,
             delivery: None,
@@ -41,6 +43,7 @@ pub async fn recording_completes_one_time_triggers(store: &dyn Store) {
     store
         .record_event(NewEvent {
             event: e,
+            json: None,
             dedupe_key: None,
             complete: Some(Completion::of(&t, t0())),
             delivery: None,
@@ -62,6 +65,7 @@ pub async fn recording_completes_one_time_triggers(store: &dyn Store) {
     store
         .record_event(NewEvent {
             event: event(Some(&u), EventSource::Schedule, t0()),
+            json: None,
             dedupe_key: None,
             complete: Some(Completion::of(&u, t0())),
             delivery: None,

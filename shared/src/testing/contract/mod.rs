@@ -113,6 +113,7 @@ pub async fn put(store: &dyn Store, e: &Event) {
     store
         .record_event(NewEvent {
             event: e.clone(),
+            json: None,
             dedupe_key: None,
             complete: None,
             delivery: None,
