@@ -26,7 +26,7 @@ pub(super) struct Totals {
 
 impl Totals {
     /// The row once an event `id` of rank `highest` fired at `fired` is counted: exactly what
-    /// [`count_now`]'s upsert makes of it (the newest name wins; `last_id` follows the last
+    /// [`count`]'s upsert makes of it (the newest name wins; `last_id` follows the last
     /// event, and an unknown one stays unknown until a later millisecond).
     fn count(row: &mut Option<Self>, name: &str, fired: i64, highest: i64, id: &str) {
         let Some(t) = row else {
@@ -158,28 +158,17 @@ pub(super) fn count(
     highest: i64,
     id: &str,
 ) -> Result<(), StoreError> {
-    if !DEFERRING.get() {
-        return count_now(tx, key, fired, name, highest, id);
+    if DEFERRING.get() {
+        hold(tx, key)?;
+        HELD.with_borrow_mut(|h| {
+            if let Some(held) = h.get_mut(key) {
+                Totals::count(&mut held.row, name, fired, highest, id);
+                held.dirty = true;
+            }
+        });
+        return Ok(());
     }
-    hold(tx, key)?;
-    HELD.with_borrow_mut(|h| {
-        if let Some(held) = h.get_mut(key) {
-            Totals::count(&mut held.row, name, fired, highest, id);
-            held.dirty = true;
-        }
-    });
-    Ok(())
-}
-
-/// [`count`] written through: one upsert.
-fn count_now(
-    tx: &Connection,
-    key: &str,
-    fired: i64,
-    name: &str,
-    highest: i64,
-    id: &str,
-) -> Result<(), StoreError> {
+    // Written through: one upsert.
     tx.prepare_cached(
         "INSERT INTO trigger_event_totals
            (trigger_key, trigger_name, last_fired_ms, last_seq, last_id)
