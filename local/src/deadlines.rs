@@ -68,25 +68,23 @@ impl Default for Deadlines {
 impl Deadlines {
     /// A deadline at `at`.
     pub fn at(&self, at: Instant) -> Deadline {
-        Deadline {
-            slot: Arc::new(Slot {
-                at: AtomicU64::new(self.shared.ms(at)),
-                listed: AtomicBool::new(false),
-                waker: Mutex::new(None),
-            }),
-            shared: self.shared.clone(),
-        }
+        self.at_ms(self.shared.ms(at))
     }
 
     /// A deadline `after` from now (one that cannot be represented is never reached).
     pub fn after(&self, after: Duration) -> Deadline {
-        match Instant::now().checked_add(after) {
-            Some(at) => self.at(at),
-            None => {
-                let never = self.at(Instant::now());
-                never.slot.at.store(u64::MAX, Ordering::Relaxed);
-                never
-            }
+        let at = Instant::now().checked_add(after);
+        self.at_ms(at.map_or(u64::MAX, |at| self.shared.ms(at)))
+    }
+
+    fn at_ms(&self, ms: u64) -> Deadline {
+        Deadline {
+            slot: Arc::new(Slot {
+                at: AtomicU64::new(ms),
+                listed: AtomicBool::new(false),
+                waker: Mutex::new(None),
+            }),
+            shared: self.shared.clone(),
         }
     }
 
