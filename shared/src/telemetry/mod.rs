@@ -3,6 +3,7 @@
 //! functions write them as CloudWatch EMF lines.
 
 pub mod emf;
+pub mod handles;
 pub mod http;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
@@ -11,6 +12,9 @@ pub mod timed_store;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use metrics::{Counter, Histogram};
+
+use self::handles::Cached;
 
 use crate::domain::event::EventSource;
 use crate::firing::Skip;
@@ -64,11 +68,26 @@ pub fn fired(
     outcome: FireOutcome,
     lateness: Option<(DateTime<Utc>, DateTime<Utc>)>,
 ) {
-    metrics::counter!(FIRINGS, "source" => source.as_str(), "outcome" => outcome.as_str())
-        .increment(1);
+    static BY_SOURCE_OUTCOME: [[Cached<Counter>; 3]; 3] =
+        [const { [const { Cached::new() }; 3] }; 3];
+    static LATENESS: Cached<Histogram> = Cached::new();
+    let s = match source {
+        EventSource::Schedule => 0,
+        EventSource::Api => 1,
+        EventSource::ManualTest => 2,
+    };
+    let o = match outcome {
+        FireOutcome::Success => 0,
+        FireOutcome::Duplicate => 1,
+        FireOutcome::Failure => 2,
+    };
+    BY_SOURCE_OUTCOME[s][o].with(
+        || metrics::counter!(FIRINGS, "source" => source.as_str(), "outcome" => outcome.as_str()),
+        |c| c.increment(1),
+    );
     if let (FireOutcome::Success, Some((scheduled_for, fired_at))) = (outcome, lateness) {
         let late = (fired_at - scheduled_for).num_milliseconds().max(0) as f64 / 1000.0;
-        metrics::histogram!(FIRE_LATENESS).record(late);
+        LATENESS.with(|| metrics::histogram!(FIRE_LATENESS), |h| h.record(late));
     }
 }
 

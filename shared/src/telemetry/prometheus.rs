@@ -34,7 +34,9 @@ pub fn installed() -> Option<PrometheusHandle> {
         .get_or_init(|| {
             let recorder = recorder();
             let handle = recorder.handle();
-            metrics::set_global_recorder(recorder).ok().map(|()| handle)
+            metrics::set_global_recorder(recorder).ok()?;
+            super::handles::note_installed();
+            Some(handle)
         })
         .clone()
 }

@@ -112,7 +112,8 @@ fn insert_event(tx: &Connection, encoded: &EncodedEvent) -> Result<Option<Rank>,
     let inserted = tx
         .prepare_cached(
             "INSERT INTO events (id, trigger_key, source, is_test, fired_ms, dedupe_key, body, seq)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (dedupe_key) DO NOTHING",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
         )
         .and_then(|mut st| {
             st.execute(params![

@@ -24,9 +24,10 @@ CREATE TABLE IF NOT EXISTS triggers (
 ) WITHOUT ROWID;
 -- seq: the event's rank among its trigger's events in (fired_ms, id) order, 1 for the first
 -- ever recorded; purges leave the survivors' ranks alone, so counts are differences of ranks.
+-- dedupe_key: unique where set (see DEDUPE_INDEX).
 CREATE TABLE IF NOT EXISTS events (
     id TEXT PRIMARY KEY, trigger_key TEXT NOT NULL, source TEXT NOT NULL,
-    is_test INTEGER NOT NULL, fired_ms INTEGER NOT NULL, dedupe_key TEXT UNIQUE,
+    is_test INTEGER NOT NULL, fired_ms INTEGER NOT NULL, dedupe_key TEXT,
     body TEXT NOT NULL, seq INTEGER NOT NULL DEFAULT 0
 );
 -- One row per trigger key with events: the newest name and time, and the highest seq.
@@ -77,6 +78,12 @@ CREATE INDEX IF NOT EXISTS events_by_fired ON events(fired_ms, id);
 CREATE INDEX IF NOT EXISTS events_by_trigger_seq ON events(trigger_key, fired_ms, id, seq);
 ";
 
+/// Dedupe keys are unique where set. Most events have none, and a `UNIQUE` column would still
+/// index each of them (a NULL entry per firing: an eighth of the writer's insert time).
+/// Databases from earlier versions keep their `UNIQUE` column, which enforces the same.
+const DEDUPE_INDEX: &str = "CREATE UNIQUE INDEX IF NOT EXISTS events_by_dedupe_key
+    ON events(dedupe_key) WHERE dedupe_key IS NOT NULL;";
+
 /// Brings a database written by an earlier version to the current layout, in one transaction:
 /// per-trigger ranks replace the per-hour counters, whose stats cost grew with the log.
 pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
@@ -105,7 +112,16 @@ pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         [],
         |r| r.get(0),
     )?;
+    // The UNIQUE column of earlier versions (its index's origin is 'u').
+    let unique_dedupe: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_index_list('events') WHERE origin = 'u'",
+        [],
+        |r| r.get(0),
+    )?;
     let tx = conn.transaction()?;
+    if !unique_dedupe {
+        tx.execute_batch(DEDUPE_INDEX)?;
+    }
     if secret_columns == 0 {
         tx.execute_batch(
             "ALTER TABLE trigger_secrets ADD COLUMN retiring TEXT;

@@ -9,7 +9,7 @@ use super::{encode, ms};
 use crate::domain::event::{Event, EventSource, EventStatus};
 use crate::domain::lifecycle::{EventState, Lifecycle};
 use crate::domain::trigger::{Trigger, TriggerKind};
-use crate::ports::{EventQuery, EventStore, NewEvent};
+use crate::ports::{EventQuery, EventStore, NewEvent, Recorded};
 use crate::testing::contract::stats_at;
 
 fn event(trigger: &str, fired_at: DateTime<Utc>) -> Event {
@@ -134,6 +134,18 @@ async fn a_database_with_hour_counters_is_migrated() {
         assert_eq!(item.json, encode(&event).unwrap());
         assert_eq!(item.fired_at, event.fired_at);
     }
+    // The old UNIQUE column still dedupes (no second index is added beside it).
+    let keyed = |e: Event| NewEvent {
+        dedupe_key: Some("a@1".into()),
+        ..plain(e)
+    };
+    let first = store
+        .record_event(keyed(event("a", now - Duration::seconds(1))))
+        .await
+        .unwrap();
+    let again = store.record_event(keyed(event("a", now))).await.unwrap();
+    assert!(matches!(first, Recorded::Written(_)));
+    assert!(matches!(again, Recorded::Duplicate(e) if e.id == first.event().id));
 }
 
 /// A tripwire: listings send stored bodies as they are, so when `Event`'s JSON changes,
