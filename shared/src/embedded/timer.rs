@@ -363,10 +363,11 @@ impl LocalTimer {
                 None
             };
             async move {
-                if supervise::caught("timer job", self.process(&key, live, trigger))
-                    .await
-                    .is_none()
-                {
+                // Boxed: the firing's state machine is kilobytes, and unboxed it was copied into
+                // the chunk's futures and again into `caught` (a tenth of the workers' CPU under
+                // a burst went to those copies).
+                let job = Box::pin(self.process(&key, live, trigger));
+                if supervise::caught("timer job", job).await.is_none() {
                     let due_ms = self
                         .inner
                         .clock

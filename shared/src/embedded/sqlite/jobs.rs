@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter};
 
-use super::{SqliteStore, encode, from_ms, ms, note_trigger_write, unavailable};
+use super::{SqliteStore, bare, encode, from_ms, ms, note_trigger_write, unavailable};
 use crate::domain::trigger::Trigger;
 use crate::ports::{DeliveryBacklog, JobMove, StoreError, TimerJob, TimerJobs};
 
@@ -47,25 +47,32 @@ impl TimerJobs for SqliteStore {
 
     /// Only where still at `generation`, so a firing that finishes after the API rescheduled
     /// the trigger cannot undo that change.
+    /// Without a savepoint (see [`bare`]): these statements fail only on a storage error, and
+    /// a savepoint copied every page they touched into a sub-journal. Should the batch roll back,
+    /// those jobs fire their occurrence once more after a restart, recording nothing new.
     async fn advance_timer_jobs(&self, moves: Vec<JobMove>) -> Result<(), StoreError> {
-        self.write(move |c| {
-            for m in &moves {
-                match m.next {
-                    Some((due_ms, new_generation)) => c
-                        .prepare_cached(
-                            "UPDATE timer_jobs SET due_ms = ?3, generation = ?4
+        self.write_bare(move |c| {
+            bare(c, |c| {
+                for m in &moves {
+                    match m.next {
+                        Some((due_ms, new_generation)) => c
+                            .prepare_cached(
+                                "UPDATE timer_jobs SET due_ms = ?3, generation = ?4
                              WHERE key = ?1 AND generation = ?2",
-                        )
-                        .and_then(|mut st| {
-                            st.execute(params![m.key, m.generation, due_ms, new_generation])
-                        }),
-                    None => c
-                        .prepare_cached("DELETE FROM timer_jobs WHERE key = ?1 AND generation = ?2")
-                        .and_then(|mut st| st.execute(params![m.key, m.generation])),
+                            )
+                            .and_then(|mut st| {
+                                st.execute(params![m.key, m.generation, due_ms, new_generation])
+                            }),
+                        None => c
+                            .prepare_cached(
+                                "DELETE FROM timer_jobs WHERE key = ?1 AND generation = ?2",
+                            )
+                            .and_then(|mut st| st.execute(params![m.key, m.generation])),
+                    }
+                    .map_err(unavailable)?;
                 }
-                .map_err(unavailable)?;
-            }
-            Ok(())
+                Ok(())
+            })
         })
         .await
     }
