@@ -166,10 +166,13 @@ pub fn instant(field: &str, raw: &str) -> Result<chrono::DateTime<chrono::Utc>, 
 
 /// Parses `raw` as an id this API issues, normalized to the lowercase form it stores.
 pub fn parse_id(raw: &str) -> Option<String> {
-    let id = ulid::Ulid::from_string(raw).ok()?.to_string();
+    let mut buf = [0; ulid::ULID_LEN];
+    let id = ulid::Ulid::from_string(raw).ok()?.array_to_str(&mut buf);
     // The decoder wraps an over-large first character instead of refusing it.
-    id.eq_ignore_ascii_case(raw)
-        .then(|| id.to_ascii_lowercase())
+    id.eq_ignore_ascii_case(raw).then(|| {
+        id.make_ascii_lowercase();
+        id.to_owned()
+    })
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for PathId {

@@ -472,7 +472,11 @@ async fn the_log_stays_small_under_steady_writes() {
     let wal = std::fs::metadata(path.with_extension("sqlite3-wal"))
         .unwrap()
         .len();
-    assert!(wal <= 8 << 20, "write-ahead log grew to {wal} bytes");
+    // A third of what was written, so the log started over more than once. Not the threshold
+    // itself: on a loaded machine the writer's checkpoint can find the checkpoint thread's still
+    // running and skip, and the log then grows until the next one (it passed 8 MiB once in
+    // four runs of the whole suite at once).
+    assert!(wal <= 20 << 20, "write-ahead log grew to {wal} bytes");
 }
 
 /// A backlog raises the writer's checkpoint threshold and its end lowers it again.
