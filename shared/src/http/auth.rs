@@ -137,7 +137,11 @@ fn authorize(caller: &Caller, parts: &Parts, path_id: Option<&str>) -> Result<()
     Ok(())
 }
 
-pub async fn require_token(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
+pub async fn require_token(
+    State(guard): State<Arc<Guard>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let caller = match bearer(&req) {
         None => return ApiError::Unauthorized.into_response(),
         Some(t) if guard.token.matches(t) => Caller::Bootstrap,
@@ -149,7 +153,6 @@ pub async fn require_token(State(guard): State<Arc<Guard>>, req: Request, next: 
     };
     // The bootstrap token grants every scope and every trigger: nothing to look up.
     if let Caller::Bootstrap = caller {
-        let mut req = req;
         req.extensions_mut().insert(caller);
         return next.run(req).await;
     }

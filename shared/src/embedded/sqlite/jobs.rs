@@ -47,6 +47,7 @@ impl TimerJobs for SqliteStore {
 
     /// Only where still at `generation`, so a firing that finishes after the API rescheduled
     /// the trigger cannot undo that change.
+    ///
     /// Without a savepoint (see [`bare`]): these statements fail only on a storage error, and
     /// a savepoint copied every page they touched into a sub-journal. Should the batch roll back,
     /// those jobs fire their occurrence once more after a restart, recording nothing new.
