@@ -116,22 +116,24 @@ impl Report {
             out.push_str(&format!("| {what} | {mib:.1} |\n"));
         }
         out.push_str(
-            "\n| scheduler case | firings | p50 ms | p99 ms | max ms | drain ms |\n|---|---:|---:|---:|---:|---:|\n",
+            "\n| scheduler case | firings | p50 ms | p99 ms | max ms | drain ms | writer µs/firing | rest µs/firing |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for b in &self.bursts {
             out.push_str(&format!(
-                "| {} due in the same second | {} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
+                "| {} due in the same second | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
                 b.due_together,
                 b.lateness.firings,
                 b.lateness.p50_ms,
                 b.lateness.p99_ms,
                 b.lateness.max_ms,
-                b.drain_ms
+                b.drain_ms,
+                b.writer_us_per_firing,
+                b.other_us_per_firing
             ));
         }
         if let Some(s) = &self.sustained {
             out.push_str(&format!(
-                "| {}/s for {} s ({} expected; p99 first/last tenth {:.1}/{:.1}) | {} | {:.1} | {:.1} | {:.1} | - |\n",
+                "| {}/s for {} s ({} expected; p99 first/last tenth {:.1}/{:.1}) | {} | {:.1} | {:.1} | {:.1} | - | - | - |\n",
                 s.triggers, s.seconds, s.expected, s.first_p99_ms, s.last_p99_ms,
                 s.lateness.firings, s.lateness.p50_ms, s.lateness.p99_ms, s.lateness.max_ms
             ));

@@ -77,6 +77,34 @@ impl Server {
         self.status_mib("VmRSS:")
     }
 
+    /// CPU time each of the server's threads has used so far, in ms, summed by thread name
+    /// (the SQLite writer is `etp-sqlite-writ`, the async workers `tokio-rt-worker`).
+    pub fn thread_cpu_ms(&self) -> std::collections::BTreeMap<String, f64> {
+        let mut by_name = std::collections::BTreeMap::new();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.child.id())) else {
+            return by_name;
+        };
+        for task in tasks.flatten() {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+                continue;
+            };
+            // `pid (name) state ...`: the name may hold spaces, so split around the parentheses.
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
+            let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+            // utime and stime, in clock ticks: 100 a second (USER_HZ) on every Linux ABI.
+            let ticks: f64 = [11, 12]
+                .iter()
+                .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<f64>().ok()))
+                .sum();
+            *by_name
+                .entry(stat[open + 1..close].to_string())
+                .or_insert(0.0) += ticks * 10.0;
+        }
+        by_name
+    }
+
     fn status_mib(&self, field: &str) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
         let kb: f64 = status
