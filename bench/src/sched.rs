@@ -35,11 +35,10 @@ pub struct Burst {
 /// The writer thread's name as the kernel keeps it (15 bytes at most).
 const WRITER_THREAD: &str = "etp-sqlite-writ";
 
-/// CPU ms of the writer and of every other thread, from [`Server::thread_cpu_ms`].
+/// CPU ms of the writer thread and of the rest of the server.
 fn split_cpu(server: &Server) -> (f64, f64) {
-    let by_name = server.thread_cpu_ms();
-    let writer = by_name.get(WRITER_THREAD).copied().unwrap_or(0.0);
-    (writer, by_name.values().sum::<f64>() - writer)
+    let (total, writer) = server.cpu_ms(WRITER_THREAD);
+    (writer, total - writer)
 }
 
 /// Waits until the server has been idle for half a second (its CPU barely moved), at most

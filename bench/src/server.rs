@@ -77,32 +77,20 @@ impl Server {
         self.status_mib("VmRSS:")
     }
 
-    /// CPU time each of the server's threads has used so far, in ms, summed by thread name
-    /// (the SQLite writer is `etp-sqlite-writ`, the async workers `tokio-rt-worker`).
-    pub fn thread_cpu_ms(&self) -> std::collections::BTreeMap<String, f64> {
-        let mut by_name = std::collections::BTreeMap::new();
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.child.id())) else {
-            return by_name;
-        };
-        for task in tasks.flatten() {
-            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-                continue;
-            };
-            // `pid (name) state ...`: the name may hold spaces, so split around the parentheses.
-            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-                continue;
-            };
-            let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-            // utime and stime, in clock ticks: 100 a second (USER_HZ) on every Linux ABI.
-            let ticks: f64 = [11, 12]
-                .iter()
-                .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<f64>().ok()))
-                .sum();
-            *by_name
-                .entry(stat[open + 1..close].to_string())
-                .or_insert(0.0) += ticks * 10.0;
-        }
-        by_name
+    /// CPU the server has used so far, in ms: the whole process (threads that have exited
+    /// included) and its thread named `thread` (0 when it has none).
+    pub fn cpu_ms(&self, thread: &str) -> (f64, f64) {
+        let pid = self.child.id();
+        let total = stat_cpu_ms(&format!("/proc/{pid}/stat")).map_or(0.0, |(_, ms)| ms);
+        let named = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|task| stat_cpu_ms(&task.path().join("stat").to_string_lossy()))
+            .filter(|(name, _)| name == thread)
+            .map(|(_, ms)| ms)
+            .sum();
+        (total, named)
     }
 
     fn status_mib(&self, field: &str) -> Option<f64> {
@@ -160,4 +148,15 @@ impl Server {
             }
         }
     }
+}
+
+/// The name and CPU time (user + system, in ms) of a `/proc` `stat` file.
+fn stat_cpu_ms(path: &str) -> Option<(String, f64)> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // `pid (name) state ...`: the name may hold spaces, so split around the parentheses.
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    // utime and stime, in clock ticks: 100 a second (USER_HZ) on every Linux ABI.
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some((stat[open + 1..close].to_string(), ticks * 10.0))
 }
