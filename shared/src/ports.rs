@@ -428,8 +428,8 @@ impl<T: TriggerStore + EventStore + TestRunStore + ApiKeyStore> Store for T {}
 pub trait TimerJobs: Send + Sync {
     /// Every job, for loading at start-up.
     async fn timer_jobs(&self) -> Result<Vec<TimerJob>, StoreError>;
-    /// Writes a job, replacing any with the same key.
-    async fn put_timer_job(&self, job: TimerJob) -> Result<(), StoreError>;
+    /// Writes jobs in one write, each replacing any with the same key.
+    async fn put_timer_jobs(&self, jobs: Vec<TimerJob>) -> Result<(), StoreError>;
     /// Applies each move in one write: job `key` goes to `next` (due ms, new generation), or is
     /// removed, only if it is still at `generation` (a job rescheduled meanwhile stays as is).
     async fn advance_timer_jobs(&self, moves: Vec<JobMove>) -> Result<(), StoreError>;

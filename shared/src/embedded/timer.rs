@@ -199,8 +199,22 @@ impl LocalTimer {
                     cursor,
                 })
                 .await?;
+            // A page's missing jobs go to the store in one write: after a crash or a restore
+            // they may be many, and one write each made the start take seconds.
+            let mut missing = Vec::new();
             for t in &page.items {
-                self.reconcile_one(t).await?;
+                if let Some(job) = self.reconcile_one(t).await? {
+                    missing.push(job);
+                }
+            }
+            if !missing.is_empty() {
+                tracing::warn!(
+                    triggers = missing.len(),
+                    "active triggers had no timer job; scheduling them"
+                );
+                self.put_jobs(missing)
+                    .await
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
             }
             match page.next_cursor {
                 Some(c) => cursor = Some(c),
@@ -209,7 +223,12 @@ impl LocalTimer {
         }
     }
 
-    async fn reconcile_one(&self, t: &Trigger) -> Result<(), StoreError> {
+    /// Settles one trigger at start-up; a trigger that should have a job and has none is
+    /// returned with its due time, for the caller to schedule with the rest of its page.
+    async fn reconcile_one(
+        &self,
+        t: &Trigger,
+    ) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
         let now = self.inner.clock.now();
         if t.status == TriggerStatus::Broken {
             // An unreadable body: its stand-in replaces it, the bytes are kept aside.
@@ -218,10 +237,10 @@ impl LocalTimer {
                 .jobs
                 .quarantine_trigger(t.clone(), reason)
                 .await?;
-            return self
-                .remove_job(trigger_job(&t.id))
+            self.remove_job(trigger_job(&t.id))
                 .await
-                .map_err(|e| StoreError::Unavailable(e.to_string()));
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            return Ok(None);
         }
         if let Some(problem) = t.stored_problem() {
             tracing::error!(trigger_id = %t.id, %problem, "stored trigger cannot fire; marked broken");
@@ -234,19 +253,21 @@ impl LocalTimer {
                 Ok(()) | Err(StoreError::VersionConflict) => {}
                 Err(e) => return Err(e),
             }
-            return self
-                .remove_job(trigger_job(&t.id))
-                .await
-                .map_err(|e| StoreError::Unavailable(e.to_string()));
-        }
-        let known = self.state().live.contains_key(&trigger_job(&t.id));
-        if !known && t.schedule.is_some() {
-            tracing::warn!(trigger_id = %t.id, "active trigger had no timer job; scheduling it");
-            self.schedule(t)
+            self.remove_job(trigger_job(&t.id))
                 .await
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            return Ok(None);
         }
-        Ok(())
+        let key = trigger_job(&t.id);
+        if t.schedule.is_none() || self.state().live.contains_key(&key) {
+            return Ok(None);
+        }
+        // Without a next occurrence there is nothing to schedule, and no stored job to remove
+        // (memory holds every stored one).
+        Ok(t.next_fire_after(now).map(|due| {
+            tracing::debug!(trigger_id = %t.id, "active trigger had no timer job");
+            (key, due)
+        }))
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -573,17 +594,32 @@ impl LocalTimer {
     }
 
     async fn put_job(&self, key: String, due: DateTime<Utc>) -> Result<(), SchedulerError> {
-        let generation = self.next_gen();
-        let due_ms = due.timestamp_millis();
-        self.inner
-            .jobs
-            .put_timer_job(TimerJob {
-                key: key.clone(),
-                due_ms,
-                generation,
+        self.put_jobs(vec![(key, due)]).await
+    }
+
+    /// Stores jobs (each replacing any of its key) in one write, then keeps them in memory.
+    async fn put_jobs(&self, jobs: Vec<(String, DateTime<Utc>)>) -> Result<(), SchedulerError> {
+        let jobs: Vec<TimerJob> = jobs
+            .into_iter()
+            .map(|(key, due)| TimerJob {
+                key,
+                due_ms: due.timestamp_millis(),
+                generation: self.next_gen(),
             })
-            .await?;
-        self.state().put(key, Live { generation, due_ms });
+            .collect();
+        self.inner.jobs.put_timer_jobs(jobs.clone()).await?;
+        {
+            let mut state = self.state();
+            for job in jobs {
+                state.put(
+                    job.key,
+                    Live {
+                        generation: job.generation,
+                        due_ms: job.due_ms,
+                    },
+                );
+            }
+        }
         self.inner.wake.notify_one();
         Ok(())
     }

@@ -263,3 +263,31 @@ async fn test_runs_fire_once_without_a_trigger() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn triggers_without_a_job_get_one_at_start_and_keep_it() {
+    use etp::ports::TimerJobs;
+    let r = rig().await;
+    // More than one page of the start-up scan (500), so the batched write covers several.
+    let mut ids = Vec::new();
+    for _ in 0..520 {
+        ids.push(r.app.create_trigger(every(60)).await.unwrap().id);
+    }
+    // As after a restore of the triggers alone: the rows are there, their jobs are not.
+    for id in &ids {
+        r.store
+            .delete_timer_job(format!("trigger:{id}"))
+            .await
+            .unwrap();
+    }
+    assert!(r.store.timer_jobs().await.unwrap().is_empty());
+    let (dir, clock) = (r.dir, r.clock);
+    drop((r.timer, r.app, r.store));
+    let again = rig_at(dir, clock.clone()).await;
+    for id in &ids {
+        assert_eq!(again.timer.due(id), Some(t0() + Duration::seconds(60)));
+    }
+    assert_eq!(again.store.timer_jobs().await.unwrap().len(), ids.len());
+    again.clock.set(t0() + Duration::seconds(60));
+    assert_eq!(again.timer.run_due().await, ids.len());
+}

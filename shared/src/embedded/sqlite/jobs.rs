@@ -32,14 +32,21 @@ impl TimerJobs for SqliteStore {
         .await
     }
 
-    async fn put_timer_job(&self, job: TimerJob) -> Result<(), StoreError> {
+    async fn put_timer_jobs(&self, jobs: Vec<TimerJob>) -> Result<(), StoreError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
         self.write(move |c| {
-            c.prepare_cached(
-                "INSERT INTO timer_jobs (key, due_ms, generation) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(key) DO UPDATE SET due_ms = ?2, generation = ?3, test_run = NULL",
-            )
-            .and_then(|mut st| st.execute(params![job.key, job.due_ms, job.generation]))
-            .map_err(unavailable)?;
+            let mut st = c
+                .prepare_cached(
+                    "INSERT INTO timer_jobs (key, due_ms, generation) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(key) DO UPDATE SET due_ms = ?2, generation = ?3, test_run = NULL",
+                )
+                .map_err(unavailable)?;
+            for job in &jobs {
+                st.execute(params![job.key, job.due_ms, job.generation])
+                    .map_err(unavailable)?;
+            }
             Ok(())
         })
         .await
