@@ -1,12 +1,15 @@
 //! The guard of every protected route: who is calling (the bootstrap token or an API key), and
 //! whether the route's scope, from the one table below, allows it.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::problem::ApiError;
@@ -137,25 +140,123 @@ fn authorize(caller: &Caller, parts: &Parts, path_id: Option<&str>) -> Result<()
     Ok(())
 }
 
-pub async fn require_token(
-    State(guard): State<Arc<Guard>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let caller = match bearer(&req) {
-        None => return ApiError::Unauthorized.into_response(),
-        Some(t) if guard.token.matches(t) => Caller::Bootstrap,
-        Some(t) => match guard.app.authenticate_key(t).await {
-            Ok(Some(key)) => Caller::Key(key),
-            Ok(None) => return ApiError::Unauthorized.into_response(),
-            Err(e) => return ApiError::App(e).into_response(),
-        },
-    };
-    // The bootstrap token grants every scope and every trigger: nothing to look up.
-    if let Caller::Bootstrap = caller {
-        req.extensions_mut().insert(caller);
-        return next.run(req).await;
+/// The guard as a layer for the protected routes ([`Guarded`]).
+#[derive(Clone)]
+pub struct GuardLayer(Arc<Guard>);
+
+impl GuardLayer {
+    pub fn new(guard: Arc<Guard>) -> Self {
+        Self(guard)
     }
+}
+
+impl<S> tower::Layer<S> for GuardLayer {
+    type Service = Guarded<S>;
+
+    fn layer(&self, inner: S) -> Guarded<S> {
+        Guarded {
+            inner,
+            guard: self.0.clone(),
+        }
+    }
+}
+
+/// A protected route behind the guard. Hand-written rather than an `async` middleware: the
+/// bootstrap token, checked without a wait, then costs neither a boxed future nor a boxed copy
+/// of the route, as `from_fn` made on every request.
+#[derive(Clone)]
+pub struct Guarded<S> {
+    inner: S,
+    guard: Arc<Guard>,
+}
+
+impl<S> tower::Service<Request> for Guarded<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = GuardFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let key = match bearer(&req) {
+            None => return GuardFuture::answered(ApiError::Unauthorized.into_response()),
+            // The bootstrap token grants every scope and every trigger: nothing to look up.
+            Some(t) if self.guard.token.matches(t) => {
+                req.extensions_mut().insert(Caller::Bootstrap);
+                return GuardFuture::Admitted {
+                    handling: self.inner.call(req),
+                };
+            }
+            Some(t) => t.to_owned(),
+        };
+        // The route is called after the key's lookup: with the copy made ready, as Tower asks.
+        let fresh = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, fresh);
+        let guard = self.guard.clone();
+        GuardFuture::Checking {
+            checking: Box::pin(async move {
+                match admit_key(&guard, &key, req).await {
+                    Ok(req) => match inner.call(req).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    },
+                    Err(refused) => refused,
+                }
+            }),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// What [`Guarded`] answers: a refusal, the route's own answer, or (for an API key) the
+    /// key's lookup and then the route's answer.
+    #[project = GuardProjection]
+    pub enum GuardFuture<F> {
+        Refused { response: Option<Response> },
+        Admitted { #[pin] handling: F },
+        Checking { checking: Pin<Box<dyn Future<Output = Response> + Send>> },
+    }
+}
+
+impl<F> GuardFuture<F> {
+    fn answered(response: Response) -> Self {
+        Self::Refused {
+            response: Some(response),
+        }
+    }
+}
+
+impl<F> Future for GuardFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            GuardProjection::Refused { response } => Poll::Ready(Ok(response
+                .take()
+                .unwrap_or_else(|| ApiError::Unauthorized.into_response()))),
+            GuardProjection::Admitted { handling } => handling.poll(cx),
+            GuardProjection::Checking { checking } => checking.as_mut().poll(cx).map(Ok),
+        }
+    }
+}
+
+/// The request from an API key `token`, with its caller, if the key exists and may do what it
+/// asks; the refusal otherwise.
+async fn admit_key(guard: &Guard, token: &str, req: Request) -> Result<Request, Response> {
+    let caller = match guard.app.authenticate_key(token).await {
+        Ok(Some(key)) => Caller::Key(key),
+        Ok(None) => return Err(ApiError::Unauthorized.into_response()),
+        Err(e) => return Err(ApiError::App(e).into_response()),
+    };
     let (mut parts, body) = req.into_parts();
     // The router's own reading of the path, so a prefix in front of the API changes nothing.
     let id = RawPathParams::from_request_parts(&mut parts, &())
@@ -166,10 +267,10 @@ pub async fn require_token(
             super::extract::parse_id(raw)
         });
     if let Err(e) = authorize(&caller, &parts, id.as_deref()) {
-        return e.into_response();
+        return Err(e.into_response());
     }
     parts.extensions.insert(caller);
-    next.run(Request::from_parts(parts, body)).await
+    Ok(Request::from_parts(parts, body))
 }
 
 #[cfg(test)]

@@ -17,18 +17,20 @@ pub mod test_runs;
 pub mod triggers;
 pub mod ui;
 
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Router, middleware};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::app::App;
 use crate::config::ApiToken;
+use crate::telemetry::http::{Tracked, Tracking};
 use extract::BodyLimit;
 use problem::ApiError;
 
@@ -103,8 +105,7 @@ pub fn router(app: Arc<App>, token: ApiToken) -> Router {
         token,
         app: app.clone(),
     });
-    let guarded =
-        protected(app).route_layer(middleware::from_fn_with_state(guard, auth::require_token));
+    let guarded = protected(app).route_layer(auth::GuardLayer::new(guard));
     let edge = Edge {
         limit: BodyLimit(limit),
         seal,
@@ -117,7 +118,7 @@ pub fn router(app: Arc<App>, token: ApiToken) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(
             ServiceBuilder::new()
-                .layer(middleware::from_fn_with_state(edge, enter))
+                .layer(edge)
                 .layer(panic_layer())
                 .layer(DefaultBodyLimit::max(limit)),
         )
@@ -131,13 +132,44 @@ struct Edge {
     seal: cursor_seal::CursorSeal,
 }
 
+impl<S> tower::Layer<S> for Edge {
+    type Service = AtEdge<S>;
+
+    fn layer(&self, inner: S) -> AtEdge<S> {
+        AtEdge {
+            inner,
+            edge: self.clone(),
+        }
+    }
+}
+
 /// The outermost step of every request: its extensions, then its span, access log, metrics and
-/// failure log ([`crate::telemetry::http::track`]).
-async fn enter(State(edge): State<Edge>, mut req: Request, next: Next) -> Response {
-    let extensions = req.extensions_mut();
-    extensions.insert(edge.limit);
-    extensions.insert(edge.seal);
-    crate::telemetry::http::track(req, next).await
+/// failure log ([`crate::telemetry::http::Tracked`]).
+#[derive(Clone)]
+struct AtEdge<S> {
+    inner: S,
+    edge: Edge,
+}
+
+impl<S> tower::Service<Request> for AtEdge<S>
+where
+    S: tower::Service<Request, Error = Infallible>,
+    S::Response: IntoResponse,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Tracked<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let extensions = req.extensions_mut();
+        extensions.insert(self.edge.limit);
+        extensions.insert(self.edge.seal.clone());
+        Tracking::start(&req).around(self.inner.call(req))
+    }
 }
 
 /// A panic in any handler fails that request alone, as a problem+json 500 (the panic hook

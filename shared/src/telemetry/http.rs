@@ -4,14 +4,18 @@
 //! labels; no header is ever logged, so neither is the bearer token.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, LazyLock, RwLock};
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
 use metrics::{Counter, Histogram, SharedString};
-use tracing::Instrument;
+use tracing::Span;
 
 use super::handles::Cached;
 use super::{HTTP_DURATION, HTTP_REQUESTS};
@@ -19,33 +23,99 @@ use super::{HTTP_DURATION, HTTP_REQUESTS};
 /// The label for a request no route matched (a 404 from the fallback).
 pub const UNMATCHED: &str = "unmatched";
 
-/// Wraps one request: its span, access log line and metrics.
-pub async fn track(req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = route_of(
-        req.extensions()
-            .get::<MatchedPath>()
-            .map(MatchedPath::as_str),
-    );
-    let method = req.method().clone();
-    let span = tracing::info_span!("request", %method, route = %route.label,
-        status = tracing::field::Empty, latency_ms = tracing::field::Empty);
-    let response = next.run(req).instrument(span.clone()).await;
-    let took = started.elapsed();
-    let status = response.status().as_u16();
-    // Whole microseconds, so the log shows 0.227 rather than 0.22730499999999998.
-    let latency_ms = took.as_micros() as f64 / 1000.0;
-    span.record("status", status);
-    span.record("latency_ms", latency_ms);
-    // Outside the span, which carries the same fields: one line, each field once.
-    tracing::info!(%method, route = %route.label, status, latency_ms, "request");
-    crate::http::problem::log_failure(&method, &route.label, &response);
-    route.count(status);
-    route.duration.with(
-        || metrics::histogram!(HTTP_DURATION, "route" => route.label.clone()),
-        |h| h.record(took.as_secs_f64()),
-    );
-    response
+/// One request's span, access log line and metrics, begun as it arrives (its route already
+/// matched) and finished by [`Tracked`] with the response.
+pub struct Tracking {
+    started: Instant,
+    route: Arc<Route>,
+    method: Method,
+    span: Span,
+}
+
+impl Tracking {
+    pub fn start(req: &Request) -> Self {
+        let started = Instant::now();
+        let route = route_of(
+            req.extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str),
+        );
+        let method = req.method().clone();
+        let span = tracing::info_span!("request", %method, route = %route.label,
+            status = tracing::field::Empty, latency_ms = tracing::field::Empty);
+        Self {
+            started,
+            route,
+            method,
+            span,
+        }
+    }
+
+    /// `handling` (the request's response to come), tracked.
+    pub fn around<F>(self, handling: F) -> Tracked<F> {
+        Tracked {
+            handling,
+            tracking: Some(self),
+        }
+    }
+
+    fn finish(self, response: &Response) {
+        let Self {
+            started,
+            route,
+            method,
+            span,
+        } = self;
+        let took = started.elapsed();
+        let status = response.status().as_u16();
+        // Whole microseconds, so the log shows 0.227 rather than 0.22730499999999998.
+        let latency_ms = took.as_micros() as f64 / 1000.0;
+        span.record("status", status);
+        span.record("latency_ms", latency_ms);
+        // Outside the span, which carries the same fields: one line, each field once.
+        tracing::info!(%method, route = %route.label, status, latency_ms, "request");
+        crate::http::problem::log_failure(&method, &route.label, response);
+        route.count(status);
+        route.duration.with(
+            || metrics::histogram!(HTTP_DURATION, "route" => route.label.clone()),
+            |h| h.record(took.as_secs_f64()),
+        );
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's handling inside its span, logged and counted once it answers. A future of
+    /// its own rather than an `async` middleware: `from_fn` boxed the rest of the stack and
+    /// its future again on every request, a sixth of a firing's CPU with the bearer guard.
+    pub struct Tracked<F> {
+        #[pin]
+        handling: F,
+        tracking: Option<Tracking>,
+    }
+}
+
+impl<F, R> Future for Tracked<F>
+where
+    F: Future<Output = Result<R, Infallible>>,
+    R: IntoResponse,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let answered = {
+            let _in_span = this.tracking.as_ref().map(|t| t.span.enter());
+            ready!(this.handling.poll(cx))
+        };
+        let response = match answered {
+            Ok(response) => response.into_response(),
+            Err(never) => match never {},
+        };
+        if let Some(tracking) = this.tracking.take() {
+            tracking.finish(&response);
+        }
+        Poll::Ready(Ok(response))
+    }
 }
 
 /// The statuses the API answers with: their labels need no new string, their counters are

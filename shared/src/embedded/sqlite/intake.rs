@@ -406,6 +406,14 @@ impl Segment {
         }
         let map = std::ptr::NonNull::new(map.cast::<u8>())
             .ok_or_else(|| std::io::Error::other("mmap returned null"))?;
+        // Every page write-faulted now, in one call: otherwise every eighth firing or so took a
+        // page fault of its own (a quarter of a microsecond per firing). Best effort: a kernel
+        // older than 5.14 refuses it, and lines then fault their pages in as before.
+        #[cfg(target_os = "linux")]
+        // SAFETY: advice on the mapping just made, within its length.
+        unsafe {
+            libc::madvise(map.as_ptr().cast(), len, libc::MADV_POPULATE_WRITE);
+        }
         Ok(Self {
             file,
             map,
