@@ -1,4 +1,4 @@
-//! The guard of every protected route: who is calling (the bootstrap token or an API key), and
+//! The guard of every route that is not public ([`super::PUBLIC`]): who is calling (the bootstrap token or an API key), and
 //! whether the route's scope, from the one table below, allows it.
 
 use std::convert::Infallible;
@@ -97,7 +97,7 @@ impl Caller {
 }
 
 /// The guard's state: the bootstrap token and the app (whose store holds the keys); shared, as
-/// the middleware gets its own copy of its state for every request.
+/// axum copies the router's edge (which holds it) for every request.
 pub struct Guard {
     pub token: ApiToken,
     pub app: Arc<App>,
@@ -140,70 +140,34 @@ fn authorize(caller: &Caller, parts: &Parts, path_id: Option<&str>) -> Result<()
     Ok(())
 }
 
-/// The guard as a layer for the protected routes ([`Guarded`]).
-#[derive(Clone)]
-pub struct GuardLayer(Arc<Guard>);
-
-impl GuardLayer {
-    pub fn new(guard: Arc<Guard>) -> Self {
-        Self(guard)
-    }
-}
-
-impl<S> tower::Layer<S> for GuardLayer {
-    type Service = Guarded<S>;
-
-    fn layer(&self, inner: S) -> Guarded<S> {
-        Guarded {
-            inner,
-            guard: self.0.clone(),
-        }
-    }
-}
-
-/// A protected route behind the guard. Hand-written rather than an `async` middleware: the
-/// bootstrap token, checked without a wait, then costs neither a boxed future nor a boxed copy
-/// of the route, as `from_fn` made on every request.
-#[derive(Clone)]
-pub struct Guarded<S> {
-    inner: S,
-    guard: Arc<Guard>,
-}
-
-impl<S> tower::Service<Request> for Guarded<S>
-where
-    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = GuardFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request) -> Self::Future {
+impl Guard {
+    /// `req` (to a protected route) handed to `route` if its bearer token may make it; the
+    /// refusal otherwise. The bootstrap token, checked without a wait, goes straight on; only
+    /// an API key's lookup is boxed, with a copy of the route to call after it.
+    pub fn admit<S>(self: &Arc<Self>, mut req: Request, route: &mut S) -> GuardFuture<S::Future>
+    where
+        S: tower::Service<Request, Error = Infallible> + Clone + Send + 'static,
+        S::Response: IntoResponse,
+        S::Future: Send + 'static,
+    {
         let key = match bearer(&req) {
-            None => return GuardFuture::answered(ApiError::Unauthorized.into_response()),
+            None => return GuardFuture::refused(ApiError::Unauthorized.into_response()),
             // The bootstrap token grants every scope and every trigger: nothing to look up.
-            Some(t) if self.guard.token.matches(t) => {
+            Some(t) if self.token.matches(t) => {
                 req.extensions_mut().insert(Caller::Bootstrap);
-                return GuardFuture::Admitted {
-                    handling: self.inner.call(req),
-                };
+                return GuardFuture::admitted(route.call(req));
             }
             Some(t) => t.to_owned(),
         };
-        // The route is called after the key's lookup: with the copy made ready, as Tower asks.
-        let fresh = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, fresh);
-        let guard = self.guard.clone();
+        // The route is called after the lookup: the copy made ready goes with it, as Tower asks.
+        let fresh = route.clone();
+        let mut route = std::mem::replace(route, fresh);
+        let guard = self.clone();
         GuardFuture::Checking {
             checking: Box::pin(async move {
                 match admit_key(&guard, &key, req).await {
-                    Ok(req) => match inner.call(req).await {
-                        Ok(response) => response,
+                    Ok(req) => match route.call(req).await {
+                        Ok(response) => response.into_response(),
                         Err(never) => match never {},
                     },
                     Err(refused) => refused,
@@ -214,8 +178,8 @@ where
 }
 
 pin_project_lite::pin_project! {
-    /// What [`Guarded`] answers: a refusal, the route's own answer, or (for an API key) the
-    /// key's lookup and then the route's answer.
+    /// What [`Guard::admit`] answers: a refusal, the route's own answer, or (for an API key)
+    /// the key's lookup and then the route's answer.
     #[project = GuardProjection]
     pub enum GuardFuture<F> {
         Refused { response: Option<Response> },
@@ -225,16 +189,22 @@ pin_project_lite::pin_project! {
 }
 
 impl<F> GuardFuture<F> {
-    fn answered(response: Response) -> Self {
+    fn refused(response: Response) -> Self {
         Self::Refused {
             response: Some(response),
         }
     }
+
+    /// The route's own answer, for a request that needs no token or has passed.
+    pub fn admitted(handling: F) -> Self {
+        Self::Admitted { handling }
+    }
 }
 
-impl<F> Future for GuardFuture<F>
+impl<F, R> Future for GuardFuture<F>
 where
-    F: Future<Output = Result<Response, Infallible>>,
+    F: Future<Output = Result<R, Infallible>>,
+    R: IntoResponse,
 {
     type Output = Result<Response, Infallible>;
 
@@ -243,7 +213,12 @@ where
             GuardProjection::Refused { response } => Poll::Ready(Ok(response
                 .take()
                 .unwrap_or_else(|| ApiError::Unauthorized.into_response()))),
-            GuardProjection::Admitted { handling } => handling.poll(cx),
+            GuardProjection::Admitted { handling } => {
+                handling.poll(cx).map(|answered| match answered {
+                    Ok(response) => Ok(response.into_response()),
+                    Err(never) => match never {},
+                })
+            }
             GuardProjection::Checking { checking } => checking.as_mut().poll(cx).map(Ok),
         }
     }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower::ServiceBuilder;
@@ -90,6 +90,20 @@ fn protected(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// The routes anyone may call, by template: the health check, the API's description, and the
+/// pages, which hold no data (they ask for the token and send it with each API call). Every
+/// other route a request matches needs the bearer token or an API key, so a route added
+/// without a thought is closed, not open. A request no route matches gets its 404 unasked.
+pub const PUBLIC: [&str; 7] = [
+    "/health",
+    "/openapi.json",
+    "/",
+    "/ui/{file}",
+    "/docs",
+    "/docs/",
+    "/docs/{file}",
+];
+
 /// The whole API.
 pub fn router(app: Arc<App>, token: ApiToken) -> Router {
     let limit = app.settings.max_body_bytes;
@@ -98,22 +112,21 @@ pub fn router(app: Arc<App>, token: ApiToken) -> Router {
         .route("/health", get(system::health))
         .route("/openapi.json", get(openapi::openapi))
         .with_state(app.clone())
-        // The pages hold no data: they ask for the token and send it with each API call.
         .merge(ui::routes())
         .merge(docs::routes());
-    let guard = Arc::new(auth::Guard {
-        token,
-        app: app.clone(),
-    });
-    let guarded = protected(app).route_layer(auth::GuardLayer::new(guard));
     let edge = Edge {
         limit: BodyLimit(limit),
         seal,
+        guard: Arc::new(auth::Guard {
+            token,
+            app: app.clone(),
+        }),
     };
-    // One stack, added once: each `Router::layer` call boxes every route again, and a request
-    // then passes through one more boxed service and future per call.
+    // One stack, added once, the bearer guard in it: each `Router::layer` or `route_layer`
+    // call boxes every route again, and a request then passes through one more boxed service
+    // (cloned for the request, with everything under it) and one more boxed future.
     public
-        .merge(guarded)
+        .merge(protected(app))
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(
@@ -124,12 +137,13 @@ pub fn router(app: Arc<App>, token: ApiToken) -> Router {
         )
 }
 
-/// What every request carries to its handler: the body limit (which a 413 names) and the key
-/// that seals listing cursors.
+/// What every request carries to its handler (the body limit, which a 413 names, and the key
+/// that seals listing cursors) and the guard of the routes that are not [`PUBLIC`].
 #[derive(Clone)]
 struct Edge {
     limit: BodyLimit,
     seal: cursor_seal::CursorSeal,
+    guard: Arc<auth::Guard>,
 }
 
 impl<S> tower::Layer<S> for Edge {
@@ -143,8 +157,10 @@ impl<S> tower::Layer<S> for Edge {
     }
 }
 
-/// The outermost step of every request: its extensions, then its span, access log, metrics and
-/// failure log ([`crate::telemetry::http::Tracked`]).
+/// The outermost step of every request: its extensions, its span, access log, metrics and
+/// failure log ([`crate::telemetry::http::Tracked`]), then the bearer guard
+/// ([`auth::Guard::admit`]). A service of its own rather than `from_fn` layers, which boxed the
+/// rest of the stack and a future again for every request.
 #[derive(Clone)]
 struct AtEdge<S> {
     inner: S,
@@ -153,12 +169,13 @@ struct AtEdge<S> {
 
 impl<S> tower::Service<Request> for AtEdge<S>
 where
-    S: tower::Service<Request, Error = Infallible>,
+    S: tower::Service<Request, Error = Infallible> + Clone + Send + 'static,
     S::Response: IntoResponse,
+    S::Future: Send + 'static,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Tracked<S::Future>;
+    type Future = Tracked<auth::GuardFuture<S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -168,7 +185,17 @@ where
         let extensions = req.extensions_mut();
         extensions.insert(self.edge.limit);
         extensions.insert(self.edge.seal.clone());
-        Tracking::start(&req).around(self.inner.call(req))
+        let tracking = Tracking::start(&req);
+        let guarded = req
+            .extensions()
+            .get::<MatchedPath>()
+            .is_some_and(|route| !PUBLIC.contains(&route.as_str()));
+        let answer = if guarded {
+            self.edge.guard.admit(req, &mut self.inner)
+        } else {
+            auth::GuardFuture::admitted(self.inner.call(req))
+        };
+        tracking.around(answer)
     }
 }
 

@@ -162,12 +162,36 @@ async fn every_protected_route_needs_the_token() {
             assert!(r.header("www-authenticate").is_some());
         }
     }
-    for path in ["/health", "/openapi.json"] {
+    // Every public route (etp::http::PUBLIC), and nothing else.
+    for path in [
+        "/health",
+        "/openapi.json",
+        "/",
+        "/ui/app.js",
+        "/docs",
+        "/docs/",
+        "/docs/index.css",
+    ] {
         let r = api
             .raw(Request::get(path).body(Body::empty()).unwrap())
             .await;
         assert_ne!(r.status, StatusCode::UNAUTHORIZED, "{path}");
     }
+    assert_eq!(
+        etp::http::PUBLIC.len(),
+        7,
+        "a new public route is tested above"
+    );
+    // A protected path asked with a method it lacks: the token first.
+    api.raw(
+        Request::builder()
+            .method(Method::PATCH)
+            .uri("/triggers")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .problem(401, None);
 }
 
 #[tokio::test]
