@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use metrics::{Counter, Histogram, SharedString};
 use tracing::Span;
 
@@ -86,7 +86,7 @@ impl Tracking {
 pin_project_lite::pin_project! {
     /// A request's handling inside its span, logged and counted once it answers. A future of
     /// its own rather than an `async` middleware: `from_fn` boxed the rest of the stack and
-    /// its future again on every request, a sixth of a firing's CPU with the bearer guard.
+    /// its future again on every request (with the bearer guard, 2.5 µs of a firing's 19).
     pub struct Tracked<F> {
         #[pin]
         handling: F,
@@ -94,12 +94,11 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F, R> Future for Tracked<F>
+impl<F> Future for Tracked<F>
 where
-    F: Future<Output = Result<R, Infallible>>,
-    R: IntoResponse,
+    F: Future<Output = Result<Response, Infallible>>,
 {
-    type Output = Result<Response, Infallible>;
+    type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -107,10 +106,7 @@ where
             let _in_span = this.tracking.as_ref().map(|t| t.span.enter());
             ready!(this.handling.poll(cx))
         };
-        let response = match answered {
-            Ok(response) => response.into_response(),
-            Err(never) => match never {},
-        };
+        let Ok(response) = answered;
         if let Some(tracking) = this.tracking.take() {
             tracking.finish(&response);
         }
