@@ -1,5 +1,6 @@
-//! The guard of every route that is not public ([`super::PUBLIC`]): who is calling (the bootstrap token or an API key), and
-//! whether the route's scope, from the one table below, allows it.
+//! The guard of every route that is not public ([`super::PUBLIC`]): who is calling (the
+//! bootstrap token or an API key), and whether the route's scope, from the one table below,
+//! allows it.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -219,7 +220,17 @@ where
                     Err(never) => match never {},
                 })
             }
-            GuardProjection::Checking { checking } => checking.as_mut().poll(cx).map(Ok),
+            // The guard runs outside the panic layer: a panic while a key is looked up fails
+            // this request alone, as a handler's does.
+            GuardProjection::Checking { checking } => {
+                let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    checking.as_mut().poll(cx)
+                }));
+                match polled {
+                    Ok(answer) => answer.map(Ok),
+                    Err(panic) => Poll::Ready(Ok(super::problem::panic_response(panic))),
+                }
+            }
         }
     }
 }
