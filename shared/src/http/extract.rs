@@ -87,13 +87,18 @@ fn malformed(e: &serde_json::Error) -> ApiError {
     }
 }
 
+/// Whether `T` is an untyped JSON document, which any body is.
+fn is_value<T: 'static>() -> bool {
+    std::any::TypeId::of::<T>() == std::any::TypeId::of::<serde_json::Value>()
+}
+
 /// Parses a whole JSON document into `T`: syntax errors are 400, shape errors 422.
 pub fn parse_json<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, ApiError> {
     use serde_json::error::Category;
     let mut de = serde_json::Deserializer::from_slice(bytes);
     // Any document is a `Value`: only its syntax can fail, so there is no path to track (the
     // tracker copies every key it passes, and a payload is read on every firing).
-    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<serde_json::Value>() {
+    if is_value::<T>() {
         let value = T::deserialize(&mut de).map_err(|e| malformed(&e))?;
         de.end().map_err(|e| malformed(&e))?;
         return Ok(value);
@@ -118,9 +123,7 @@ pub fn parse_json<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, ApiE
 /// Typed bodies are JSON objects; serde alone would also accept an array for a struct.
 fn check_shape<T: 'static>(bytes: &[u8]) -> Result<(), ApiError> {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-    if std::any::TypeId::of::<T>() != std::any::TypeId::of::<serde_json::Value>()
-        && first != Some(&b'{')
-    {
+    if !is_value::<T>() && first != Some(&b'{') {
         return Err(ValidationError::field("body", "must be a JSON object").into());
     }
     Ok(())
