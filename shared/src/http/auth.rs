@@ -285,6 +285,35 @@ mod tests {
         }
     }
 
+    /// An API key's lookup runs outside the panic layer: a panic there answers its own
+    /// request with a problem+json 500, and the server goes on.
+    #[tokio::test]
+    async fn a_panicking_key_lookup_fails_its_request_alone() {
+        type Route = std::future::Ready<Result<Response, Infallible>>;
+        let lookup: GuardFuture<Route> = GuardFuture::Checking {
+            checking: Box::pin(async {
+                let keys: Vec<Response> = Vec::new();
+                // A row taken for granted that is not there: the kind of bug the catch is for.
+                keys.into_iter()
+                    .nth(std::hint::black_box(3))
+                    .expect("a stored key")
+            }),
+        };
+        let Ok(answer) = lookup.await;
+        assert_eq!(
+            answer.status(),
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            answer.headers()[header::CONTENT_TYPE],
+            super::super::problem::PROBLEM_JSON
+        );
+        let fine: GuardFuture<Route> =
+            GuardFuture::admitted(std::future::ready(Ok(().into_response())));
+        let Ok(answer) = fine.await;
+        assert_eq!(answer.status(), axum::http::StatusCode::OK);
+    }
+
     #[test]
     fn unlisted_routes_need_admin() {
         assert_eq!(scope_for(&Method::GET, "/nowhere"), Some(Scope::Admin));
