@@ -93,21 +93,25 @@ impl Report {
     pub fn print(&self) {
         let mut out = String::new();
         out.push_str(
-            "\n| case | stored events | conns | req/s | p50 ms | p99 ms | errors | ceiling req/s | share of ceiling |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            "\nreq/s: the median of the runs (each on fresh connections), with the slowest and fastest run; \
+             p50 and p99: over every request of every run.\n\
+             \n| case | stored events | conns | req/s | runs | p50 ms | p99 ms | errors | ceiling req/s | ceiling runs | share of ceiling |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for r in &self.http {
             out.push_str(&format!(
-                "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} |\n",
+                "| {} | {} | {} | {:.0} | {} | {:.2} | {:.2} | {} | {} | {} | {} |\n",
                 r.case,
                 r.stored_events,
                 r.connections,
                 r.load.rps,
+                r.load.spread(),
                 r.load.p50_ms,
                 r.load.p99_ms,
                 r.load.errors,
                 r.ceiling
                     .as_ref()
                     .map_or("-".into(), |c| format!("{:.0}", c.rps)),
+                r.ceiling.as_ref().map_or("-".into(), Load::spread),
                 r.share().map_or("-".into(), |s| format!("{s:.2}")),
             ));
         }
