@@ -34,6 +34,12 @@ schemathesis.openapi.format(
 # Expressions that fire at least once a day, so any window of two days or more holds one.
 CRONS = ["*/5 * * * *", "0 9 * * *", "0 0 * * *", "0 */6 * * *", "0 0 12 * * *", "15,45 * * * *"]
 schemathesis.openapi.format("cron", st.sampled_from(CRONS))
+# The document's own examples (examples and coverage phases send them). `0 9 * * MON-FRI` has
+# no occurrence from a Friday morning to a Sunday: a window of two days is not enough, a week
+# and a day always is.
+DOCUMENT_CRONS = ["0 9 * * MON-FRI", "*/15 * * * *", "0 * * * *"]
+DAILY = timedelta(days=2)
+WEEKLY = timedelta(days=8)
 
 
 MAX_EVERY_SECONDS = 10 * 365 * 24 * 3600
@@ -83,7 +89,9 @@ def _fit(body, test_run):
             every = schedule.get("every_seconds")
             if _whole(every) and 1 <= every <= MAX_EVERY_SECONDS:
                 schedule["every_seconds"] = min(int(every), 3600)
-            if schedule.get("expression") in CRONS:
+            # Every known expression becomes one that fires within the 24 h lead, whatever
+            # the weekday the run falls on.
+            if schedule.get("expression") in CRONS + DOCUMENT_CRONS:
                 schedule["expression"] = "*/5 * * * *"
         at = _instant(schedule.get("at"), now, timedelta(hours=1 if test_run else 48))
         if at is not None:
@@ -96,10 +104,11 @@ def _fit(body, test_run):
         if test_run and start is not None:
             schedule["start_at"] = _fmt(now + timedelta(minutes=1))
             start = now + timedelta(minutes=1)
+        room = DAILY if schedule.get("expression", CRONS[0]) in CRONS else WEEKLY
         end = _instant(
             schedule.get("end_at"),
             start or now,
-            timedelta(seconds=min(every, 11 * 365 * 86400)) + timedelta(days=2),
+            timedelta(seconds=min(every, 11 * 365 * 86400)) + room,
         )
         if end is not None:
             schedule["end_at"] = _fmt(end)
