@@ -48,8 +48,9 @@ local-bin:
 test-browser: local-bin $(CHROMIUM) $(BROWSER_DIR)/node_modules/.installed
 	cd $(BROWSER_DIR) && ETP_BIN=$(ETP_BIN) CHROMIUM=$(CHROMIUM) node --test --test-concurrency=1 dashboard.test.mjs
 
-test-fuzz: local-bin $(VENV)/.installed
+test-fuzz: local-bin $(VENV)/.installed $(FAKETIME)
 	ETP_BIN=$(ETP_BIN) tests/fuzz/run
+	ETP_BIN=$(ETP_BIN) tests/fuzz/weekdays
 
 # The deployable path: template lint, SAM's own validation, the template as CloudFormation
 # receives it (expanded by SAM's translator: cfn-lint, IAM policy lint, dangling references), and
