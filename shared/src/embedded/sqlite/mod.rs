@@ -78,9 +78,7 @@ impl SqliteStore {
         // checkpoint lets the log start over, so the writer still checkpoints once the log
         // holds WRITER_CHECKPOINT_PAGES; by then most of it is copied already.
         writer
-            .execute_batch(&format!(
-                "PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_PAGES};"
-            ))
+            .execute_batch(&threads::checkpoint_settings(false))
             .map_err(unavailable)?;
         writer.execute_batch(TABLES).map_err(unavailable)?;
         migrate(&mut writer).map_err(unavailable)?;

@@ -487,6 +487,10 @@ fn a_backlog_defers_the_writers_checkpoints() {
         c.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
             .unwrap()
     };
+    let limit = |c: &Connection| -> i64 {
+        c.query_row("PRAGMA journal_size_limit", [], |r| r.get(0))
+            .unwrap()
+    };
     let mut backlog = false;
     super::threads::checkpoint_for(&conn, true, &mut backlog);
     assert!(backlog);
@@ -494,9 +498,61 @@ fn a_backlog_defers_the_writers_checkpoints() {
         threshold(&conn),
         i64::from(super::threads::BACKLOG_CHECKPOINT_PAGES)
     );
+    assert_eq!(limit(&conn), -1, "a backlog keeps the log's size");
     super::threads::checkpoint_for(&conn, false, &mut backlog);
     assert!(!backlog);
     assert_eq!(threshold(&conn), i64::from(super::WRITER_CHECKPOINT_PAGES));
+    assert_eq!(limit(&conn), super::threads::LOG_SIZE_LIMIT);
+}
+
+/// A log that grew past its limit (here a long read held it open while about 30 MiB of
+/// firings were written) shrinks back to the limit when it next starts over, instead of
+/// keeping its largest size on disk for good.
+#[tokio::test]
+async fn a_grown_log_gives_its_space_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("etp.sqlite3");
+    let wal = path.with_extension("sqlite3-wal");
+    let store = SqliteStore::open(&path).unwrap();
+    let now = Utc::now();
+    let mut n = 0;
+    let mut record = async || {
+        let mut e = event(&format!("t{}", n % 50), now);
+        e.payload = serde_json::json!("x".repeat(2_000));
+        n += 1;
+        // A keyed firing waits for its commit, so the log's size is known after each.
+        let new = NewEvent {
+            dedupe_key: Some(format!("k{n}")),
+            ..plain(e)
+        };
+        store.record_event(new).await.unwrap();
+    };
+    record().await;
+    let reader = Connection::open(&path).unwrap();
+    reader.execute_batch("BEGIN;").unwrap();
+    let _: i64 = reader
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    for _ in 0..1_500 {
+        record().await;
+    }
+    let grown = std::fs::metadata(&wal).unwrap().len();
+    assert!(
+        grown > super::threads::LOG_SIZE_LIMIT as u64,
+        "the held log grew to {grown} bytes only"
+    );
+    reader.execute_batch("COMMIT;").unwrap();
+    drop(reader);
+    for _ in 0..3_000 {
+        record().await;
+        if std::fs::metadata(&wal).unwrap().len() <= super::threads::LOG_SIZE_LIMIT as u64 {
+            return;
+        }
+    }
+    panic!(
+        "the log kept {} bytes",
+        std::fs::metadata(&wal).unwrap().len()
+    );
 }
 
 /// A firing's log line is spliced from its encoded event and plan: it must be the very line

@@ -183,17 +183,31 @@ const BACKLOG_BATCH: usize = 64;
 /// whose shorter stalls keep request latency low.
 pub(super) const BACKLOG_CHECKPOINT_PAGES: u32 = 16_384;
 
-/// Sets the writer's checkpoint threshold for a backlog or for none, when that changes.
+/// The write-ahead log's size, in bytes, that the writer truncates it to when the log starts
+/// over outside a backlog. SQLite otherwise keeps the file at its largest ever (64 MiB and more
+/// after a burst of firings, or after a long read held the log) and reuses it in place. Well
+/// above what steady writes reach (under 10 MiB at [`super::WRITER_CHECKPOINT_PAGES`]), so
+/// only the first restart after a burst truncates.
+pub(super) const LOG_SIZE_LIMIT: i64 = 16 << 20;
+
+/// The writer's checkpoint settings for a backlog or for none. Through a backlog the log keeps
+/// its size (no `ftruncate` and no file regrowth between its checkpoints); once the backlog is
+/// over, the next restart of the log gives the space back.
+pub(super) fn checkpoint_settings(backlog: bool) -> String {
+    let (pages, limit) = if backlog {
+        (BACKLOG_CHECKPOINT_PAGES, -1)
+    } else {
+        (super::WRITER_CHECKPOINT_PAGES, LOG_SIZE_LIMIT)
+    };
+    format!("PRAGMA wal_autocheckpoint={pages}; PRAGMA journal_size_limit={limit};")
+}
+
+/// Sets the writer's checkpoint settings for a backlog or for none, when that changes.
 pub(super) fn checkpoint_for(conn: &Connection, backlog: bool, current: &mut bool) {
     if backlog == *current {
         return;
     }
-    let pages = if backlog {
-        BACKLOG_CHECKPOINT_PAGES
-    } else {
-        super::WRITER_CHECKPOINT_PAGES
-    };
-    match conn.execute_batch(&format!("PRAGMA wal_autocheckpoint={pages};")) {
+    match conn.execute_batch(&checkpoint_settings(backlog)) {
         Ok(()) => *current = backlog,
         Err(e) => tracing::warn!(error = %e, "could not set the checkpoint threshold"),
     }
